@@ -1,0 +1,46 @@
+# weir — the two set-up commands are `make demo` and `make test`.
+JOBS ?= $(shell nproc)
+FUZZ_SECONDS ?= 60
+
+.PHONY: all deps release debug demo test unit e2e fuzz bench format clean
+
+all: release
+
+deps:
+	@bash scripts/deps.sh
+
+release: deps
+	@cmake --preset release >/dev/null
+	@cmake --build --preset release -j $(JOBS)
+
+debug: deps
+	@cmake --preset debug >/dev/null
+	@cmake --build --preset debug -j $(JOBS)
+
+demo: release
+	./build/release/weir demo
+
+# Every test (unit + end-to-end) under ASan/UBSan, through CTest.
+test: debug
+	cd build/debug && ctest --output-on-failure -j $(JOBS) --timeout 900
+
+unit: debug
+	cd build/debug && ctest --output-on-failure -j $(JOBS) -E '^e2e\.'
+
+e2e: debug
+	cd build/debug && ctest --output-on-failure -R '^e2e\.'
+
+# Runs every libFuzzer target for FUZZ_SECONDS each (clang).
+fuzz: deps
+	@cmake --preset fuzz >/dev/null
+	@cmake --build --preset fuzz -j $(JOBS)
+	@bash fuzz/run.sh build/fuzz $(FUZZ_SECONDS)
+
+bench: release
+	@bash bench/run.sh
+
+format:
+	@clang-format -i $$(git ls-files '*.cpp' '*.hpp')
+
+clean:
+	rm -rf build

@@ -1,0 +1,162 @@
+#include "admin/admin_server.hpp"
+
+#include <fmt/format.h>
+
+#include "server/http_server.hpp"
+
+namespace weir::admin {
+namespace {
+
+std::string escape_label(std::string_view v) {
+  std::string out;
+  for (char c : v) {
+    if (c == '\\' || c == '"') out.push_back('\\');
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out.push_back(c);
+  }
+  return out;
+}
+
+std::string escape_json(std::string_view v) {
+  std::string out;
+  for (char c : v) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) out += fmt::format("\\u{:04x}", c);
+        else out.push_back(c);
+    }
+  }
+  return out;
+}
+
+uint64_t server_requests(const proxy::WorkerStats& st, uint32_t id) {
+  return id < st.server_requests.size() ? st.server_requests[id] : 0;
+}
+
+}  // namespace
+
+std::string render_metrics(const proxy::Snapshot& snap, const proxy::WorkerStats& st) {
+  std::string out;
+  out += "# HELP weir_requests_total Requests answered, by listener, backend and status code.\n";
+  out += "# TYPE weir_requests_total counter\n";
+  for (const auto& [key, counts] : st.requests) {
+    for (size_t i = 0; i < counts.by_status.size(); ++i) {
+      if (!counts.by_status[i]) continue;
+      out += fmt::format("weir_requests_total{{listener=\"{}\",backend=\"{}\",code=\"{}\"}} {}\n",
+                         escape_label(key.first), escape_label(key.second), i + 100,
+                         counts.by_status[i]);
+    }
+  }
+  out += "# HELP weir_server_up 1 if the server is in rotation.\n# TYPE weir_server_up gauge\n";
+  for (const auto& b : snap.backends) {
+    for (const auto& s : b.servers) {
+      out += fmt::format("weir_server_up{{backend=\"{}\",server=\"{}\"}} {}\n",
+                         escape_label(b.cfg->name), escape_label(s.name),
+                         s.state->up.load() ? 1 : 0);
+    }
+  }
+  out += "# HELP weir_server_active_requests In-flight requests per server.\n";
+  out += "# TYPE weir_server_active_requests gauge\n";
+  for (const auto& b : snap.backends) {
+    for (const auto& s : b.servers) {
+      out += fmt::format("weir_server_active_requests{{backend=\"{}\",server=\"{}\"}} {}\n",
+                         escape_label(b.cfg->name), escape_label(s.name), s.state->active.load());
+    }
+  }
+  out += "# HELP weir_server_requests_total Requests sent to each server (tries included).\n";
+  out += "# TYPE weir_server_requests_total counter\n";
+  for (const auto& b : snap.backends) {
+    for (const auto& s : b.servers) {
+      out += fmt::format("weir_server_requests_total{{backend=\"{}\",server=\"{}\"}} {}\n",
+                         escape_label(b.cfg->name), escape_label(s.name),
+                         server_requests(st, s.id));
+    }
+  }
+  out += "# HELP weir_request_duration_seconds Time from request head to response end.\n";
+  out += "# TYPE weir_request_duration_seconds histogram\n";
+  uint64_t cumulative = 0;
+  for (size_t i = 0; i < proxy::kLatencyBuckets.size(); ++i) {
+    cumulative += st.latency.counts[i];
+    out += fmt::format("weir_request_duration_seconds_bucket{{le=\"{}\"}} {}\n",
+                       proxy::kLatencyBuckets[i], cumulative);
+  }
+  cumulative += st.latency.counts.back();
+  out += fmt::format("weir_request_duration_seconds_bucket{{le=\"+Inf\"}} {}\n", cumulative);
+  out += fmt::format("weir_request_duration_seconds_sum {}\n", st.latency.sum);
+  out += fmt::format("weir_request_duration_seconds_count {}\n", st.latency.count);
+  out += "# TYPE weir_connections_accepted_total counter\n";
+  out += fmt::format("weir_connections_accepted_total {}\n", st.connections_accepted);
+  out += "# TYPE weir_connections_open gauge\n";
+  out += fmt::format("weir_connections_open {}\n", st.connections_open);
+  out += "# TYPE weir_upstream_connects_total counter\n";
+  out += fmt::format("weir_upstream_connects_total {}\n", st.upstream_connects);
+  out += "# TYPE weir_upstream_reuses_total counter\n";
+  out += fmt::format("weir_upstream_reuses_total {}\n", st.upstream_reuses);
+  out += "# TYPE weir_bad_requests_total counter\n";
+  out += fmt::format("weir_bad_requests_total {}\n", st.parse_errors);
+  return out;
+}
+
+std::string render_backends_json(const proxy::Snapshot& snap, const proxy::WorkerStats& st) {
+  std::string out = "{\"backends\":[";
+  bool first_b = true;
+  for (const auto& b : snap.backends) {
+    if (!first_b) out += ',';
+    first_b = false;
+    out += fmt::format("{{\"name\":\"{}\",\"servers\":[", escape_json(b.cfg->name));
+    bool first_s = true;
+    for (const auto& s : b.servers) {
+      if (!first_s) out += ',';
+      first_s = false;
+      out += fmt::format(
+          "{{\"name\":\"{}\",\"address\":\"{}\",\"weight\":{},\"healthy\":{},"
+          "\"active_requests\":{},\"requests_total\":{}}}",
+          escape_json(s.name), escape_json(s.address_text), s.weight,
+          s.state->up.load() ? "true" : "false", s.state->active.load(),
+          server_requests(st, s.id));
+    }
+    out += "]}";
+  }
+  out += "]}\n";
+  return out;
+}
+
+AdminServer::AdminServer(int listen_fd, AdminSource source) : source_(std::move(source)) {
+  http_ = std::make_unique<server::HttpServer>(reactor_, listen_fd, [this](const server::Request& r) {
+    server::Response resp;
+    if (r.path == "/healthz") {
+      resp.body = "ok\n";
+    } else if (r.path == "/metrics") {
+      auto snap = source_.snapshot();
+      resp.body = render_metrics(*snap, source_.stats());
+      resp.headers.emplace_back("Content-Type", "text/plain; version=0.0.4");
+    } else if (r.path == "/api/v1/backends") {
+      auto snap = source_.snapshot();
+      resp.body = render_backends_json(*snap, source_.stats());
+      resp.headers.emplace_back("Content-Type", "application/json");
+    } else {
+      resp.status = 404;
+      resp.body = "Not Found\n";
+    }
+    return resp;
+  });
+}
+
+AdminServer::~AdminServer() { stop(); }
+
+void AdminServer::start() {
+  thread_ = std::thread([this] { reactor_.run(); });
+}
+
+void AdminServer::stop() {
+  reactor_.stop();
+  if (thread_.joinable()) thread_.join();
+}
+
+}  // namespace weir::admin

@@ -1,0 +1,175 @@
+#include "app/runtime.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <set>
+
+#include "admin/admin_server.hpp"
+#include "config/loader.hpp"
+#include "core/log.hpp"
+#include "net/socket.hpp"
+
+namespace weir::app {
+
+Runtime::Runtime() = default;
+Runtime::~Runtime() {
+  if (admin_) admin_->stop();
+  for (auto& w : workers_) {
+    w->stop();
+    w->join();
+  }
+}
+
+proxy::SnapshotPtr Runtime::snapshot() const {
+  std::lock_guard lock(mu_);
+  return snap_;
+}
+
+int Runtime::start(config::ConfigPtr cfg) {
+  std::vector<std::string> errors;
+  auto snap = proxy::build_snapshot(cfg, registry_, errors);
+  if (!snap) {
+    for (const auto& e : errors) log::error("{}", e);
+    return 1;
+  }
+  for (const auto& b : cfg->backends) {
+    if (b.balance != config::Balance::Random && b.balance != config::Balance::RoundRobin) {
+      log::warn("backend {}: this build balances it with round_robin (strategy not built yet)",
+                b.name);
+    }
+  }
+  // Every listen address gets one socket per worker (SO_REUSEPORT: the kernel spreads
+  // connections); its slot number is how workers find it across reloads.
+  std::vector<std::vector<proxy::ListenSocket>> per_worker(snap->workers);
+  for (const auto& l : snap->listeners) {
+    for (const auto& a : l.addrs) {
+      std::string addr = a.to_string();
+      if (std::find(slot_addresses_.begin(), slot_addresses_.end(), addr) != slot_addresses_.end()) {
+        log::error("listener {}: address {} is used twice", l.cfg->name, addr);
+        return 1;
+      }
+      size_t slot = slot_addresses_.size();
+      slot_addresses_.push_back(addr);
+      for (unsigned w = 0; w < snap->workers; ++w) {
+        std::string err;
+        int fd = net::listen_socket(a, true, 4096, err);
+        if (fd < 0) {
+          log::error("listener {}: {}", l.cfg->name, err);
+          for (auto& socks : per_worker)
+            for (auto& s : socks) net::close_fd(s.fd);
+          return 3;
+        }
+        per_worker[w].push_back({fd, slot, addr});
+      }
+    }
+  }
+  int admin_fd = -1;
+  if (!cfg->admin.listen.empty()) {
+    std::string host, err;
+    uint16_t port = 0;
+    std::optional<net::SocketAddress> a;
+    if (net::split_host_port(cfg->admin.listen, host, port)) a = net::resolve(host, port, err);
+    if (!a) {
+      log::error("admin: bad listen address {}: {}", cfg->admin.listen, err);
+      return 1;
+    }
+    admin_fd = net::listen_socket(*a, false, 128, err);
+    if (admin_fd < 0) {
+      log::error("admin: {}", err);
+      for (auto& socks : per_worker)
+        for (auto& s : socks) net::close_fd(s.fd);
+      return 3;
+    }
+  }
+  std::vector<std::shared_ptr<proxy::ListenerGate>> gates;
+  for (size_t i = 0; i < slot_addresses_.size(); ++i)
+    gates.push_back(std::make_shared<proxy::ListenerGate>());
+  snap_ = snap;
+  for (unsigned w = 0; w < snap->workers; ++w) {
+    workers_.push_back(std::make_unique<proxy::Worker>(w, snap, std::move(per_worker[w]),
+                                                       slot_addresses_, gates));
+  }
+  for (auto& w : workers_) w->start();
+  if (admin_fd >= 0) {
+    admin_ = std::make_unique<admin::AdminServer>(
+        admin_fd, admin::AdminSource{[this] { return snapshot(); }, [this] { return collect_stats(); }});
+    admin_->start();
+  }
+  for (const auto& l : snap->listeners) {
+    std::string addrs;
+    for (const auto& a : l.addrs) addrs += (addrs.empty() ? "" : ", ") + a.to_string();
+    log::info("listener {} on {} ({} mode)", l.cfg->name, addrs,
+              l.cfg->mode == config::ListenerMode::Http ? "http" : "tcp");
+  }
+  if (admin_) log::info("admin on {}", cfg->admin.listen);
+  log::info("weir {} running with {} worker{}", WEIR_VERSION, snap->workers,
+            snap->workers == 1 ? "" : "s");
+  return 0;
+}
+
+bool Runtime::reload(const std::string& path) {
+  auto res = config::load_config_file(path);
+  if (!res.ok()) {
+    log::error("reload: {} has errors; keeping the running config", path);
+    for (const auto& d : res.diagnostics) log::error("{}", d.format());
+    return false;
+  }
+  std::vector<std::string> errors;
+  auto snap = proxy::build_snapshot(res.config, registry_, errors);
+  if (!snap) {
+    for (const auto& e : errors) log::error("reload: {}", e);
+    log::error("reload: keeping the running config");
+    return false;
+  }
+  // Listen addresses are bound at start: a reload may change everything else.
+  std::set<std::string> old_addrs(slot_addresses_.begin(), slot_addresses_.end()), new_addrs;
+  for (const auto& l : snap->listeners)
+    for (const auto& a : l.addrs) new_addrs.insert(a.to_string());
+  if (old_addrs != new_addrs) {
+    log::error("reload: listen addresses changed; that needs a restart. Keeping the running config");
+    return false;
+  }
+  if (snap->workers != snapshot()->workers) {
+    log::warn("reload: a new worker count takes effect at the next restart");
+  }
+  {
+    std::lock_guard lock(mu_);
+    snap_ = snap;
+  }
+  for (auto& w : workers_) w->update_snapshot(snap);
+  log::info("reload: {} applied", path);
+  return true;
+}
+
+void Runtime::drain_and_stop() {
+  auto deadline = snapshot()->config->limits.drain_timeout;
+  log::info("draining: no new connections; in-flight requests have {} ms", deadline.count());
+  for (auto& w : workers_) w->begin_drain(deadline);
+  for (auto& w : workers_) w->join();
+  if (admin_) admin_->stop();
+  log::info("stopped");
+}
+
+proxy::WorkerStats Runtime::collect_stats() const {
+  struct Shared {
+    std::mutex mu;
+    std::condition_variable cv;
+    proxy::WorkerStats total;
+    size_t pending = 0;
+  };
+  auto shared = std::make_shared<Shared>();
+  shared->pending = workers_.size();
+  for (auto& w : workers_) {
+    w->collect_stats([shared](proxy::WorkerStats s) {
+      std::lock_guard lock(shared->mu);
+      shared->total.merge(s);
+      if (--shared->pending == 0) shared->cv.notify_all();
+    });
+  }
+  std::unique_lock lock(shared->mu);
+  shared->cv.wait_for(lock, std::chrono::seconds(1), [&] { return shared->pending == 0; });
+  return shared->total;
+}
+
+}  // namespace weir::app

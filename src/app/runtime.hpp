@@ -1,0 +1,45 @@
+#pragma once
+// The running load balancer: the current snapshot, the listening sockets, the workers and the
+// admin listener. `weir run` builds one, the signal loop drives reload and drain.
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "proxy/snapshot.hpp"
+#include "proxy/stats.hpp"
+#include "proxy/worker.hpp"
+
+namespace weir::admin {
+class AdminServer;
+}
+
+namespace weir::app {
+
+class Runtime {
+ public:
+  Runtime();
+  ~Runtime();
+
+  // Builds the snapshot, binds every socket, starts workers and admin. On failure prints the
+  // reason and returns the exit code (1 config, 3 runtime); 0 on success.
+  int start(config::ConfigPtr cfg);
+  // Loads and validates `path`; swaps it in if good, else logs why and keeps the old one.
+  bool reload(const std::string& path);
+  // Stops accepting, lets in-flight requests finish (up to the drain timeout), joins workers.
+  void drain_and_stop();
+
+  proxy::SnapshotPtr snapshot() const;
+  // Sums every worker's counters (asks each worker on its own thread; waits up to 1 s).
+  proxy::WorkerStats collect_stats() const;
+
+ private:
+  mutable std::mutex mu_;
+  proxy::SnapshotPtr snap_;
+  proxy::ServerRegistry registry_;
+  std::vector<std::string> slot_addresses_;
+  std::vector<std::unique_ptr<proxy::Worker>> workers_;
+  std::unique_ptr<admin::AdminServer> admin_;
+};
+
+}  // namespace weir::app

@@ -1,0 +1,66 @@
+#pragma once
+// The balancer interface: pick(context, tried) over one backend's servers, plus hooks for the
+// strategies that track load. One instance per worker per backend, built from the immutable
+// server list of a config snapshot; shared state (health, in-flight counts) is read through
+// ServerState, which every worker sees.
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string_view>
+
+#include "config/config.hpp"
+
+namespace weir::balance {
+
+// Per-server state shared by all workers and kept across reloads (same backend/server/address).
+struct ServerState {
+  std::atomic<bool> up{true};
+  std::atomic<int64_t> active{0};  // in-flight requests, all workers
+};
+
+struct ServerInfo {
+  uint32_t weight = 1;
+  ServerState* state = nullptr;
+  bool available() const { return weight > 0 && state->up.load(std::memory_order_relaxed); }
+};
+
+// Servers already tried for this request (retries go elsewhere). Small and allocation-free.
+class TriedSet {
+ public:
+  void add(int idx) {
+    if (n_ < kMax) ids_[n_++] = idx;
+  }
+  bool contains(int idx) const {
+    for (size_t i = 0; i < n_; ++i)
+      if (ids_[i] == idx) return true;
+    return false;
+  }
+  size_t size() const { return n_; }
+
+ private:
+  static constexpr size_t kMax = 16;
+  int ids_[kMax] = {};
+  size_t n_ = 0;
+};
+
+struct PickContext {
+  std::string_view client_ip;
+  std::string_view path;
+  uint64_t hash = 0;  // key hash, for hashing strategies
+};
+
+class Balancer {
+ public:
+  virtual ~Balancer() = default;
+  // Index of the chosen server, or -1 when no available server is left untried.
+  virtual int pick(const PickContext& ctx, const TriedSet& tried) = 0;
+  // A request was sent to / finished on server idx (for load-aware strategies).
+  virtual void on_taken(int /*idx*/) {}
+  virtual void on_released(int /*idx*/) {}
+};
+
+std::unique_ptr<Balancer> make_balancer(config::Balance kind, std::span<const ServerInfo> servers,
+                                        uint64_t seed);
+
+}  // namespace weir::balance

@@ -1,0 +1,132 @@
+#pragma once
+// The validated, immutable configuration snapshot. Produced by load_config() (config/loader.hpp)
+// and then only read; a reload builds a new one and swaps a shared_ptr.
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace weir::config {
+
+using Duration = std::chrono::milliseconds;
+
+struct SourcePos {
+  std::string file;
+  int line = 0;  // 1-based
+  int col = 0;   // 1-based
+};
+
+enum class Balance : uint8_t {
+  Random, RoundRobin, LeastConnections, LeastResponseTime, IpHash, ConsistentHash
+};
+enum class ListenerMode : uint8_t { Http, Tcp };
+enum class HealthType : uint8_t { Http, Tcp };
+
+struct Server {
+  std::string name;       // default "<backend>-<index>" (index from 1)
+  std::string address;    // as written, "host:port" or "[v6]:port"
+  std::string host;       // host part (without brackets)
+  uint16_t port = 0;
+  uint32_t weight = 1;
+  SourcePos pos;
+};
+
+struct HealthCheck {
+  HealthType type = HealthType::Http;
+  std::string path = "/healthz";
+  Duration interval{2000};
+  Duration timeout{1000};
+  uint32_t rise = 2;
+  uint32_t fall = 3;
+  uint16_t expect_status_min = 200;  // expect_status: "200-399" or 200
+  uint16_t expect_status_max = 399;
+};
+
+struct BackendLimits {
+  uint32_t max_active_per_server = 0;  // 0 = unlimited
+  uint32_t queue_size = 1000;
+  Duration queue_timeout{5000};
+};
+
+struct BackendTimeouts {
+  Duration connect{2000};
+  Duration response{30000};
+};
+
+struct Sticky {
+  std::string cookie;
+  std::string secret_file;  // optional; relative paths resolved against the config file's folder
+  std::string secret;       // the file's contents (trailing whitespace removed), read by the loader
+  std::optional<Duration> max_age;
+};
+
+struct Backend {
+  std::string name;
+  Balance balance = Balance::RoundRobin;
+  std::string hash_key = "client_ip";
+  std::optional<Sticky> sticky;
+  std::optional<HealthCheck> health_check;
+  BackendLimits limits;
+  BackendTimeouts timeouts;
+  uint32_t retries = 2;
+  std::vector<Server> servers;
+  SourcePos pos;
+};
+
+struct RouteMatch {
+  std::string host;         // lower-cased; "" = any; "*.example.com" = wildcard
+  std::string path_prefix;  // "" = any
+};
+
+struct Route {
+  RouteMatch match;
+  std::string backend;       // name
+  size_t backend_index = 0;  // resolved index into Config::backends
+  SourcePos pos;
+};
+
+struct ListenerTimeouts {
+  Duration header{10000};
+  Duration idle{60000};
+};
+
+struct Listener {
+  std::string name;
+  std::vector<std::string> listen;  // each "host:port" or "[v6]:port"
+  ListenerMode mode = ListenerMode::Http;
+  std::vector<Route> routes;        // `backend:` shorthand becomes one catch-all route
+  uint32_t max_connections = 10000;
+  ListenerTimeouts timeouts;
+  std::vector<std::string> trusted_proxies;  // client IPs whose X-Forwarded-* are kept
+  SourcePos pos;
+};
+
+struct Admin {
+  std::string listen;  // empty = no admin listener
+};
+
+// Sizes that bound per-connection memory (extension keys under `limits:` at top level).
+struct GlobalLimits {
+  uint64_t buffer_size = 16 * 1024;       // per direction per connection
+  uint64_t max_request_line = 8 * 1024;
+  uint64_t max_header_bytes = 32 * 1024;  // whole head
+  uint32_t max_headers = 100;
+  uint32_t max_idle_upstream_per_server = 64;  // per worker keep-alive pool size
+  Duration upstream_idle_timeout{30000};
+  Duration drain_timeout{30000};          // SIGTERM: how long in-flight requests may finish
+};
+
+struct Config {
+  std::string source_file;
+  uint32_t workers = 0;  // 0 = auto (one per core)
+  Admin admin;
+  GlobalLimits limits;
+  std::vector<Listener> listeners;
+  std::vector<Backend> backends;
+};
+
+using ConfigPtr = std::shared_ptr<const Config>;
+
+}  // namespace weir::config

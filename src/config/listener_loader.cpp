@@ -1,0 +1,218 @@
+// `listeners:` — addresses, mode, routes and the per-listener limits.
+#include <algorithm>
+#include <map>
+
+#include "config/address.hpp"
+#include "config/loader_parts.hpp"
+
+namespace weir::config {
+namespace {
+
+std::string quote(std::string_view s) {
+  return "\"" + std::string(s) + "\"";
+}
+
+std::string line_of(const Diagnostics& d, const YAML::Mark& mark) {
+  return std::to_string(d.pos(mark).line);
+}
+
+// Exact host or "*.suffix", lower-cased; compared against the Host header without its port.
+bool read_route_host(Diagnostics& d, const Field& f, std::string& out) {
+  std::string host;
+  if (!read_string(d, f, host)) return false;
+  std::transform(host.begin(), host.end(), host.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  if (host == "*") {
+    d.error(f.mark, "host \"*\" matches every host: leave out \"host\" instead");
+    return false;
+  }
+  std::string_view name = host;
+  if (name.starts_with("*.")) name.remove_prefix(2);
+  bool bracketed_v6 = name.size() > 2 && name.front() == '[' && name.back() == ']' &&
+                      name.data() == host.data() && is_ipv6(name.substr(1, name.size() - 2));
+  if (!bracketed_v6 && !is_hostname(name)) {
+    std::string why = name.find(':') != std::string_view::npos ? " (without a port)" : "";
+    d.error(f.mark, "invalid host " + quote(host) + why +
+                        ": expected a host name such as api.example.com or *.example.com");
+    return false;
+  }
+  out = std::move(host);
+  return true;
+}
+
+bool read_path_prefix(Diagnostics& d, const Field& f, std::string& out) {
+  std::string path;
+  if (!read_string(d, f, path)) return false;
+  if (path.empty() || path.front() != '/') {
+    d.error(f.mark, "\"path_prefix\" must start with \"/\", got " + quote(path));
+    return false;
+  }
+  bool bad = std::any_of(path.begin(), path.end(), [](unsigned char c) {
+    return c <= 0x20 || c == 0x7f || c == '?' || c == '#';
+  });
+  if (bad) {
+    d.error(f.mark, "\"path_prefix\" " + quote(path) +
+                        " must not contain spaces, control characters, \"?\" or \"#\"");
+    return false;
+  }
+  out = std::move(path);
+  return true;
+}
+
+bool load_match(LoadState& s, const Field& f, RouteMatch& match) {
+  MapReader m(s.diag, f, "match", {"host", "path_prefix"});
+  if (!m.ok()) return false;
+  bool ok = true;
+  if (const Field* host = m.find("host")) ok &= read_route_host(s.diag, *host, match.host);
+  if (const Field* prefix = m.find("path_prefix")) {
+    ok &= read_path_prefix(s.diag, *prefix, match.path_prefix);
+  }
+  return ok;
+}
+
+// A route whose backend name could be read; its index is resolved once backends are known.
+void add_route(LoadState& s, Listener& l, size_t listener_index, Route route,
+               const Field& backend) {
+  if (!read_string(s.diag, backend, route.backend)) return;
+  s.backend_refs.push_back(BackendRef{listener_index, l.routes.size(), backend.mark});
+  l.routes.push_back(std::move(route));
+}
+
+void load_routes(LoadState& s, const Field& f, Listener& l, size_t listener_index) {
+  std::vector<Field> items;
+  if (!read_list(s.diag, f, items)) return;
+  if (items.empty()) s.diag.error(f.mark, "\"routes\" needs at least one route");
+  const YAML::Mark* catch_all = nullptr;
+  for (const Field& item : items) {
+    MapReader m(s.diag, item, "route", {"match", "backend"});
+    if (!m.ok()) continue;
+    Route route;
+    route.pos = s.diag.pos(item.mark);
+    if (const Field* match = m.find("match")) load_match(s, *match, route.match);
+    if (catch_all != nullptr) {
+      s.diag.warning(item.mark, "this route is never used: the route at line " +
+                                    line_of(s.diag, *catch_all) + " matches every request");
+    } else if (route.match.host.empty() && route.match.path_prefix.empty()) {
+      catch_all = &item.mark;
+    }
+    if (const Field* backend = m.require("backend")) {
+      add_route(s, l, listener_index, std::move(route), *backend);
+    }
+  }
+}
+
+void load_listen(LoadState& s, const Field& f, Listener& l) {
+  const std::string owner = "listener " + quote(l.name);
+  if (f.value.IsScalar()) {
+    std::string address;
+    if (read_listen_address(s, f, owner, address)) l.listen.push_back(address);
+    return;
+  }
+  std::vector<Field> items;
+  if (!f.value.IsSequence()) {
+    s.diag.error(f.mark,
+                 "\"listen\" must be an address or a list of addresses, got " + describe(f.value));
+    return;
+  }
+  read_list(s.diag, f, items);
+  if (items.empty()) s.diag.error(f.mark, "\"listen\" needs at least one address");
+  for (const Field& item : items) {
+    std::string address;
+    if (read_listen_address(s, item, owner, address)) l.listen.push_back(address);
+  }
+}
+
+void load_trusted_proxies(LoadState& s, const Field& f, Listener& l) {
+  std::vector<Field> items;
+  if (f.value.IsScalar()) {
+    items.push_back(f);
+  } else if (!read_list(s.diag, f, items)) {
+    return;
+  }
+  for (const Field& item : items) {
+    std::string ip;
+    if (!read_string(s.diag, item, ip)) continue;
+    if (!is_ipv4(ip) && !is_ipv6(ip)) {
+      s.diag.error(item.mark, "\"trusted_proxies\": " + quote(ip) +
+                                  " is not an IP address (such as 10.0.0.1 or ::1)");
+      continue;
+    }
+    l.trusted_proxies.push_back(ip);
+  }
+}
+
+void load_listener_timeouts(LoadState& s, const Field& f, ListenerTimeouts& t) {
+  MapReader m(s.diag, f, "listener timeouts", {"header", "idle"});
+  if (!m.ok()) return;
+  m.get_duration("header", false, t.header);
+  m.get_duration("idle", false, t.idle);
+}
+
+void load_listener(LoadState& s, const Field& item,
+                   std::map<std::string, YAML::Mark, std::less<>>& names) {
+  MapReader m(s.diag, item, "listener",
+              {"name", "listen", "mode", "routes", "backend", "max_connections", "timeouts",
+               "trusted_proxies"});
+  if (!m.ok()) return;
+  const size_t index = s.config.listeners.size();
+  Listener l;
+  l.pos = s.diag.pos(m.mark());
+  if (const Field* name = m.require("name"); name && read_name(s.diag, *name, l.name)) {
+    auto [it, inserted] = names.emplace(l.name, name->mark);
+    if (!inserted) {
+      s.diag.error(name->mark, "duplicate listener name " + quote(l.name) + " (first at line " +
+                                   line_of(s.diag, it->second) + ")");
+    }
+  }
+  if (const Field* listen = m.require("listen")) load_listen(s, *listen, l);
+  if (const Field* mode = m.find("mode")) {
+    std::string text;
+    if (read_string(s.diag, *mode, text)) {
+      if (text == "http") {
+        l.mode = ListenerMode::Http;
+      } else if (text == "tcp") {
+        l.mode = ListenerMode::Tcp;
+      } else {
+        s.diag.error(mode->mark, "\"mode\" must be http or tcp, got " + quote(text));
+      }
+    }
+  }
+  const Field* routes = m.find("routes");
+  const Field* backend = m.find("backend");
+  if (l.mode == ListenerMode::Tcp) {
+    if (routes != nullptr) {
+      s.diag.error(routes->key_mark,
+                   "\"routes\" are for http mode; a tcp listener has one "
+                   "\"backend\"");
+    }
+    if (backend == nullptr) s.diag.error(m.mark(), "tcp listener needs \"backend\"");
+  } else {
+    if (routes != nullptr) load_routes(s, *routes, l, index);
+    if (routes == nullptr && backend == nullptr) {
+      s.diag.error(m.mark(), "listener needs routes or backend");
+    }
+  }
+  // The shorthand is a catch-all route after any explicit ones.
+  if (backend != nullptr) {
+    Route route;
+    route.pos = s.diag.pos(backend->key_mark);
+    add_route(s, l, index, std::move(route), *backend);
+  }
+  m.get_uint32("max_connections", 1, 10000000, l.max_connections);
+  if (const Field* t = m.find("timeouts")) load_listener_timeouts(s, *t, l.timeouts);
+  if (const Field* t = m.find("trusted_proxies")) load_trusted_proxies(s, *t, l);
+  s.config.listeners.push_back(std::move(l));
+}
+
+}  // namespace
+
+void load_listeners(LoadState& s, const Field& f) {
+  std::vector<Field> items;
+  if (!read_list(s.diag, f, items)) return;
+  if (items.empty()) s.diag.error(f.mark, "at least one listener is required");
+  std::map<std::string, YAML::Mark, std::less<>> names;
+  for (const Field& item : items)
+    load_listener(s, item, names);
+}
+
+}  // namespace weir::config

@@ -1,0 +1,260 @@
+#include "config/loader.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cstring>
+
+#include "config/address.hpp"
+#include "config/loader_parts.hpp"
+
+namespace weir::config {
+namespace {
+
+constexpr uint32_t kMaxWorkers = 256;
+constexpr uint64_t kGiB = 1024ULL * 1024 * 1024;
+
+std::string quote(std::string_view s) {
+  return "\"" + std::string(s) + "\"";
+}
+
+std::string lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return s;
+}
+
+void load_workers(LoadState& s, const Field& f) {
+  if (f.value.IsScalar() && f.value.Scalar() == "auto") {
+    s.config.workers = 0;
+    return;
+  }
+  if (f.value.IsScalar() && f.value.Tag() == "?") {
+    const std::string& v = f.value.Scalar();
+    if (!v.empty() && v.size() <= 3 &&
+        std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+      uint32_t n = static_cast<uint32_t>(std::stoul(v));
+      if (n >= 1 && n <= kMaxWorkers) {
+        s.config.workers = n;
+        return;
+      }
+    }
+  }
+  s.diag.error(f.mark, "\"workers\" must be auto or an integer from 1 to " +
+                           std::to_string(kMaxWorkers) + ", got " + describe(f.value));
+}
+
+void load_admin(LoadState& s, const Field& f) {
+  MapReader m(s.diag, f, "admin", {"listen"});
+  if (!m.ok()) return;
+  if (const Field* listen = m.require("listen")) {
+    read_listen_address(s, *listen, "admin", s.config.admin.listen);
+  }
+}
+
+void load_limits(LoadState& s, const Field& f) {
+  MapReader m(s.diag, f, "limits",
+              {"buffer_size", "max_request_line", "max_header_bytes", "max_headers",
+               "max_idle_upstream_per_server", "upstream_idle_timeout", "drain_timeout"});
+  if (!m.ok()) return;
+  GlobalLimits& l = s.config.limits;
+  m.get_size("buffer_size", 1024, kGiB, l.buffer_size);
+  m.get_size("max_request_line", 64, kGiB, l.max_request_line);
+  m.get_size("max_header_bytes", 64, kGiB, l.max_header_bytes);
+  m.get_uint32("max_headers", 1, 10000, l.max_headers);
+  m.get_uint32("max_idle_upstream_per_server", 0, 100000, l.max_idle_upstream_per_server);
+  m.get_duration("upstream_idle_timeout", false, l.upstream_idle_timeout);
+  m.get_duration("drain_timeout", true, l.drain_timeout);
+}
+
+// Every route names an existing backend; a backend no route uses is only a warning.
+void resolve_backends(LoadState& s) {
+  std::vector<bool> used(s.config.backends.size(), false);
+  for (const BackendRef& ref : s.backend_refs) {
+    Route& route = s.config.listeners[ref.listener].routes[ref.route];
+    auto it = std::find_if(s.config.backends.begin(), s.config.backends.end(),
+                           [&](const Backend& b) { return b.name == route.backend; });
+    if (it == s.config.backends.end()) {
+      s.diag.error(ref.mark, "unknown backend " + quote(route.backend));
+      continue;
+    }
+    route.backend_index = static_cast<size_t>(it - s.config.backends.begin());
+    used[route.backend_index] = true;
+  }
+  for (size_t i = 0; i < used.size(); ++i) {
+    if (!used[i] && !s.config.backends[i].name.empty()) {
+      s.diag.warning(s.backend_marks[i], "backend " + quote(s.config.backends[i].name) +
+                                             " is not used by any listener");
+    }
+  }
+}
+
+void load_root(LoadState& s, const YAML::Node& root) {
+  Field top{"configuration", root, root.Mark(), root.Mark()};
+  if (!root.IsMap()) {
+    s.diag.error(root.Mark(),
+                 "the configuration must be a map with \"listeners\" and "
+                 "\"backends\", got " +
+                     describe(root));
+    return;
+  }
+  MapReader m(s.diag, top, "the configuration",
+              {"workers", "admin", "listeners", "backends", "limits"});
+  if (const Field* f = m.find("workers")) load_workers(s, *f);
+  if (const Field* f = m.find("limits")) load_limits(s, *f);
+  if (const Field* f = m.require("listeners")) load_listeners(s, *f);
+  // After the listeners, so that an address both use is reported at the admin's.
+  if (const Field* f = m.find("admin")) load_admin(s, *f);
+  if (const Field* f = m.find("backends")) load_backends(s, *f);
+  resolve_backends(s);
+}
+
+std::string dir_of(const std::string& path) {
+  size_t slash = path.rfind('/');
+  if (slash == std::string::npos) return "";
+  if (slash == 0) return "/";
+  return path.substr(0, slash);
+}
+
+// `listen: [::1]:8080` is a YAML flow list followed by garbage: say what to write instead.
+std::string ipv6_hint(std::string_view yaml, const YAML::Mark& mark) {
+  if (mark.is_null()) return "";
+  size_t start = 0;
+  for (int line = 0; line < mark.line && start != std::string_view::npos; ++line) {
+    start = yaml.find('\n', start);
+    if (start != std::string_view::npos) ++start;
+  }
+  if (start == std::string_view::npos) return "";
+  std::string_view text = yaml.substr(start, yaml.find('\n', start) - start);
+  size_t open = text.find('[');
+  if (open == std::string_view::npos || text.find("]:", open) == std::string_view::npos) return "";
+  return " (quote bracketed IPv6 addresses: \"[::1]:8080\")";
+}
+
+LoadResult load(std::string_view yaml, const std::string& name) {
+  Diagnostics diag(name);
+  auto config = std::make_shared<Config>();
+  config->source_file = name;
+  try {
+    std::vector<YAML::Node> docs = YAML::LoadAll(std::string(yaml));
+    if (docs.empty() || docs[0].IsNull()) {
+      diag.error_file("the configuration is empty");
+    } else {
+      for (size_t i = 1; i < docs.size(); ++i) {
+        diag.error(docs[i].Mark(), "only one YAML document is allowed in a configuration file");
+      }
+      LoadState state{diag, *config, dir_of(name), {}, {}, {}};
+      load_root(state, docs[0]);
+    }
+  } catch (const YAML::Exception& e) {
+    diag.error(e.mark, "YAML syntax error: " + e.msg + ipv6_hint(yaml, e.mark));
+  } catch (const std::exception& e) {
+    diag.error_file(std::string("cannot load: ") + e.what());
+  }
+  LoadResult result;
+  if (!diag.has_errors()) result.config = std::move(config);
+  result.diagnostics = diag.take_sorted();
+  return result;
+}
+
+}  // namespace
+
+std::string Diagnostic::format() const {
+  std::string out = pos.file;
+  if (pos.line > 0) out += ":" + std::to_string(pos.line) + ":" + std::to_string(pos.col);
+  out += ": ";
+  if (warning) out += "warning: ";
+  return out + message;
+}
+
+bool read_name(Diagnostics& d, const Field& f, std::string& out) {
+  std::string name;
+  if (!read_string(d, f, name)) return false;
+  bool valid = !name.empty() && name.size() <= 100 &&
+               std::all_of(name.begin(), name.end(), [](unsigned char c) {
+                 return std::isalnum(c) || c == '.' || c == '_' || c == '-';
+               });
+  if (!valid) {
+    d.error(f.mark,
+            "invalid name " + quote(name) + " (use 1-100 letters, digits, \".\", \"_\" or \"-\")");
+    return false;
+  }
+  out = std::move(name);
+  return true;
+}
+
+bool read_listen_address(LoadState& s, const Field& f, const std::string& owner, std::string& out) {
+  std::string text;
+  if (!read_string(s.diag, f, text)) return false;
+  HostPort hp;
+  if (std::string why = parse_host_port(text, hp); !why.empty()) {
+    s.diag.error(f.mark, why);
+    return false;
+  }
+  // Two sockets on one address would both bind (SO_REUSEPORT) and split the traffic silently.
+  std::string key = lower(hp.host) + " " + std::to_string(hp.port);
+  std::string where = owner + " (line " + std::to_string(s.diag.pos(f.mark).line) + ")";
+  auto [it, inserted] = s.addresses.emplace(key, where);
+  if (!inserted) {
+    s.diag.error(f.mark, "address " + quote(text) + " is already used by " + it->second);
+    return false;
+  }
+  out = std::move(text);
+  return true;
+}
+
+namespace {
+
+LoadResult load_file(const std::string& path) {
+  auto fail = [&](const char* what, int err) {
+    LoadResult result;
+    result.diagnostics.push_back(
+        Diagnostic{SourcePos{path, 0, 0}, std::string(what) + ": " + std::strerror(err)});
+    return result;
+  };
+  struct Fd {
+    int fd;
+    ~Fd() {
+      if (fd >= 0) ::close(fd);
+    }
+  } file{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};
+  if (file.fd < 0) return fail("cannot open", errno);
+  std::string text;
+  char buf[65536];
+  while (true) {
+    ssize_t n = ::read(file.fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return fail("cannot read", errno);
+    if (n == 0) break;
+    text.append(buf, static_cast<size_t>(n));
+  }
+  return load_config_string(text, path);
+}
+
+}  // namespace
+
+LoadResult load_config_string(std::string_view yaml, const std::string& name) {
+  try {
+    return load(yaml, name);
+  } catch (...) {
+    // Only allocation failures can get here.
+    LoadResult result;
+    result.diagnostics.push_back(Diagnostic{SourcePos{name, 0, 0}, "cannot load: out of memory"});
+    return result;
+  }
+}
+
+LoadResult load_config_file(const std::string& path) {
+  try {
+    return load_file(path);
+  } catch (...) {
+    LoadResult result;
+    result.diagnostics.push_back(Diagnostic{SourcePos{path, 0, 0}, "cannot load: out of memory"});
+    return result;
+  }
+}
+
+}  // namespace weir::config

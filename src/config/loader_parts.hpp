@@ -1,0 +1,37 @@
+#pragma once
+// The pieces of load_config (private to config/): one function per section of the file, sharing
+// the diagnostics and the cross-references that can only be checked once everything is read.
+#include <map>
+#include <string>
+#include <vector>
+
+#include "config/config.hpp"
+#include "config/yaml_reader.hpp"
+
+namespace weir::config {
+
+struct BackendRef {
+  size_t listener = 0;
+  size_t route = 0;
+  YAML::Mark mark;  // the `backend:` value
+};
+
+struct LoadState {
+  Diagnostics& diag;
+  Config& config;
+  std::string base_dir;  // relative file names in the config are relative to this
+  std::vector<BackendRef> backend_refs;
+  std::vector<YAML::Mark> backend_marks;  // parallel to config.backends
+  // "host:port" (host lower-cased) → who listens there, for duplicate addresses.
+  std::map<std::string, std::string> addresses;
+};
+
+// Names of listeners, backends and servers: letters, digits, '.', '_' and '-'.
+bool read_name(Diagnostics& d, const Field& f, std::string& out);
+// An address "HOST:PORT" / "[V6]:PORT" that something listens on; also checks it is not taken.
+bool read_listen_address(LoadState& s, const Field& f, const std::string& owner, std::string& out);
+
+void load_listeners(LoadState& s, const Field& f);
+void load_backends(LoadState& s, const Field& f);
+
+}  // namespace weir::config

@@ -1,0 +1,52 @@
+#include "net/stream.hpp"
+
+#include <cerrno>
+
+namespace weir::net {
+
+bool Stream::fill() {
+  if (!readable || eof || failed || in.free_space() == 0) return false;
+  auto room = in.writable();
+  ssize_t n = transport ? transport->read(fd, room.data(), room.size())
+                        : read_some(fd, room.data(), room.size());
+  if (n > 0) {
+    in.commit(static_cast<size_t>(n));
+    // A short read drained the socket: edge-triggered epoll reports the next arrival.
+    if (static_cast<size_t>(n) < room.size()) readable = false;
+    return true;
+  }
+  readable = false;
+  if (n == 0) {
+    eof = true;
+    return true;
+  }
+  if (n == kIoError) {
+    failed = true;
+    error = errno;
+    return true;
+  }
+  return false;
+}
+
+bool Stream::flush() {
+  bool wrote = false;
+  while (writable && !out.empty() && !write_failed) {
+    auto data = out.readable();
+    ssize_t n = transport ? transport->write(fd, data.data(), data.size())
+                          : write_some(fd, data.data(), data.size());
+    if (n > 0) {
+      out.consume(static_cast<size_t>(n));
+      wrote = true;
+      if (static_cast<size_t>(n) < data.size()) writable = false;
+    } else if (n == kWouldBlock) {
+      writable = false;
+    } else {
+      write_failed = true;
+      error = errno;
+      wrote = true;
+    }
+  }
+  return wrote;
+}
+
+}  // namespace weir::net

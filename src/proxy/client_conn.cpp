@@ -1,0 +1,296 @@
+// Client side of a connection: reading and parsing request heads, routing, answers weir gives
+// itself (errors, 404, 503), timeouts and closing. The upstream side is in exchange.cpp.
+#include "proxy/client_conn.hpp"
+
+#include <sys/socket.h>
+
+#include <algorithm>
+
+#include "core/log.hpp"
+#include "http/status.hpp"
+#include "net/address.hpp"
+#include "proxy/router.hpp"
+#include "proxy/upstream_conn.hpp"
+
+namespace weir::proxy {
+
+ClientConn::ClientConn(Worker& w, int fd, const sockaddr_storage& peer, size_t slot)
+    : w_(w), slot_(slot) {
+  client_.fd = fd;
+  client_.readable = true;  // bytes may already wait: accept raced with the client's send
+  client_ip_ = net::peer_ip(peer);
+  timer_.set_callback([this] { on_timer(); });
+}
+
+ClientConn::~ClientConn() = default;
+
+const config::Listener& ClientConn::listener_cfg() const {
+  const WorkerView& v = *w_.view();
+  return *v.snap->listeners[listener_index(v)].cfg;
+}
+
+void ClientConn::start() {
+  w_.reactor().add(client_.fd, this);
+  // The first request head must arrive within the header timeout (slowloris).
+  arm(TimerKind::Header, listener_cfg().timeouts.header);
+  run();
+}
+
+void ClientConn::ensure_buffers() {
+  const auto& lim = w_.view()->snap->config->limits;
+  size_t cap = std::max<size_t>(lim.buffer_size, lim.max_header_bytes + 256);
+  client_.in.ensure_allocated(cap);
+  client_.out.ensure_allocated(cap);
+}
+
+void ClientConn::arm(TimerKind kind, Millis after) {
+  timer_kind_ = kind;
+  timer_.arm(w_.reactor().timers(), w_.reactor().now() + after);
+}
+
+void ClientConn::on_event(uint32_t events) {
+  if (phase_ == Phase::Closed) return;
+  client_.note_events(events);
+  run();
+}
+
+void ClientConn::on_upstream_event(uint32_t events) {
+  if (phase_ == Phase::Closed || !up_) return;
+  up_->stream.note_events(events);
+  if (up_->connecting) {
+    if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) return;
+    if (net::socket_error(up_->stream.fd) != 0) {
+      upstream_failed(Failure::Refused);
+      run();
+      return;
+    }
+    up_->connecting = false;
+    arm(TimerKind::Response, view_->snap->backends[backend_].cfg->timeouts.response);
+  }
+  run();
+}
+
+void ClientConn::run() {
+  for (int turn = 0; turn < 64 && phase_ != Phase::Closed; ++turn) {
+    bool progress = false;
+    if (phase_ == Phase::Lingering) {
+      // Half-closed after a final answer: read and drop what the client still sends, so the
+      // close does not reset the connection before the client has read our answer.
+      while (client_.readable && !client_.eof && !client_.failed) {
+        client_.in.clear();
+        client_.fill();
+      }
+      if (client_.eof || client_.failed) close();
+      return;
+    }
+    ensure_buffers();
+    progress |= client_.fill();
+    if (client_.failed) {
+      close();
+      return;
+    }
+    switch (phase_) {
+      case Phase::Head: progress |= handle_head(); break;
+      case Phase::Exchange:
+        progress |= pump_request();
+        if (phase_ == Phase::Exchange) progress |= pump_response();
+        break;
+      case Phase::Tunnel: progress |= pump_tunnel(); break;
+      default: break;
+    }
+    if (phase_ == Phase::Closed) return;
+    progress |= client_.flush();
+    if (client_.write_failed) {
+      close();
+      return;
+    }
+    if (close_after_flush_ && phase_ == Phase::Head && client_.out.empty()) {
+      ::shutdown(client_.fd, SHUT_WR);
+      phase_ = Phase::Lingering;
+      arm(TimerKind::Linger, Millis(2000));
+      client_.readable = true;
+      continue;
+    }
+    if (!progress) break;
+  }
+  if (phase_ == Phase::Head && client_.in.empty() && client_.out.empty()) {
+    // Idle keep-alive connections hold no buffers.
+    client_.in.release_if_empty();
+    client_.out.release_if_empty();
+  }
+}
+
+bool ClientConn::handle_head() {
+  if (close_after_flush_) return false;
+  if (client_.in.empty()) {
+    if (client_.eof) {
+      if (client_.out.empty()) close();
+      else close_after_flush_ = true;
+      return true;
+    }
+    return false;
+  }
+  if (timer_kind_ == TimerKind::Idle) arm(TimerKind::Header, listener_cfg().timeouts.header);
+  http::RequestHead req;
+  auto r = http::parse_request(client_.in.readable(), req, w_.scratch_headers(),
+                               w_.view()->limits);
+  switch (r.status) {
+    case http::ParseStatus::NeedMore:
+      if (client_.in.full()) {
+        backend_ = -1;
+        send_local(431, "Request Header Fields Too Large\n", true);
+        return true;
+      }
+      if (client_.eof) {
+        close_after_flush_ = true;
+        return true;
+      }
+      return false;
+    case http::ParseStatus::Error:
+      ++w_.stats().parse_errors;
+      backend_ = -1;
+      log::debug("client {}: bad request: {} at byte {}", client_ip_, r.error_reason,
+                 r.error_offset);
+      send_local(r.error_status,
+                 std::string(http::reason_phrase(r.error_status)) + "\n", true);
+      return true;
+    case http::ParseStatus::Done: begin_request(req, r.consumed); return true;
+  }
+  return false;
+}
+
+void ClientConn::begin_request(const http::RequestHead& req, size_t head_len) {
+  view_ = w_.view();
+  request_start_ = w_.reactor().now();
+  method_ = req.method;
+  version_minor_ = req.version_minor;
+  keep_alive_ = req.keep_alive && !draining_ && !w_.draining();
+  idempotent_ = req.method == http::Method::Get || req.method == http::Method::Head ||
+                req.method == http::Method::Options || req.method == http::Method::Trace ||
+                req.method == http::Method::Put || req.method == http::Method::Delete;
+  // Upgrade: h2c is never forwarded; any other Upgrade becomes a tunnel after the server's 101.
+  want_upgrade_ = req.upgrade && !http::list_contains(req.upgrade_protocol, "h2c");
+  req_body_.reset(req.body, req.content_length);
+  req_chunked_out_ = req.body == http::BodyKind::Chunked;
+  req_done_ = req.body == http::BodyKind::None;
+  req_body_forwarded_ = 0;
+  req_bytes_consumed_ = false;
+  tried_ = {};
+  attempts_ = 0;
+  retried_stale_ = false;
+  backend_ = -1;
+
+  if (req.method == http::Method::Connect) {
+    client_.in.consume(head_len);
+    send_local(405, "Method Not Allowed\n", true);
+    return;
+  }
+
+  std::string_view target, authority;
+  split_absolute_target(req.target, target, authority);
+  std::string_view host = authority.empty() ? req.host : authority;
+  char host_buf[256];
+  std::string_view route_host = normalize_host(host, host_buf, sizeof host_buf);
+  std::string_view path = target.substr(0, target.find('?'));
+
+  const auto& lr = view_->snap->listeners[listener_index(*view_)];
+  backend_ = match_route(lr.cfg->routes, route_host, path);
+  if (backend_ < 0) {
+    client_.in.consume(head_len);
+    if (!req_done_) keep_alive_ = false;  // the body is not read: the connection is unusable
+    send_local(404, "Not Found\n", !keep_alive_);
+    return;
+  }
+
+  RequestForward fwd;
+  fwd.target = target;
+  fwd.host = host;
+  fwd.client_ip = client_ip_;
+  fwd.trusted_client = std::find(lr.cfg->trusted_proxies.begin(), lr.cfg->trusted_proxies.end(),
+                                 client_ip_) != lr.cfg->trusted_proxies.end();
+  fwd.upgrade = want_upgrade_;
+  fwd_head_.clear();
+  build_request_head(req, fwd, fwd_head_);
+  client_.in.consume(head_len);  // the parsed views are dead from here on
+  phase_ = Phase::Exchange;
+  timer_.cancel();
+  timer_kind_ = TimerKind::None;
+  start_attempt();
+}
+
+void ClientConn::send_local(uint16_t status, std::string_view body, bool close,
+                            std::string_view extra_headers) {
+  if (!req_done_) close = true;  // an unread request body leaves no way to find the next head
+  if (draining_ || w_.draining()) close = true;
+  std::string& s = w_.scratch_string();
+  s.clear();
+  build_local_response(status, body, close, extra_headers, s);
+  client_.out.clear();  // nothing of this exchange's response was sent yet
+  client_.out.append(s);
+  finish_exchange_bookkeeping(status, backend_);
+  phase_ = Phase::Head;
+  if (close) {
+    keep_alive_ = false;
+    close_after_flush_ = true;
+  } else {
+    arm(TimerKind::Idle, listener_cfg().timeouts.idle);
+  }
+}
+
+void ClientConn::finish_exchange_bookkeeping(uint16_t status, int backend) {
+  const ViewPtr& v = view_ ? view_ : w_.view();
+  v->counts(listener_index(*v), backend)->add(status);
+  auto elapsed = w_.reactor().refresh_now() - request_start_;
+  if (request_start_ != TimePoint{})
+    w_.stats().latency.observe(std::chrono::duration<double>(elapsed).count());
+  request_start_ = {};
+}
+
+void ClientConn::close_after_flush() { close_after_flush_ = true; }
+
+void ClientConn::begin_drain() {
+  draining_ = true;
+  if (phase_ == Phase::Head && client_.in.empty() && client_.out.empty()) close();
+}
+
+void ClientConn::on_timer() {
+  TimerKind kind = timer_kind_;
+  timer_kind_ = TimerKind::None;
+  switch (kind) {
+    case TimerKind::Header:
+      if (!client_.in.empty() && client_.out.empty()) {
+        backend_ = -1;
+        send_local(408, "Request Timeout\n", true);
+        run();
+      } else {
+        close();
+      }
+      return;
+    case TimerKind::Idle:
+    case TimerKind::Linger:
+    case TimerKind::Tunnel: close(); return;
+    case TimerKind::Connect: upstream_failed(Failure::Timeout); run(); return;
+    case TimerKind::Response:
+      if (!resp_head_done_) {
+        upstream_failed(Failure::Timeout);
+        run();
+      } else {
+        abort_exchange();
+      }
+      return;
+    case TimerKind::None: return;
+  }
+}
+
+void ClientConn::close() {
+  if (phase_ == Phase::Closed) return;
+  if (up_) release_upstream(false);
+  phase_ = Phase::Closed;
+  timer_.cancel();
+  net::close_fd(client_.fd);
+  client_.fd = -1;
+  w_.connection_closed(this, slot_);
+  w_.reactor().defer([this] { delete this; });
+}
+
+}  // namespace weir::proxy

@@ -1,0 +1,117 @@
+#pragma once
+// One client connection speaking HTTP/1.1, and the request it has in flight.
+//
+// Phases: Head (waiting for / parsing a request head) → Exchange (request forwarded and the
+// response streamed back, bodies both ways with backpressure) → Head again on keep-alive, or
+// Tunnel after a 101, or Lingering (half-closed, draining input) → closed.
+// The code is split by phase: client_conn.cpp (client side, local answers, timers),
+// exchange.cpp (upstream side: connect, retry, stream), tunnel.cpp.
+#include <sys/socket.h>
+
+#include <cstdint>
+#include <string>
+
+#include "balance/balancer.hpp"
+#include "core/reactor.hpp"
+#include "core/timer.hpp"
+#include "http/body_decoder.hpp"
+#include "net/stream.hpp"
+#include "proxy/forward.hpp"
+#include "proxy/worker.hpp"
+
+namespace weir::proxy {
+
+class UpstreamConn;
+
+class ClientConn final : public EventHandler {
+ public:
+  ClientConn(Worker& w, int fd, const sockaddr_storage& peer, size_t slot);
+  ~ClientConn() override;
+
+  void start();
+  void on_event(uint32_t events) override;
+  void on_upstream_event(uint32_t events);
+  void begin_drain();
+  void close();
+
+  ClientConn* prev = nullptr;  // Worker's intrusive list
+  ClientConn* next = nullptr;
+
+ private:
+  enum class Phase : uint8_t { Head, Exchange, Tunnel, Lingering, Closed };
+  enum class TimerKind : uint8_t { None, Idle, Header, Connect, Response, Tunnel, Linger };
+  enum class Failure : uint8_t { Refused, Reset, Timeout, Garbage };
+
+  // client side (client_conn.cpp)
+  void run();
+  bool handle_head();
+  void begin_request(const http::RequestHead& req, size_t head_len);
+  void send_local(uint16_t status, std::string_view body, bool close,
+                  std::string_view extra_headers = {});
+  void finish_exchange_bookkeeping(uint16_t status, int backend);
+  void close_after_flush();
+  void arm(TimerKind kind, Millis after);
+  void on_timer();
+  void ensure_buffers();
+
+  // upstream side (exchange.cpp)
+  void start_attempt();
+  void use_server(int idx, bool allow_pooled);
+  bool flush_upstream();
+  void attach_upstream(UpstreamConn* up, bool fresh);
+  bool pump_request();
+  bool pump_response();
+  bool handle_response_head();
+  void response_done();
+  void upstream_failed(Failure why);
+  void release_upstream(bool reusable);
+  void abort_exchange();
+
+  // tunnel (tunnel.cpp)
+  bool pump_tunnel();
+
+  Worker& w_;
+  net::Stream client_;
+  std::string client_ip_;
+  size_t slot_;  // listen socket slot; the listener is looked up in the current view
+  const config::Listener& listener_cfg() const;
+  size_t listener_index(const WorkerView& v) const { return v.slot_listener[slot_]; }
+  Phase phase_ = Phase::Head;
+  Timer timer_;
+  TimerKind timer_kind_ = TimerKind::None;
+  bool close_after_flush_ = false;
+  bool keep_alive_ = true;
+  bool draining_ = false;
+  bool shut_wr_ = false;     // tunnel: we half-closed the client
+  bool up_shut_wr_ = false;  // tunnel: we half-closed the server
+
+  // the request in flight
+  ViewPtr view_;
+  int backend_ = -1;
+  int server_ = -1;
+  std::string fwd_head_;  // the forwarded head, kept for retries
+  http::Method method_ = http::Method::Get;
+  uint8_t version_minor_ = 1;
+  bool idempotent_ = true;
+  bool want_upgrade_ = false;
+  http::BodyDecoder req_body_;
+  bool req_chunked_out_ = false;
+  bool req_done_ = false;
+  uint64_t req_body_forwarded_ = 0;
+  bool req_bytes_consumed_ = false;  // some body bytes left the client buffer: no replay
+  size_t head_sent_ = 0;             // bytes of fwd_head_ written upstream on this attempt
+  balance::TriedSet tried_;
+  uint32_t attempts_ = 0;
+  bool retried_stale_ = false;
+  Failure last_failure_ = Failure::Refused;
+  TimePoint request_start_{};
+  UpstreamConn* up_ = nullptr;
+  bool resp_head_done_ = false;
+  bool resp_bytes_ = false;  // any response byte reached us on this attempt
+  uint16_t resp_status_ = 0;
+  bool resp_keep_alive_ = false;
+  http::BodyDecoder resp_body_;
+  OutFraming resp_framing_ = OutFraming::None;
+};
+
+}  // namespace weir::proxy

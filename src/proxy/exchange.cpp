@@ -1,0 +1,372 @@
+// Upstream side of a request: choosing a server, connecting or reusing a pooled connection,
+// retrying elsewhere, streaming the request body up and the response back with backpressure.
+#include <sys/uio.h>
+
+#include <charconv>
+
+#include "core/log.hpp"
+#include "http/status.hpp"
+#include "proxy/client_conn.hpp"
+#include "proxy/upstream_conn.hpp"
+
+namespace weir::proxy {
+namespace {
+
+// Room kept free in an output buffer for chunk framing around a payload piece.
+constexpr size_t kFramingRoom = 32;
+
+void append_chunk(Buffer& out, std::string_view payload) {
+  char hex[20];
+  auto [p, ec] = std::to_chars(hex, hex + sizeof hex - 2, payload.size(), 16);
+  (void)ec;
+  *p++ = '\r';
+  *p++ = '\n';
+  out.append(std::string_view(hex, static_cast<size_t>(p - hex)));
+  out.append(payload);
+  out.append("\r\n");
+}
+
+// Moves decoded body bytes from `in` to `out`, re-framed, as far as `out` has room.
+// Returns {progress, error}.
+struct PumpResult {
+  bool progress = false;
+  bool error = false;
+};
+PumpResult pump_body(Buffer& in, http::BodyDecoder& dec, Buffer& out, bool chunked_out,
+                     uint64_t* forwarded) {
+  PumpResult res;
+  while (!dec.done() && !in.empty() && out.free_space() > 2 * kFramingRoom) {
+    std::string_view avail = in.readable();
+    size_t cap = out.free_space() - kFramingRoom;
+    if (avail.size() > cap) avail = avail.substr(0, cap);
+    auto st = dec.decode(avail);
+    if (st.status == http::BodyDecoder::Status::Error) {
+      res.error = true;
+      return res;
+    }
+    if (!st.payload.empty()) {
+      if (chunked_out) append_chunk(out, st.payload);
+      else out.append(st.payload);
+      if (forwarded) *forwarded += st.payload.size();
+    }
+    in.consume(st.consumed);
+    if (st.consumed == 0) break;
+    res.progress = true;
+  }
+  return res;
+}
+
+}  // namespace
+
+void ClientConn::start_attempt() {
+  balance::PickContext ctx{client_ip_, {}, 0};
+  int idx = view_->balancers[static_cast<size_t>(backend_)]->pick(ctx, tried_);
+  if (idx < 0) {
+    if (attempts_ == 0) {
+      send_local(503, "Service Unavailable\n", false, "Retry-After: 1\r\n");
+    } else if (last_failure_ == Failure::Timeout) {
+      send_local(504, "Gateway Timeout\n", false);
+    } else {
+      send_local(502, "Bad Gateway\n", false);
+    }
+    return;
+  }
+  tried_.add(idx);
+  ++attempts_;
+  use_server(idx, true);
+}
+
+void ClientConn::use_server(int idx, bool allow_pooled) {
+  const BackendRuntime& b = view_->snap->backends[static_cast<size_t>(backend_)];
+  server_ = idx;
+  const ServerRuntime& srv = b.servers[static_cast<size_t>(idx)];
+  srv.state->active.fetch_add(1, std::memory_order_relaxed);
+  view_->balancers[static_cast<size_t>(backend_)]->on_taken(idx);
+  auto& counts = w_.stats().server_requests;
+  if (counts.size() <= srv.id) counts.resize(srv.id + 1);
+  ++counts[srv.id];
+
+  UpstreamConn* up = allow_pooled ? w_.pool().take(srv.id) : nullptr;
+  if (up) {
+    ++w_.stats().upstream_reuses;
+    attach_upstream(up, false);
+    return;
+  }
+  int fd = net::connect_nonblocking(srv.addr);
+  if (fd < 0) {
+    log::debug("connect to server {}/{} failed: {}", b.cfg->name, srv.name, strerror(errno));
+    upstream_failed(Failure::Refused);
+    return;
+  }
+  ++w_.stats().upstream_connects;
+  up = new UpstreamConn(w_, fd, srv.id);
+  w_.reactor().add(fd, up);
+  attach_upstream(up, true);
+}
+
+void ClientConn::attach_upstream(UpstreamConn* up, bool fresh) {
+  up_ = up;
+  up->owner = this;
+  const auto& lim = view_->snap->config->limits;
+  size_t cap = std::max<size_t>(lim.buffer_size, lim.max_header_bytes + 256);
+  up->stream.in.ensure_allocated(cap);
+  up->stream.out.ensure_allocated(lim.buffer_size);
+  up->stream.out.clear();
+  head_sent_ = 0;
+  resp_head_done_ = false;
+  resp_bytes_ = false;
+  const auto& t = view_->snap->backends[static_cast<size_t>(backend_)].cfg->timeouts;
+  if (fresh) {
+    arm(TimerKind::Connect, t.connect);
+  } else {
+    arm(TimerKind::Response, t.response);
+  }
+}
+
+bool ClientConn::flush_upstream() {
+  auto& us = up_->stream;
+  if (us.write_failed || !us.writable) return false;
+  if (head_sent_ >= fwd_head_.size()) return us.flush();
+  // Head and whatever body is buffered leave in one writev.
+  iovec iov[2];
+  iov[0].iov_base = fwd_head_.data() + head_sent_;
+  iov[0].iov_len = fwd_head_.size() - head_sent_;
+  auto body = us.out.readable();
+  iov[1].iov_base = const_cast<char*>(body.data());
+  iov[1].iov_len = body.size();
+  ssize_t n = net::writev_some(us.fd, iov, body.empty() ? 1 : 2);
+  if (n == net::kWouldBlock) {
+    us.writable = false;
+    return false;
+  }
+  if (n < 0) {
+    us.write_failed = true;
+    us.error = errno;
+    return true;
+  }
+  size_t total = iov[0].iov_len + iov[1].iov_len;
+  size_t from_head = std::min<size_t>(static_cast<size_t>(n), iov[0].iov_len);
+  head_sent_ += from_head;
+  us.out.consume(static_cast<size_t>(n) - from_head);
+  if (static_cast<size_t>(n) < total) us.writable = false;
+  return true;
+}
+
+bool ClientConn::pump_request() {
+  if (!up_ || up_->connecting) return false;
+  bool progress = false;
+  if (!req_done_) {
+    auto r = pump_body(client_.in, req_body_, up_->stream.out, req_chunked_out_,
+                       &req_body_forwarded_);
+    req_bytes_consumed_ |= r.progress;
+    progress |= r.progress;
+    if (r.error) {
+      log::debug("client {}: bad request body", client_ip_);
+      release_upstream(false);
+      send_local(400, "Bad Request\n", true);
+      return true;
+    }
+    if (req_body_.done()) {
+      if (req_chunked_out_) up_->stream.out.append("0\r\n\r\n");
+      req_done_ = true;
+    } else if (client_.in.empty() && client_.eof) {
+      abort_exchange();  // the client went away in the middle of its body
+      return true;
+    }
+  }
+  progress |= flush_upstream();
+  if (progress && resp_head_done_ == false)
+    arm(TimerKind::Response, view_->snap->backends[static_cast<size_t>(backend_)].cfg->timeouts.response);
+  return progress;
+}
+
+bool ClientConn::pump_response() {
+  if (!up_ || up_->connecting) return false;
+  auto& us = up_->stream;
+  bool progress = us.fill();
+  if (!resp_head_done_) {
+    if (!handle_response_head()) return progress;
+    progress = true;
+    if (phase_ != Phase::Exchange) return true;
+  }
+  auto r = pump_body(us.in, resp_body_, client_.out, resp_framing_ == OutFraming::Chunked,
+                     nullptr);
+  if (r.error) {
+    log::debug("server response body invalid; aborting client {}", client_ip_);
+    abort_exchange();
+    return true;
+  }
+  progress |= r.progress;
+  if (r.progress) arm(TimerKind::Response, view_->snap->backends[static_cast<size_t>(backend_)].cfg->timeouts.response);
+  if (!resp_body_.done() && us.in.empty()) {
+    if (us.eof && resp_body_.finish_eof()) {
+      // close-delimited body complete
+    } else if (us.eof || us.failed) {
+      abort_exchange();  // truncated: the client must not take it for a whole response
+      return true;
+    }
+  }
+  if (resp_body_.done()) {
+    if (resp_framing_ == OutFraming::Chunked) {
+      if (client_.out.free_space() < 8) return progress;
+      client_.out.append("0\r\n\r\n");
+    }
+    response_done();
+    return true;
+  }
+  return progress;
+}
+
+bool ClientConn::handle_response_head() {
+  auto& us = up_->stream;
+  for (;;) {
+    if (us.in.empty()) {
+      if (us.eof || us.failed) {
+        upstream_failed(resp_bytes_ ? Failure::Garbage : Failure::Reset);
+        return true;
+      }
+      return false;
+    }
+    resp_bytes_ = true;
+    http::ResponseHead resp;
+    auto r = http::parse_response(us.in.readable(), resp, w_.scratch_headers(), view_->limits,
+                                  method_);
+    if (r.status == http::ParseStatus::NeedMore) {
+      if (us.eof || us.failed || us.in.full()) {
+        upstream_failed(Failure::Garbage);
+        return true;
+      }
+      return false;
+    }
+    if (r.status == http::ParseStatus::Error) {
+      log::debug("server sent an invalid response head: {}", r.error_reason);
+      upstream_failed(Failure::Garbage);
+      return true;
+    }
+    if (resp.status < 200 && resp.status != 101) {
+      // Interim answers (100 Continue, 103) go to HTTP/1.1 clients as a bare status line.
+      if (version_minor_ == 1) {
+        if (client_.out.free_space() < 64) return false;
+        std::string& s = w_.scratch_string();
+        s.clear();
+        s.append("HTTP/1.1 ").append(std::to_string(resp.status)).append(" ");
+        s.append(http::reason_phrase(resp.status)).append("\r\n\r\n");
+        client_.out.append(s);
+      }
+      us.in.consume(r.consumed);
+      continue;
+    }
+    if (resp.status == 101 && !want_upgrade_) {
+      upstream_failed(Failure::Garbage);
+      return true;
+    }
+    OutFraming framing = OutFraming::None;
+    switch (resp.body) {
+      case http::BodyKind::None: framing = OutFraming::None; break;
+      case http::BodyKind::ContentLength: framing = OutFraming::ContentLength; break;
+      case http::BodyKind::Chunked:
+      case http::BodyKind::UntilClose:
+        framing = version_minor_ == 1 ? OutFraming::Chunked : OutFraming::Close;
+        break;
+    }
+    if (framing == OutFraming::Close || draining_ || w_.draining()) keep_alive_ = false;
+    std::string& s = w_.scratch_string();
+    s.clear();
+    build_response_head(resp, framing, !keep_alive_ && resp.status != 101,
+                        keep_alive_ && version_minor_ == 0, s);
+    if (client_.out.free_space() < s.size()) {
+      if (client_.out.empty()) {
+        upstream_failed(Failure::Garbage);  // a head larger than our buffer
+        return true;
+      }
+      return false;  // wait until the previous response drains
+    }
+    client_.out.append(s);
+    us.in.consume(r.consumed);
+    resp_head_done_ = true;
+    resp_status_ = resp.status;
+    resp_keep_alive_ = resp.keep_alive;
+    resp_framing_ = framing;
+    if (resp.status == 101) {
+      finish_exchange_bookkeeping(101, backend_);
+      phase_ = Phase::Tunnel;
+      arm(TimerKind::Tunnel, listener_cfg().timeouts.idle);
+      return true;
+    }
+    resp_body_.reset(resp.body, resp.content_length);
+    arm(TimerKind::Response, view_->snap->backends[static_cast<size_t>(backend_)].cfg->timeouts.response);
+    return true;
+  }
+}
+
+void ClientConn::response_done() {
+  auto& us = up_->stream;
+  bool reusable = resp_keep_alive_ && req_done_ && head_sent_ >= fwd_head_.size() &&
+                  us.out.empty() && us.in.empty() && !us.eof && !us.failed && !us.write_failed;
+  release_upstream(reusable);
+  finish_exchange_bookkeeping(resp_status_, backend_);
+  if (!req_done_) keep_alive_ = false;  // the rest of the request body was never read
+  phase_ = Phase::Head;
+  if (!keep_alive_) {
+    close_after_flush_ = true;
+  } else {
+    arm(TimerKind::Idle, listener_cfg().timeouts.idle);
+  }
+}
+
+void ClientConn::release_upstream(bool reusable) {
+  if (server_ >= 0 && view_ && backend_ >= 0) {
+    const auto& b = view_->snap->backends[static_cast<size_t>(backend_)];
+    b.servers[static_cast<size_t>(server_)].state->active.fetch_sub(1, std::memory_order_relaxed);
+    view_->balancers[static_cast<size_t>(backend_)]->on_released(server_);
+  }
+  server_ = -1;
+  if (!up_) return;
+  UpstreamConn* up = up_;
+  up_ = nullptr;
+  up->owner = nullptr;
+  if (reusable) {
+    w_.pool().put(up);
+  } else {
+    up->close();
+  }
+}
+
+void ClientConn::upstream_failed(Failure why) {
+  last_failure_ = why;
+  bool was_reused = up_ && up_->reused;
+  int server = server_;
+  release_upstream(false);
+  if (resp_head_done_) {
+    abort_exchange();
+    return;
+  }
+  // The request can go out again only if no byte of its body was taken from the client.
+  bool replayable = !req_bytes_consumed_;
+  if (replayable && was_reused && idempotent_ && why != Failure::Timeout && !retried_stale_) {
+    // A pooled connection the server had closed meanwhile: one fresh connection to the same
+    // server, not counted as a retry.
+    retried_stale_ = true;
+    use_server(server, false);
+    return;
+  }
+  const auto& b = *view_->snap->backends[static_cast<size_t>(backend_)].cfg;
+  bool retry = replayable && why != Failure::Garbage && (idempotent_ || why == Failure::Refused) &&
+               attempts_ <= b.retries && !w_.draining();
+  if (retry) {
+    start_attempt();
+    return;
+  }
+  uint16_t status = why == Failure::Timeout ? 504 : 502;
+  send_local(status, status == 504 ? "Gateway Timeout\n" : "Bad Gateway\n", false);
+}
+
+void ClientConn::abort_exchange() {
+  // Part of the response already reached the client (or the client vanished): the only honest
+  // signal left is closing the connection.
+  release_upstream(false);
+  finish_exchange_bookkeeping(resp_head_done_ ? resp_status_ : 502, backend_);
+  close();
+}
+
+}  // namespace weir::proxy

@@ -1,0 +1,68 @@
+#include "proxy/snapshot.hpp"
+
+#include <thread>
+
+namespace weir::proxy {
+
+std::pair<std::shared_ptr<balance::ServerState>, uint32_t> ServerRegistry::get(
+    const std::string& key) {
+  std::lock_guard lock(mu_);
+  auto it = states_.find(key);
+  if (it != states_.end()) return it->second;
+  auto entry = std::make_pair(std::make_shared<balance::ServerState>(), next_id_++);
+  states_.emplace(key, entry);
+  return entry;
+}
+
+SnapshotPtr build_snapshot(config::ConfigPtr cfg, ServerRegistry& registry,
+                           std::vector<std::string>& errors) {
+  auto snap = std::make_shared<Snapshot>();
+  snap->config = cfg;
+  snap->workers = cfg->workers ? cfg->workers : std::max(1u, std::thread::hardware_concurrency());
+  for (const auto& l : cfg->listeners) {
+    ListenerRuntime lr;
+    lr.cfg = &l;
+    for (const auto& text : l.listen) {
+      std::string host, err;
+      uint16_t port = 0;
+      if (!net::split_host_port(text, host, port)) {
+        errors.push_back("listener " + l.name + ": bad address \"" + text + "\"");
+        continue;
+      }
+      auto a = net::resolve(host, port, err);
+      if (!a) {
+        errors.push_back("listener " + l.name + ": " + err);
+        continue;
+      }
+      lr.addrs.push_back(*a);
+    }
+    snap->listeners.push_back(std::move(lr));
+  }
+  for (const auto& b : cfg->backends) {
+    BackendRuntime br;
+    br.cfg = &b;
+    for (const auto& s : b.servers) {
+      std::string err;
+      auto a = net::resolve(s.host, s.port, err);
+      if (!a) {
+        errors.push_back("backend " + b.name + " server " + s.name + ": " + err);
+        continue;
+      }
+      ServerRuntime sr;
+      sr.name = s.name;
+      sr.address_text = s.address;
+      sr.addr = *a;
+      sr.weight = s.weight;
+      auto [state, id] = registry.get(b.name + "/" + s.name + "@" + a->to_string());
+      sr.state = state;
+      sr.id = id;
+      br.servers.push_back(std::move(sr));
+    }
+    for (auto& sr : br.servers) br.infos.push_back({sr.weight, sr.state.get()});
+    snap->backends.push_back(std::move(br));
+  }
+  if (!errors.empty()) return nullptr;
+  return snap;
+}
+
+}  // namespace weir::proxy

@@ -1,0 +1,60 @@
+#pragma once
+// The runtime form of a config: addresses resolved, server state attached. Immutable once built;
+// shared by every worker through a shared_ptr and replaced as a whole on reload.
+#include <memory>
+#include <mutex>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "balance/balancer.hpp"
+#include "config/config.hpp"
+#include "net/address.hpp"
+
+namespace weir::proxy {
+
+struct ServerRuntime {
+  std::string name;
+  std::string address_text;  // as configured, for the admin API
+  net::SocketAddress addr;
+  uint32_t weight = 1;
+  std::shared_ptr<balance::ServerState> state;
+  uint32_t id = 0;  // process-wide id (stable across reloads) for pools and counters
+};
+
+struct BackendRuntime {
+  const config::Backend* cfg = nullptr;
+  std::vector<ServerRuntime> servers;
+  std::vector<balance::ServerInfo> infos;  // what the balancer sees, parallel to servers
+};
+
+struct ListenerRuntime {
+  const config::Listener* cfg = nullptr;
+  std::vector<net::SocketAddress> addrs;
+};
+
+struct Snapshot {
+  config::ConfigPtr config;
+  std::vector<ListenerRuntime> listeners;
+  std::vector<BackendRuntime> backends;
+  unsigned workers = 1;
+};
+using SnapshotPtr = std::shared_ptr<const Snapshot>;
+
+// Keeps ServerState (health, in-flight counts) and ids alive across reloads, keyed by
+// backend name, server name and address.
+class ServerRegistry {
+ public:
+  std::pair<std::shared_ptr<balance::ServerState>, uint32_t> get(const std::string& key);
+
+ private:
+  std::mutex mu_;
+  std::map<std::string, std::pair<std::shared_ptr<balance::ServerState>, uint32_t>> states_;
+  uint32_t next_id_ = 0;
+};
+
+// Builds a snapshot; on failure returns null and appends messages to `errors`.
+SnapshotPtr build_snapshot(config::ConfigPtr cfg, ServerRegistry& registry,
+                           std::vector<std::string>& errors);
+
+}  // namespace weir::proxy

@@ -1,0 +1,57 @@
+#pragma once
+// Per-worker counters. Only the owning worker thread touches them; the admin thread asks each
+// worker for a copy (a task posted to its reactor) and sums the copies, so counting a request
+// is a plain increment with no lock and no shared cache line.
+#include <array>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace weir::proxy {
+
+struct CodeCounts {
+  std::array<uint64_t, 500> by_status{};  // index = status - 100
+  void add(uint16_t status) {
+    if (status >= 100 && status < 600) ++by_status[status - 100];
+  }
+};
+
+constexpr std::array<double, 12> kLatencyBuckets = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                                    0.05,   0.1,   0.25,   0.5,   1.0,  5.0};
+
+struct LatencyHistogram {
+  std::array<uint64_t, kLatencyBuckets.size() + 1> counts{};  // last = +Inf
+  double sum = 0;
+  uint64_t count = 0;
+  void observe(double seconds) {
+    size_t i = 0;
+    while (i < kLatencyBuckets.size() && seconds > kLatencyBuckets[i]) ++i;
+    ++counts[i];
+    sum += seconds;
+    ++count;
+  }
+  void merge(const LatencyHistogram& o) {
+    for (size_t i = 0; i < counts.size(); ++i) counts[i] += o.counts[i];
+    sum += o.sum;
+    count += o.count;
+  }
+};
+
+struct WorkerStats {
+  // (listener, backend) → counts by status; backend "" for requests answered without one.
+  // std::map: nodes never move, so a worker caches pointers to them per snapshot.
+  std::map<std::pair<std::string, std::string>, CodeCounts> requests;
+  std::vector<uint64_t> server_requests;  // by ServerRuntime::id
+  LatencyHistogram latency;
+  uint64_t connections_accepted = 0;
+  uint64_t connections_open = 0;
+  uint64_t upstream_connects = 0;
+  uint64_t upstream_reuses = 0;
+  uint64_t parse_errors = 0;
+
+  void merge(const WorkerStats& o);
+};
+
+}  // namespace weir::proxy

@@ -1,0 +1,37 @@
+#include "proxy/upstream_conn.hpp"
+
+#include "proxy/client_conn.hpp"
+#include "proxy/worker.hpp"
+
+namespace weir::proxy {
+
+UpstreamConn::UpstreamConn(Worker& worker, int fd, uint32_t id)
+    : server_id(id), worker_(worker) {
+  stream.fd = fd;
+  stream.writable = false;  // until the connect completes
+  idle_timer.set_callback([this] { worker_.pool().drop(this); });
+}
+
+UpstreamConn::~UpstreamConn() = default;
+
+void UpstreamConn::on_event(uint32_t events) {
+  if (closed) return;
+  if (owner) {
+    owner->on_upstream_event(events);
+    return;
+  }
+  // Idle in the pool: any readable event means the server closed or sent something unasked.
+  stream.note_events(events);
+  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) worker_.pool().drop(this);
+}
+
+void UpstreamConn::close() {
+  if (closed) return;
+  closed = true;
+  idle_timer.cancel();
+  net::close_fd(stream.fd);
+  stream.fd = -1;
+  worker_.reactor().defer([this] { delete this; });
+}
+
+}  // namespace weir::proxy

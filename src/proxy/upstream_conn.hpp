@@ -1,0 +1,39 @@
+#pragma once
+// A connection to one server. Owned by the worker's pool while idle, attached to one
+// ClientConn (its `owner`) while a request uses it; events go to whoever holds it.
+#include <cstdint>
+
+#include "core/reactor.hpp"
+#include "core/timer.hpp"
+#include "net/address.hpp"
+#include "net/stream.hpp"
+
+namespace weir::proxy {
+
+class ClientConn;
+class Worker;
+
+class UpstreamConn final : public EventHandler {
+ public:
+  UpstreamConn(Worker& worker, int fd, uint32_t server_id);
+  ~UpstreamConn() override;
+
+  void on_event(uint32_t events) override;
+  // Closes the socket and schedules deletion after the current event batch.
+  void close();
+
+  net::Stream stream;
+  uint32_t server_id;
+  ClientConn* owner = nullptr;
+  bool connecting = true;
+  bool reused = false;
+  bool closed = false;
+  Timer idle_timer;  // armed while pooled
+  UpstreamConn* pool_prev = nullptr;  // intrusive idle list of the pool
+  UpstreamConn* pool_next = nullptr;
+
+ private:
+  Worker& worker_;
+};
+
+}  // namespace weir::proxy

@@ -1,0 +1,212 @@
+#include "proxy/worker.hpp"
+
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "core/log.hpp"
+#include "net/socket.hpp"
+#include "proxy/client_conn.hpp"
+
+namespace weir::proxy {
+
+// Accepts on one listening socket of this worker. Edge-triggered: accepts until EAGAIN, or until
+// the listener's max_connections is reached, in which case it resumes when a connection closes.
+class Worker::Acceptor final : public EventHandler {
+ public:
+  Acceptor(Worker& w, ListenSocket s) : w_(w), sock_(std::move(s)) {}
+  ~Acceptor() override { net::close_fd(sock_.fd); }
+
+  void on_event(uint32_t) override { accept_all(); }
+
+  void accept_all() {
+    if (sock_.fd < 0) return;
+    const auto& snap = *w_.view_->snap;
+    const auto& lc = *snap.listeners[w_.view_->slot_listener[sock_.slot]].cfg;
+    auto& gate = *w_.gates_[sock_.slot];
+    paused_ = false;
+    for (int i = 0; i < 1024; ++i) {
+      if (gate.open.load(std::memory_order_relaxed) >= static_cast<int64_t>(lc.max_connections)) {
+        paused_ = true;
+        return;
+      }
+      sockaddr_storage peer{};
+      socklen_t len = sizeof peer;
+      int fd = ::accept4(sock_.fd, reinterpret_cast<sockaddr*>(&peer), &len,
+                         SOCK_NONBLOCK | SOCK_CLOEXEC);
+      if (fd < 0) {
+        if (errno == EINTR || errno == ECONNABORTED) continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK) {
+          log::warn("accept on {}: {}", sock_.address, strerror(errno));
+        }
+        return;
+      }
+      net::set_nodelay(fd);
+      gate.open.fetch_add(1, std::memory_order_relaxed);
+      ++w_.stats_.connections_accepted;
+      ++w_.stats_.connections_open;
+      auto* c = new ClientConn(w_, fd, peer, sock_.slot);
+      c->next = w_.conns_;
+      if (w_.conns_) w_.conns_->prev = c;
+      w_.conns_ = c;
+      c->start();
+    }
+    // Still more to accept: come back after this batch instead of starving other events.
+    w_.reactor_.defer([this] { accept_all(); });
+  }
+
+  void stop() {
+    if (sock_.fd >= 0) {
+      w_.reactor_.remove(sock_.fd);
+      net::close_fd(sock_.fd);
+      sock_.fd = -1;
+    }
+  }
+  int fd() const { return sock_.fd; }
+  bool paused() const { return paused_; }
+  size_t slot() const { return sock_.slot; }
+
+ private:
+  Worker& w_;
+  ListenSocket sock_;
+  bool paused_ = false;
+};
+
+Worker::Worker(unsigned index, SnapshotPtr snap, std::vector<ListenSocket> sockets,
+               std::vector<std::string> slot_addresses,
+               std::vector<std::shared_ptr<ListenerGate>> gates)
+    : index_(index), pool_(*this), slot_addresses_(std::move(slot_addresses)),
+      gates_(std::move(gates)) {
+  rng_state_ = 0x9E3779B97F4A7C15ull * (index + 1) ^ static_cast<uint64_t>(
+      Clock::now().time_since_epoch().count());
+  install_view(std::move(snap));
+  for (auto& s : sockets) acceptors_.push_back(std::make_unique<Acceptor>(*this, std::move(s)));
+  drain_timer_.set_callback([this] {
+    log::warn("worker {}: drain deadline reached, closing remaining connections", index_);
+    while (conns_) {
+      ClientConn* c = conns_;
+      c->close();
+    }
+    maybe_finish_drain();
+  });
+}
+
+Worker::~Worker() {
+  join();
+  acceptors_.clear();
+  pool_.close_all();
+}
+
+uint64_t Worker::random() {
+  // xorshift64*: per-worker, lock-free, good enough for balancing draws.
+  rng_state_ ^= rng_state_ >> 12;
+  rng_state_ ^= rng_state_ << 25;
+  rng_state_ ^= rng_state_ >> 27;
+  return rng_state_ * 0x2545F4914F6CDD1Dull;
+}
+
+void Worker::install_view(SnapshotPtr snap) {
+  auto v = std::make_shared<WorkerView>();
+  v->snap = std::move(snap);
+  const auto& cfg = *v->snap->config;
+  v->limits.max_request_line = cfg.limits.max_request_line;
+  v->limits.max_head_bytes = cfg.limits.max_header_bytes;
+  v->limits.max_headers = cfg.limits.max_headers;
+  scratch_headers_.resize(cfg.limits.max_headers);
+  pool_.set_limits(cfg.limits.max_idle_upstream_per_server, cfg.limits.upstream_idle_timeout);
+  for (const auto& b : v->snap->backends) {
+    v->balancers.push_back(balance::make_balancer(b.cfg->balance, b.infos, random()));
+  }
+  // Map each listen slot to the listener that now owns its address (the caller checked that
+  // every slot still has one).
+  v->slot_listener.assign(slot_addresses_.size(), 0);
+  for (size_t slot = 0; slot < slot_addresses_.size(); ++slot) {
+    for (size_t l = 0; l < v->snap->listeners.size(); ++l) {
+      for (const auto& a : v->snap->listeners[l].addrs) {
+        if (a.to_string() == slot_addresses_[slot]) v->slot_listener[slot] = l;
+      }
+    }
+  }
+  size_t nb = v->snap->backends.size() + 1;
+  v->counters.resize(v->snap->listeners.size() * nb);
+  for (size_t l = 0; l < v->snap->listeners.size(); ++l) {
+    const std::string& lname = v->snap->listeners[l].cfg->name;
+    v->counters[l * nb] = &stats_.requests[{lname, ""}];
+    for (size_t b = 0; b < v->snap->backends.size(); ++b) {
+      v->counters[l * nb + b + 1] = &stats_.requests[{lname, v->snap->backends[b].cfg->name}];
+    }
+  }
+  view_ = std::move(v);
+}
+
+void Worker::start() {
+  thread_ = std::thread([this] { run(); });
+}
+
+void Worker::run() {
+  for (auto& a : acceptors_) {
+    reactor_.add(a->fd(), a.get(), EPOLLIN | EPOLLET);
+    a->accept_all();
+  }
+  reactor_.run();
+  // Stopped: close what is left.
+  for (auto& a : acceptors_) a->stop();
+  while (conns_) conns_->close();
+  pool_.close_all();
+  reactor_.refresh_now();
+}
+
+void Worker::join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+void Worker::update_snapshot(SnapshotPtr snap) {
+  reactor_.post([this, snap = std::move(snap)]() mutable { install_view(std::move(snap)); });
+}
+
+void Worker::stop() { reactor_.stop(); }
+
+void Worker::begin_drain(Millis deadline) {
+  reactor_.post([this, deadline] {
+    if (draining_) return;
+    draining_ = true;
+    for (auto& a : acceptors_) a->stop();
+    pool_.close_all();
+    for (ClientConn* c = conns_; c;) {
+      ClientConn* next = c->next;
+      c->begin_drain();
+      c = next;
+    }
+    drain_timer_.arm(reactor_.timers(), reactor_.now() + deadline);
+    maybe_finish_drain();
+  });
+}
+
+void Worker::maybe_finish_drain() {
+  if (draining_ && !conns_) {
+    drain_timer_.cancel();
+    reactor_.stop();
+  }
+}
+
+void Worker::collect_stats(std::function<void(WorkerStats)> done) {
+  reactor_.post([this, done = std::move(done)] { done(stats_); });
+}
+
+void Worker::connection_closed(ClientConn* c, size_t slot) {
+  if (c->prev) c->prev->next = c->next;
+  else conns_ = c->next;
+  if (c->next) c->next->prev = c->prev;
+  c->prev = c->next = nullptr;
+  --stats_.connections_open;
+  gates_[slot]->open.fetch_sub(1, std::memory_order_relaxed);
+  for (auto& a : acceptors_) {
+    if (a->paused() && a->slot() == slot) {
+      reactor_.defer([acc = a.get()] { acc->accept_all(); });
+    }
+  }
+  if (draining_) reactor_.defer([this] { maybe_finish_drain(); });
+}
+
+}  // namespace weir::proxy
