@@ -82,7 +82,7 @@ void load_balance(LoadState& s, const Field& f, Backend& b) {
 
 std::string resolve_path(const LoadState& s, const std::string& path) {
   if (path.starts_with("/") || s.base_dir.empty()) return path;
-  return s.base_dir + "/" + path;
+  return s.base_dir.ends_with('/') ? s.base_dir + path : s.base_dir + "/" + path;
 }
 
 // The secret is read now so that a snapshot carries everything it needs and `weir check`

@@ -1,5 +1,6 @@
 #include "config/units.hpp"
 
+#include <algorithm>
 #include <array>
 
 namespace weir::config {
@@ -56,11 +57,9 @@ DurationResult parse_duration_impl(std::string_view text) {
   size_t i = 0;
   while (i < text.size()) {
     size_t start = i;
-    u128 whole = 0;
-    bool big = false;
+    u128 whole = 0;  // clamped to max + 1 so that any number of digits fits
     while (i < text.size() && is_digit(text[i])) {
-      whole = whole * 10 + static_cast<unsigned>(text[i] - '0');
-      if (whole > max) big = true, whole = max + 1;
+      whole = std::min(whole * 10 + static_cast<unsigned>(text[i] - '0'), max + 1);
       ++i;
     }
     if (i == start) {
@@ -99,7 +98,7 @@ DurationResult parse_duration_impl(std::string_view text) {
               "invalid duration " + quoted + " (write units largest first, e.g. 1m30s)"};
     }
     last_factor = found->factor;
-    if (big) return {Duration{0}, "duration " + quoted + " is too large (at most 3650d)"};
+    if (whole > max) return {Duration{0}, "duration " + quoted + " is too large (at most 3650d)"};
     u128 ms = whole * found->factor;
     // The fraction must come out as a whole number of milliseconds.
     while (!frac.empty() && frac.back() == '0')

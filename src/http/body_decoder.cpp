@@ -32,7 +32,9 @@ void BodyDecoder::reset(BodyKind kind, uint64_t content_length, const ChunkLimit
   }
 }
 
-bool BodyDecoder::done() const { return state_ == State::Finished; }
+bool BodyDecoder::done() const {
+  return state_ == State::Finished;
+}
 
 bool BodyDecoder::finish_eof() {
   if (kind_ == BodyKind::UntilClose && state_ != State::Failed) state_ = State::Finished;

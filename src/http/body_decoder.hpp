@@ -12,7 +12,7 @@
 namespace weir::http {
 
 struct ChunkLimits {
-  size_t max_chunk_line = 4096;    // chunk-size line including extensions
+  size_t max_chunk_line = 4096;  // chunk-size line including extensions
   size_t max_trailer_bytes = 16 * 1024;
   uint64_t max_chunk_size = (uint64_t{1} << 40);  // larger chunk-size → error
 };
@@ -39,13 +39,13 @@ class BodyDecoder {
 
  private:
   enum class State : uint8_t {
-    SizeStart,     // first hex digit of a chunk-size
-    Size,          // more hex digits, or what follows them
-    SizeBWS,       // whitespace after the size: only ";" may follow
-    Ext,           // chunk extensions, up to CR
-    SizeLF,        // LF ending the chunk-size line
-    Data,          // remaining_ bytes of chunk data (or of the whole Content-Length body)
-    DataCR,        // CRLF after chunk data
+    SizeStart,  // first hex digit of a chunk-size
+    Size,       // more hex digits, or what follows them
+    SizeBWS,    // whitespace after the size: only ";" may follow
+    Ext,        // chunk extensions, up to CR
+    SizeLF,     // LF ending the chunk-size line
+    Data,       // remaining_ bytes of chunk data (or of the whole Content-Length body)
+    DataCR,     // CRLF after chunk data
     DataLF,
     TrailerStart,  // start of a trailer line (or of the final empty line)
     TrailerName,

@@ -22,11 +22,13 @@ constexpr std::array<uint8_t, 256> make_table() {
     uint8_t v = 0;
     const bool alpha = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
     const bool digit = c >= '0' && c <= '9';
-    if (alpha || digit || std::string_view("!#$%&'*+-.^_`|~").find(char(c)) != std::string_view::npos)
+    if (alpha || digit ||
+        std::string_view("!#$%&'*+-.^_`|~").find(char(c)) != std::string_view::npos)
       v |= kToken;
     if ((c >= 0x21 && c <= 0x7E) || c >= 0x80 || c == ' ' || c == '\t') v |= kFieldValue;
     if (c >= 0x21 && c <= 0x7E && c != '#' && c != '%') v |= kTarget;
-    if (alpha || digit || std::string_view("-._~!$&'()*+,;=%").find(char(c)) != std::string_view::npos)
+    if (alpha || digit ||
+        std::string_view("-._~!$&'()*+,;=%").find(char(c)) != std::string_view::npos)
       v |= kRegName;
     if (digit || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')) v |= kHex;
     if (digit) v |= kDigit;
@@ -37,12 +39,24 @@ constexpr std::array<uint8_t, 256> make_table() {
 
 inline constexpr std::array<uint8_t, 256> kTable = make_table();
 
-constexpr bool is(char c, uint8_t cls) { return (kTable[static_cast<uint8_t>(c)] & cls) != 0; }
-constexpr bool is_token(char c) { return is(c, kToken); }
-constexpr bool is_field_value(char c) { return is(c, kFieldValue); }
-constexpr bool is_hex(char c) { return is(c, kHex); }
-constexpr bool is_digit(char c) { return is(c, kDigit); }
-constexpr bool is_ows(char c) { return c == ' ' || c == '\t'; }
+constexpr bool is(char c, uint8_t cls) {
+  return (kTable[static_cast<uint8_t>(c)] & cls) != 0;
+}
+constexpr bool is_token(char c) {
+  return is(c, kToken);
+}
+constexpr bool is_field_value(char c) {
+  return is(c, kFieldValue);
+}
+constexpr bool is_hex(char c) {
+  return is(c, kHex);
+}
+constexpr bool is_digit(char c) {
+  return is(c, kDigit);
+}
+constexpr bool is_ows(char c) {
+  return c == ' ' || c == '\t';
+}
 
 constexpr int hex_value(char c) {
   if (c >= '0' && c <= '9') return c - '0';
@@ -50,11 +64,15 @@ constexpr int hex_value(char c) {
   return c - 'A' + 10;
 }
 
-constexpr char lower(char c) { return (c >= 'A' && c <= 'Z') ? char(c + ('a' - 'A')) : c; }
+constexpr char lower(char c) {
+  return (c >= 'A' && c <= 'Z') ? char(c + ('a' - 'A')) : c;
+}
 
 constexpr std::string_view trim_ows(std::string_view s) {
-  while (!s.empty() && is_ows(s.front())) s.remove_prefix(1);
-  while (!s.empty() && is_ows(s.back())) s.remove_suffix(1);
+  while (!s.empty() && is_ows(s.front()))
+    s.remove_prefix(1);
+  while (!s.empty() && is_ows(s.back()))
+    s.remove_suffix(1);
   return s;
 }
 

@@ -26,7 +26,9 @@
 
 namespace weir::http {
 
-bool iequals(std::string_view a, std::string_view b) { return detail::ascii_iequals(a, b); }
+bool iequals(std::string_view a, std::string_view b) {
+  return detail::ascii_iequals(a, b);
+}
 
 bool list_contains(std::string_view list_value, std::string_view token) {
   return !detail::for_each_element(list_value,
@@ -35,8 +37,8 @@ bool list_contains(std::string_view list_value, std::string_view token) {
 
 bool is_hop_by_hop(std::string_view name, std::span<const Header> headers) {
   static constexpr std::string_view kFixed[] = {
-      "connection", "keep-alive",         "proxy-connection",    "te",     "trailer",
-      "upgrade",    "proxy-authenticate", "proxy-authorization", "transfer-encoding",
+      "connection",         "keep-alive",          "proxy-connection",  "te", "trailer", "upgrade",
+      "proxy-authenticate", "proxy-authorization", "transfer-encoding",
   };
   for (std::string_view f : kFixed) {
     if (iequals(name, f)) return true;
@@ -51,7 +53,9 @@ namespace {
 
 constexpr int kMaxLeadingEmptyLines = 4;
 
-ParseResult need_more() { return ParseResult{}; }
+ParseResult need_more() {
+  return ParseResult{};
+}
 
 ParseResult fail(uint16_t status, size_t offset, const char* reason) {
   ParseResult r;
@@ -108,7 +112,8 @@ ParseResult parse_fields(std::string_view b, size_t pos, std::span<Header> stora
     if (pos == name_start) return fail(codes.bad, pos, "empty header name");
     const std::string_view name = b.substr(name_start, pos - name_start);
     ++pos;
-    while (pos < n && chars::is_ows(b[pos])) ++pos;
+    while (pos < n && chars::is_ows(b[pos]))
+      ++pos;
     const size_t value_start = pos;
     size_t value_end = pos;  // one past the last non-OWS byte
     for (;;) {

@@ -24,18 +24,18 @@ struct Header {
 };
 
 struct Limits {
-  size_t max_request_line = 8 * 1024;   // request-line longer → 414 (status line → 502)
-  size_t max_head_bytes = 64 * 1024;    // whole head longer → 431
-  size_t max_headers = 100;             // more header fields → 431
+  size_t max_request_line = 8 * 1024;  // request-line longer → 414 (status line → 502)
+  size_t max_head_bytes = 64 * 1024;   // whole head longer → 431
+  size_t max_headers = 100;            // more header fields → 431
 };
 
 enum class ParseStatus : uint8_t { Done, NeedMore, Error };
 
 struct ParseResult {
   ParseStatus status = ParseStatus::NeedMore;
-  size_t consumed = 0;       // Done: bytes of the head including the final CRLFCRLF
-  uint16_t error_status = 0; // Error: status code to answer
-  size_t error_offset = 0;   // Error: byte offset of the problem
+  size_t consumed = 0;            // Done: bytes of the head including the final CRLFCRLF
+  uint16_t error_status = 0;      // Error: status code to answer
+  size_t error_offset = 0;        // Error: byte offset of the problem
   const char* error_reason = "";  // Error: short static text, e.g. "invalid header name"
 };
 
@@ -62,9 +62,9 @@ struct RequestHead {
                                // absolute-form the target's authority (RFC 9112 3.2.2)
   BodyKind body = BodyKind::None;
   uint64_t content_length = 0;
-  bool keep_alive = true;       // after version and Connection are applied
-  bool expect_continue = false; // Expect: 100-continue
-  bool upgrade = false;         // Upgrade header present and Connection lists "upgrade"
+  bool keep_alive = true;             // after version and Connection are applied
+  bool expect_continue = false;       // Expect: 100-continue
+  bool upgrade = false;               // Upgrade header present and Connection lists "upgrade"
   std::string_view upgrade_protocol;  // the Upgrade header value
 };
 
@@ -75,8 +75,8 @@ struct ResponseHead {
   std::span<Header> headers;
   BodyKind body = BodyKind::None;
   uint64_t content_length = 0;
-  bool keep_alive = true;       // false if the server said close, or HTTP/1.0 without keep-alive,
-                                // or the body is UntilClose
+  bool keep_alive = true;  // false if the server said close, or HTTP/1.0 without keep-alive,
+                           // or the body is UntilClose
 };
 
 ParseResult parse_request(std::string_view buf, RequestHead& out, std::span<Header> storage,

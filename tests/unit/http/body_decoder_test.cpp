@@ -52,7 +52,9 @@ Outcome decode_pieces(BodyDecoder& d, std::string_view input, const std::vector<
   return out;
 }
 
-Outcome decode_whole(BodyDecoder& d, std::string_view input) { return decode_pieces(d, input, {}); }
+Outcome decode_whole(BodyDecoder& d, std::string_view input) {
+  return decode_pieces(d, input, {});
+}
 
 Outcome decode_bytewise(BodyDecoder& d, std::string_view input) {
   return decode_pieces(d, input, std::vector<size_t>(input.size(), 1));

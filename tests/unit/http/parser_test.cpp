@@ -66,47 +66,52 @@ const std::string kH = "Host: a\r\n";
 std::vector<BadCase> bad_requests() {
   return {
       // Request smuggling: framing headers that two parsers could read differently.
-      {"cl_and_te", "POST / HTTP/1.1\r\n" + kH +
-                        "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", 400},
-      {"te_and_cl", "POST / HTTP/1.1\r\n" + kH +
-                        "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n", 400},
-      {"te_and_cl_zero", "POST / HTTP/1.1\r\n" + kH +
-                             "Transfer-Encoding: chunked\r\nContent-Length: 0\r\n\r\n", 400},
-      {"te_upper_and_cl", "POST / HTTP/1.1\r\n" + kH +
-                              "TRANSFER-ENCODING: CHUNKED\r\nCONTENT-LENGTH: 3\r\n\r\n", 400},
-      {"te_chunked_identity", "POST / HTTP/1.1\r\n" + kH +
-                                  "Transfer-Encoding: chunked, identity\r\n\r\n", 400},
-      {"te_space_before_colon", "POST / HTTP/1.1\r\n" + kH +
-                                    "Transfer-Encoding : chunked\r\n\r\n", 400},
-      {"te_chunked_twice_list", "POST / HTTP/1.1\r\n" + kH +
-                                    "Transfer-Encoding: chunked, chunked\r\n\r\n", 400},
-      {"te_chunked_twice_fields", "POST / HTTP/1.1\r\n" + kH +
-                                      "Transfer-Encoding: chunked\r\n"
-                                      "Transfer-Encoding: chunked\r\n\r\n", 400},
-      {"te_chunked_then_gzip_field", "POST / HTTP/1.1\r\n" + kH +
-                                         "Transfer-Encoding: chunked\r\n"
-                                         "Transfer-Encoding: gzip\r\n\r\n", 400},
+      {"cl_and_te",
+       "POST / HTTP/1.1\r\n" + kH + "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", 400},
+      {"te_and_cl",
+       "POST / HTTP/1.1\r\n" + kH + "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n", 400},
+      {"te_and_cl_zero",
+       "POST / HTTP/1.1\r\n" + kH + "Transfer-Encoding: chunked\r\nContent-Length: 0\r\n\r\n", 400},
+      {"te_upper_and_cl",
+       "POST / HTTP/1.1\r\n" + kH + "TRANSFER-ENCODING: CHUNKED\r\nCONTENT-LENGTH: 3\r\n\r\n", 400},
+      {"te_chunked_identity",
+       "POST / HTTP/1.1\r\n" + kH + "Transfer-Encoding: chunked, identity\r\n\r\n", 400},
+      {"te_space_before_colon", "POST / HTTP/1.1\r\n" + kH + "Transfer-Encoding : chunked\r\n\r\n",
+       400},
+      {"te_chunked_twice_list",
+       "POST / HTTP/1.1\r\n" + kH + "Transfer-Encoding: chunked, chunked\r\n\r\n", 400},
+      {"te_chunked_twice_fields",
+       "POST / HTTP/1.1\r\n" + kH +
+           "Transfer-Encoding: chunked\r\n"
+           "Transfer-Encoding: chunked\r\n\r\n",
+       400},
+      {"te_chunked_then_gzip_field",
+       "POST / HTTP/1.1\r\n" + kH +
+           "Transfer-Encoding: chunked\r\n"
+           "Transfer-Encoding: gzip\r\n\r\n",
+       400},
       {"te_identity", "POST / HTTP/1.1\r\n" + kH + "Transfer-Encoding: identity\r\n\r\n", 400},
       {"te_gzip_only", "POST / HTTP/1.1\r\n" + kH + "Transfer-Encoding: gzip\r\n\r\n", 400},
       {"te_gzip_chunked", "POST / HTTP/1.1\r\n" + kH + "Transfer-Encoding: gzip, chunked\r\n\r\n",
        501},
       {"te_empty", "POST / HTTP/1.1\r\n" + kH + "Transfer-Encoding: \r\n\r\n", 400},
-      {"te_empty_element", "POST / HTTP/1.1\r\n" + kH + "Transfer-Encoding: ,chunked\r\n\r\n",
-       400},
+      {"te_empty_element", "POST / HTTP/1.1\r\n" + kH + "Transfer-Encoding: ,chunked\r\n\r\n", 400},
       {"te_quoted", "POST / HTTP/1.1\r\n" + kH + "Transfer-Encoding: \"chunked\"\r\n\r\n", 400},
-      {"te_parameter", "POST / HTTP/1.1\r\n" + kH + "Transfer-Encoding: chunked;a=b\r\n\r\n",
-       400},
+      {"te_parameter", "POST / HTTP/1.1\r\n" + kH + "Transfer-Encoding: chunked;a=b\r\n\r\n", 400},
       {"te_xchunked", "POST / HTTP/1.1\r\n" + kH + "Transfer-Encoding: xchunked\r\n\r\n", 400},
-      {"te_vtab", "POST / HTTP/1.1\r\n" + kH + "Transfer-Encoding: \x0b" "chunked\r\n\r\n", 400},
+      {"te_vtab",
+       "POST / HTTP/1.1\r\n" + kH +
+           "Transfer-Encoding: \x0b"
+           "chunked\r\n\r\n",
+       400},
       {"te_in_http10", "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400},
       {"cl_plus", "POST / HTTP/1.1\r\n" + kH + "Content-Length: +5\r\n\r\n", 400},
       {"cl_minus", "POST / HTTP/1.1\r\n" + kH + "Content-Length: -1\r\n\r\n", 400},
       {"cl_list_differs", "POST / HTTP/1.1\r\n" + kH + "Content-Length: 5, 6\r\n\r\n", 400},
-      {"cl_fields_differ", "POST / HTTP/1.1\r\n" + kH +
-                               "Content-Length: 5\r\nContent-Length: 6\r\n\r\n", 400},
-      {"cl_field_then_list_differs", "POST / HTTP/1.1\r\n" + kH +
-                                         "Content-Length: 5\r\nContent-Length: 5, 6\r\n\r\n",
-       400},
+      {"cl_fields_differ",
+       "POST / HTTP/1.1\r\n" + kH + "Content-Length: 5\r\nContent-Length: 6\r\n\r\n", 400},
+      {"cl_field_then_list_differs",
+       "POST / HTTP/1.1\r\n" + kH + "Content-Length: 5\r\nContent-Length: 5, 6\r\n\r\n", 400},
       {"cl_inner_space", "POST / HTTP/1.1\r\n" + kH + "Content-Length: 5 5\r\n\r\n", 400},
       {"cl_empty", "POST / HTTP/1.1\r\n" + kH + "Content-Length: \r\n\r\n", 400},
       {"cl_empty_element", "POST / HTTP/1.1\r\n" + kH + "Content-Length: 5,\r\n\r\n", 400},
@@ -129,7 +134,10 @@ std::vector<BadCase> bad_requests() {
       {"bare_lf_request_line", "GET / HTTP/1.1\nHost: a\r\n\r\n", 400},
       {"nul_in_value", "GET / HTTP/1.1\r\nHost: a\r\nX-A: b\0c\r\n\r\n"s, 400},
       {"nul_in_name", "GET / HTTP/1.1\r\nHost: a\r\nX\0A: b\r\n\r\n"s, 400},
-      {"vtab_in_name", "GET / HTTP/1.1\r\nHost: a\r\nX\x0b" "A: b\r\n\r\n", 400},
+      {"vtab_in_name",
+       "GET / HTTP/1.1\r\nHost: a\r\nX\x0b"
+       "A: b\r\n\r\n",
+       400},
       {"vtab_in_value", "GET / HTTP/1.1\r\nHost: a\r\nX-A: b\x0b\r\n\r\n", 400},
       {"del_in_value", "GET / HTTP/1.1\r\nHost: a\r\nX-A: b\x7f\r\n\r\n", 400},
       {"non_ascii_name", "GET / HTTP/1.1\r\nHost: a\r\nX\xc3\xa9: b\r\n\r\n", 400},
@@ -196,11 +204,14 @@ std::vector<BadCase> bad_requests() {
        431},
       {"head_too_large_incomplete", "GET / HTTP/1.1\r\n" + kH + "X: " + std::string(70000, 'a'),
        431},
-      {"too_many_fields", [] {
+      {"too_many_fields",
+       [] {
          std::string s = "GET / HTTP/1.1\r\n" + kH;
-         for (int i = 0; i < 100; ++i) s += "X: y\r\n";
+         for (int i = 0; i < 100; ++i)
+           s += "X: y\r\n";
          return s + "\r\n";
-       }(), 431},
+       }(),
+       431},
   };
 }
 
@@ -299,10 +310,10 @@ TEST(ParseRequest, EveryFieldFilled) {
 
 TEST(ParseRequest, Methods) {
   const std::pair<const char*, Method> methods[] = {
-      {"GET", Method::Get},         {"HEAD", Method::Head},     {"POST", Method::Post},
-      {"PUT", Method::Put},         {"DELETE", Method::Delete}, {"OPTIONS", Method::Options},
-      {"TRACE", Method::Trace},     {"PATCH", Method::Patch},   {"get", Method::Other},
-      {"PROPFIND", Method::Other},  {"M-SEARCH", Method::Other},
+      {"GET", Method::Get},        {"HEAD", Method::Head},      {"POST", Method::Post},
+      {"PUT", Method::Put},        {"DELETE", Method::Delete},  {"OPTIONS", Method::Options},
+      {"TRACE", Method::Trace},    {"PATCH", Method::Patch},    {"get", Method::Other},
+      {"PROPFIND", Method::Other}, {"M-SEARCH", Method::Other},
   };
   for (const auto& [text, m] : methods) {
     SCOPED_TRACE(text);
@@ -382,9 +393,9 @@ TEST(ParseRequest, ExpectContinue) {
 }
 
 TEST(ParseRequest, Upgrade) {
-  auto p = req(
-      "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, Upgrade\r\n"
-      "Upgrade: websocket\r\n\r\n");
+  auto p =
+      req("GET /ws HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, Upgrade\r\n"
+          "Upgrade: websocket\r\n\r\n");
   ASSERT_EQ(p->result.status, ParseStatus::Done);
   EXPECT_TRUE(p->head.upgrade);
   EXPECT_EQ(p->head.upgrade_protocol, "websocket");
@@ -466,8 +477,15 @@ TEST(ParseRequest, AuthorityAndAsteriskForms) {
 }
 
 TEST(ParseRequest, HostVariants) {
-  const char* ok_hosts[] = {"a", "example.com", "a:1", "a:", "[::1]", "[2001:db8::1]:80",
-                            "10.0.0.1:65535", "xn--bcher-kva.example", ""};
+  const char* ok_hosts[] = {"a",
+                            "example.com",
+                            "a:1",
+                            "a:",
+                            "[::1]",
+                            "[2001:db8::1]:80",
+                            "10.0.0.1:65535",
+                            "xn--bcher-kva.example",
+                            ""};
   for (const char* host : ok_hosts) {
     SCOPED_TRACE(host);
     auto p = req("GET / HTTP/1.1\r\nHost: " + std::string(host) + "\r\n\r\n");
@@ -573,7 +591,8 @@ TEST(ParseRequest, HeaderCountLimitBoundary) {
   limits.max_headers = 10;
   auto with_fields = [](int n) {
     std::string s = "GET / HTTP/1.1\r\nHost: a\r\n";
-    for (int i = 1; i < n; ++i) s += "X-" + std::to_string(i) + ": v\r\n";
+    for (int i = 1; i < n; ++i)
+      s += "X-" + std::to_string(i) + ": v\r\n";
     return s + "\r\n";
   };
   auto p = req(with_fields(9), limits);
@@ -630,8 +649,7 @@ TEST(ParseResponse, BodyKinds) {
       {"HTTP/1.1 200 OK\r\n\r\n", Method::Get, BodyKind::UntilClose, false},
       {"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", Method::Get, BodyKind::None, true},
       {"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n", Method::Head, BodyKind::None, true},
-      {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", Method::Head, BodyKind::None,
-       true},
+      {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", Method::Head, BodyKind::None, true},
       {"HTTP/1.1 204 No Content\r\n\r\n", Method::Get, BodyKind::None, true},
       {"HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n", Method::Get, BodyKind::None,
        true},
@@ -644,8 +662,7 @@ TEST(ParseResponse, BodyKinds) {
        BodyKind::ContentLength, true},
       {"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\n", Method::Get,
        BodyKind::ContentLength, false},
-      {"HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\n", Method::Get, BodyKind::ContentLength,
-       false},
+      {"HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\n", Method::Get, BodyKind::ContentLength, false},
       {"HTTP/1.0 200 OK\r\nContent-Length: 3\r\nConnection: keep-alive\r\n\r\n", Method::Get,
        BodyKind::ContentLength, true},
       {"HTTP/1.0 200 OK\r\n\r\n", Method::Get, BodyKind::UntilClose, false},
