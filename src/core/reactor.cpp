@@ -96,15 +96,20 @@ void Reactor::run() {
     for (int i = 0; i < n; ++i) {
       static_cast<EventHandler*>(events[i].data.ptr)->on_event(events[i].events);
     }
-    // Deferred work may defer more; run until quiet, swapping so callbacks can append.
-    while (!deferred_.empty()) {
-      deferred_running_.swap(deferred_);
-      for (auto& fn : deferred_running_) fn();
-      deferred_running_.clear();
-    }
+    run_deferred();
     timers_.run_expired(now_);
   }
   drain_posted();
+  run_deferred();
+}
+
+void Reactor::run_deferred() {
+  // Deferred work may defer more; run until quiet, swapping so callbacks can append.
+  while (!deferred_.empty()) {
+    deferred_running_.swap(deferred_);
+    for (auto& fn : deferred_running_) fn();
+    deferred_running_.clear();
+  }
 }
 
 }  // namespace weir

@@ -43,6 +43,8 @@ class Reactor {
   void post(std::function<void()> fn);
   // Same thread only: runs fn after the current batch of events.
   void defer(std::function<void()> fn) { deferred_.push_back(std::move(fn)); }
+  // Runs deferred work now (used after run() returns, so nothing is left unfreed at exit).
+  void run_deferred();
 
   TimerQueue& timers() { return timers_; }
   // The time at the start of the current turn: cheap, and the same for every event of a batch.

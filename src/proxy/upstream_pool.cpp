@@ -15,6 +15,7 @@ UpstreamConn* UpstreamPool::take(uint32_t server_id) {
   c->idle_timer.cancel();
   c->reused = true;
   c->stream.readable = false;
+  c->stream.writable = true;  // a write will tell; the socket had room when it went idle
   return c;
 }
 

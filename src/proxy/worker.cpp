@@ -95,7 +95,9 @@ Worker::Worker(unsigned index, SnapshotPtr snap, std::vector<ListenSocket> socke
 Worker::~Worker() {
   join();
   acceptors_.clear();
+  while (conns_) conns_->close();
   pool_.close_all();
+  reactor_.run_deferred();
 }
 
 uint64_t Worker::random() {
@@ -154,7 +156,7 @@ void Worker::run() {
   for (auto& a : acceptors_) a->stop();
   while (conns_) conns_->close();
   pool_.close_all();
-  reactor_.refresh_now();
+  reactor_.run_deferred();  // frees what close() retired
 }
 
 void Worker::join() {

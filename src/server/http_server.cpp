@@ -52,8 +52,15 @@ class HttpServer::Conn final : public EventHandler {
 
   void start() {
     srv_.reactor_.add(s_.fd, this);
-    ++srv_.open_;
+    srv_.conns_.insert(this);
     run();
+  }
+
+  // For the server's destructor: the reactor no longer runs, so free at once.
+  void destroy() {
+    timer_.cancel();
+    net::close_fd(s_.fd);
+    delete this;
   }
 
   void on_event(uint32_t ev) override {
@@ -252,9 +259,11 @@ class HttpServer::Conn final : public EventHandler {
     closed_ = true;
     timer_.cancel();
     net::close_fd(s_.fd);
-    --srv_.open_;
+    srv_.conns_.erase(this);
     srv_.reactor_.defer([this] { delete this; });
   }
+
+
 
   HttpServer& srv_;
   net::Stream s_;
@@ -317,7 +326,10 @@ HttpServer::HttpServer(Reactor& reactor, int listen_fd, Handler handler)
   reactor_.add(listen_fd, acceptor_.get(), EPOLLIN | EPOLLET);
 }
 
-HttpServer::~HttpServer() = default;
+HttpServer::~HttpServer() {
+  auto conns = std::move(conns_);
+  for (Conn* c : conns) c->destroy();
+}
 
 void HttpServer::close_listener() { acceptor_->close(); }
 

@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 #include <utility>
+#include <unordered_set>
 #include <vector>
 
 #include "core/reactor.hpp"
@@ -53,7 +54,7 @@ class HttpServer {
   HttpServer(Reactor& reactor, int listen_fd, Handler handler);
   ~HttpServer();
   void close_listener();
-  size_t open_connections() const { return open_; }
+  size_t open_connections() const { return conns_.size(); }
 
  private:
   class Acceptor;
@@ -61,7 +62,7 @@ class HttpServer {
   Reactor& reactor_;
   Handler handler_;
   std::unique_ptr<Acceptor> acceptor_;
-  size_t open_ = 0;
+  std::unordered_set<Conn*> conns_;
 };
 
 }  // namespace weir::server
