@@ -31,6 +31,17 @@ class Buffer {
       rpos_ = wpos_ = 0;
     }
   }
+  // Hands the storage over (to a BufferPool) or takes it in; the buffer must be empty.
+  std::unique_ptr<char[]> take_storage() {
+    cap_ = rpos_ = wpos_ = 0;
+    return std::move(data_);
+  }
+  void adopt_storage(std::unique_ptr<char[]> data, size_t capacity) {
+    data_ = std::move(data);
+    cap_ = capacity;
+    rpos_ = wpos_ = 0;
+  }
+
   // Gives the memory back when nothing is buffered (idle keep-alive connections).
   void release_if_empty() {
     if (data_ && empty()) {

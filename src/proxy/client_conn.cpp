@@ -31,16 +31,34 @@ const config::Listener& ClientConn::listener_cfg() const {
 
 void ClientConn::start() {
   w_.reactor().add(client_.fd, this);
+  if (listener_cfg().mode == config::ListenerMode::Tcp) {
+    start_tcp();
+    return;
+  }
   // The first request head must arrive within the header timeout (slowloris).
   arm(TimerKind::Header, listener_cfg().timeouts.header);
   run();
 }
 
+void ClientConn::start_tcp() {
+  // Layer 4: pick a server, connect (retrying elsewhere on failure), then relay bytes both
+  // ways. The client's first bytes wait in its buffer until the connection stands.
+  tcp_mode_ = true;
+  view_ = w_.view();
+  request_start_ = w_.reactor().now();
+  const auto& routes = view_->snap->listeners[listener_index(*view_)].cfg->routes;
+  backend_ = static_cast<int>(routes.front().backend_index);
+  idempotent_ = true;
+  req_done_ = true;
+  fwd_head_.clear();
+  phase_ = Phase::Exchange;
+  start_attempt();
+  run();
+}
+
 void ClientConn::ensure_buffers() {
-  const auto& lim = w_.view()->snap->config->limits;
-  size_t cap = std::max<size_t>(lim.buffer_size, lim.max_header_bytes + 256);
-  client_.in.ensure_allocated(cap);
-  client_.out.ensure_allocated(cap);
+  w_.buffers().acquire(client_.in);
+  w_.buffers().acquire(client_.out);
 }
 
 void ClientConn::arm(TimerKind kind, Millis after) {
@@ -65,7 +83,13 @@ void ClientConn::on_upstream_event(uint32_t events) {
       return;
     }
     up_->connecting = false;
-    arm(TimerKind::Response, view_->snap->backends[backend_].cfg->timeouts.response);
+    if (tcp_mode_) {
+      finish_exchange_bookkeeping(0, backend_);
+      phase_ = Phase::Tunnel;
+      arm(TimerKind::Tunnel, listener_cfg().timeouts.idle);
+    } else {
+      arm(TimerKind::Response, view_->snap->backends[backend_].cfg->timeouts.response);
+    }
   }
   run();
 }
@@ -115,8 +139,8 @@ void ClientConn::run() {
   }
   if (phase_ == Phase::Head && client_.in.empty() && client_.out.empty()) {
     // Idle keep-alive connections hold no buffers.
-    client_.in.release_if_empty();
-    client_.out.release_if_empty();
+    w_.buffers().release(client_.in);
+    w_.buffers().release(client_.out);
   }
 }
 
@@ -220,6 +244,12 @@ void ClientConn::begin_request(const http::RequestHead& req, size_t head_len) {
 
 void ClientConn::send_local(uint16_t status, std::string_view body, bool close,
                             std::string_view extra_headers) {
+  if (tcp_mode_) {
+    // No server could be reached: layer 4 has no way to say so but closing.
+    finish_exchange_bookkeeping(status, backend_);
+    this->close();
+    return;
+  }
   if (!req_done_) close = true;  // an unread request body leaves no way to find the next head
   if (draining_ || w_.draining()) close = true;
   std::string& s = w_.scratch_string();
@@ -287,6 +317,10 @@ void ClientConn::close() {
   if (up_) release_upstream(false);
   phase_ = Phase::Closed;
   timer_.cancel();
+  client_.in.clear();
+  client_.out.clear();
+  w_.buffers().release(client_.in);
+  w_.buffers().release(client_.out);
   net::close_fd(client_.fd);
   client_.fd = -1;
   w_.connection_closed(this, slot_);

@@ -29,6 +29,7 @@ class ClientConn final : public EventHandler {
   ~ClientConn() override;
 
   void start();
+  void start_tcp();
   void on_event(uint32_t events) override;
   void on_upstream_event(uint32_t events);
   void begin_drain();
@@ -81,6 +82,7 @@ class ClientConn final : public EventHandler {
   TimerKind timer_kind_ = TimerKind::None;
   bool close_after_flush_ = false;
   bool keep_alive_ = true;
+  bool tcp_mode_ = false;  // a layer-4 listener: connect, then tunnel
   bool draining_ = false;
   bool shut_wr_ = false;     // tunnel: we half-closed the client
   bool up_shut_wr_ = false;  // tunnel: we half-closed the server

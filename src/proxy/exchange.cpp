@@ -73,7 +73,7 @@ void ClientConn::start_attempt() {
   }
   tried_.add(idx);
   ++attempts_;
-  use_server(idx, true);
+  use_server(idx, !tcp_mode_);
 }
 
 void ClientConn::use_server(int idx, bool allow_pooled) {
@@ -107,10 +107,8 @@ void ClientConn::use_server(int idx, bool allow_pooled) {
 void ClientConn::attach_upstream(UpstreamConn* up, bool fresh) {
   up_ = up;
   up->owner = this;
-  const auto& lim = view_->snap->config->limits;
-  size_t cap = std::max<size_t>(lim.buffer_size, lim.max_header_bytes + 256);
-  up->stream.in.ensure_allocated(cap);
-  up->stream.out.ensure_allocated(lim.buffer_size);
+  w_.buffers().acquire(up->stream.in);
+  w_.buffers().acquire(up->stream.out);
   up->stream.out.clear();
   head_sent_ = 0;
   resp_head_done_ = false;

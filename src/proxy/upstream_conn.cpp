@@ -29,6 +29,10 @@ void UpstreamConn::close() {
   if (closed) return;
   closed = true;
   idle_timer.cancel();
+  stream.in.clear();
+  stream.out.clear();
+  worker_.buffers().release(stream.in);
+  worker_.buffers().release(stream.out);
   net::close_fd(stream.fd);
   stream.fd = -1;
   worker_.reactor().defer([this] { delete this; });

@@ -33,8 +33,8 @@ void UpstreamPool::put(UpstreamConn* c) {
   l.head = c;
   ++l.size;
   // Idle connections keep no buffers.
-  c->stream.in.release_if_empty();
-  c->stream.out.release_if_empty();
+  worker_.buffers().release(c->stream.in);
+  worker_.buffers().release(c->stream.out);
   c->idle_timer.arm(worker_.reactor().timers(), worker_.reactor().now() + idle_timeout_);
 }
 

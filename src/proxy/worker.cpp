@@ -2,6 +2,7 @@
 
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -116,6 +117,8 @@ void Worker::install_view(SnapshotPtr snap) {
   v->limits.max_head_bytes = cfg.limits.max_header_bytes;
   v->limits.max_headers = cfg.limits.max_headers;
   scratch_headers_.resize(cfg.limits.max_headers);
+  // Every connection buffer is one block: big enough for a whole head, at least buffer_size.
+  buffers_.set_block_size(std::max<size_t>(cfg.limits.buffer_size, cfg.limits.max_header_bytes + 256));
   pool_.set_limits(cfg.limits.max_idle_upstream_per_server, cfg.limits.upstream_idle_timeout);
   for (const auto& b : v->snap->backends) {
     v->balancers.push_back(balance::make_balancer(b.cfg->balance, b.infos, random()));

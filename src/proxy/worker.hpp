@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "balance/balancer.hpp"
+#include "core/buffer_pool.hpp"
 #include "core/reactor.hpp"
 #include "http/parser.hpp"
 #include "proxy/snapshot.hpp"
@@ -72,6 +73,7 @@ class Worker {
   WorkerStats& stats() { return stats_; }
   std::span<http::Header> scratch_headers() { return scratch_headers_; }
   std::string& scratch_string() { return scratch_; }
+  BufferPool& buffers() { return buffers_; }
   unsigned index() const { return index_; }
   bool draining() const { return draining_; }
   void connection_closed(ClientConn* c, size_t slot);
@@ -93,6 +95,7 @@ class Worker {
   std::vector<std::shared_ptr<ListenerGate>> gates_;
   std::vector<http::Header> scratch_headers_;
   std::string scratch_;
+  BufferPool buffers_;
   ClientConn* conns_ = nullptr;  // intrusive list of open client connections
   bool draining_ = false;
   Timer drain_timer_;
