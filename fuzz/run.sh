@@ -6,7 +6,7 @@ set -u
 build=${1:?usage: fuzz/run.sh BUILD_DIR SECONDS}
 seconds=${2:-60}
 here=$(cd "$(dirname "$0")" && pwd)
-targets=(fuzz_request_parser fuzz_response_parser fuzz_body_decoder)
+targets=(fuzz_request_parser fuzz_response_parser fuzz_body_decoder fuzz_config)
 failed=0
 
 for t in "${targets[@]}"; do
@@ -24,7 +24,9 @@ for t in "${targets[@]}"; do
   mkdir -p "$work" "$artifacts"
   cp -n "$here/corpus/$t/"* "$work/" 2>/dev/null || true
   log="$here/corpus-work/$t.log"
-  "$bin" "$work" -dict="$here/http.dict" -max_total_time="$seconds" -max_len=4096 -timeout=10 \
+  dict="$here/http.dict"
+  [[ -f $here/$t.dict ]] && dict="$here/$t.dict"
+  "$bin" "$work" -dict="$dict" -max_total_time="$seconds" -max_len=4096 -timeout=10 \
     -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$artifacts/$t-" >"$log" 2>&1
   rc=$?
   execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$')

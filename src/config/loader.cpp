@@ -7,6 +7,10 @@
 #include <cctype>
 #include <cerrno>
 #include <cstring>
+#include <sstream>
+
+#include <yaml-cpp/eventhandler.h>
+#include <yaml-cpp/parser.h>
 
 #include "config/address.hpp"
 #include "config/loader_parts.hpp"
@@ -134,13 +138,65 @@ std::string ipv6_hint(std::string_view yaml, const YAML::Mark& mark) {
   return " (quote bracketed IPv6 addresses: \"[::1]:8080\")";
 }
 
+// A first pass over the YAML events, before any node graph is built: anchors and aliases are
+// refused, because an alias can make the graph cyclic (yaml-cpp then leaks it) or exponential
+// ("billion laughs"), and weir's config never needs them.
+class AliasFinder final : public YAML::EventHandler {
+ public:
+  struct Found {
+    YAML::Mark mark;
+  };
+  void OnDocumentStart(const YAML::Mark&) override {}
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark& m, YAML::anchor_t a) override { check(m, a); }
+  void OnAlias(const YAML::Mark& m, YAML::anchor_t) override { throw Found{m}; }
+  void OnScalar(const YAML::Mark& m, const std::string&, YAML::anchor_t a,
+                const std::string&) override {
+    check(m, a);
+  }
+  void OnSequenceStart(const YAML::Mark& m, const std::string&, YAML::anchor_t a,
+                       YAML::EmitterStyle::value) override {
+    check(m, a);
+  }
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark& m, const std::string&, YAML::anchor_t a,
+                  YAML::EmitterStyle::value) override {
+    check(m, a);
+  }
+  void OnMapEnd() override {}
+
+ private:
+  static void check(const YAML::Mark& m, YAML::anchor_t a) {
+    if (a != YAML::NullAnchor) throw Found{m};
+  }
+};
+
+// True (with a diagnostic) if the text uses anchors or aliases.
+bool has_aliases(const std::string& text, Diagnostics& diag) {
+  std::istringstream in(text);
+  YAML::Parser parser(in);
+  AliasFinder finder;
+  try {
+    while (parser.HandleNextDocument(finder)) {
+    }
+  } catch (const AliasFinder::Found& f) {
+    diag.error(f.mark, "YAML anchors and aliases (&name, *name) are not supported");
+    return true;
+  }
+  return false;
+}
+
 LoadResult load(std::string_view yaml, const std::string& name) {
   Diagnostics diag(name);
   auto config = std::make_shared<Config>();
   config->source_file = name;
   try {
-    std::vector<YAML::Node> docs = YAML::LoadAll(std::string(yaml));
-    if (docs.empty() || docs[0].IsNull()) {
+    std::string text(yaml);
+    std::vector<YAML::Node> docs;
+    if (!has_aliases(text, diag)) docs = YAML::LoadAll(text);
+    if (diag.has_errors()) {
+      // reported by has_aliases
+    } else if (docs.empty() || docs[0].IsNull()) {
       diag.error_file("the configuration is empty");
     } else {
       for (size_t i = 1; i < docs.size(); ++i) {

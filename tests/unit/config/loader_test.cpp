@@ -502,5 +502,23 @@ workers: zero
             nullptr);
 }
 
+TEST(Loader, AnchorsAndAliasesAreRefused) {
+  // Aliases can make the node graph cyclic or exponential: refused before it is built.
+  EXPECT_EQ(errors(R"(
+listeners:
+  - name: a
+    listen: 127.0.0.1:8080
+    backend: &b web
+backends:
+  - name: *b
+    servers:
+      - address: 127.0.0.1:9000
+)"),
+            std::vector<std::string>{
+                "t.yaml:4:14: YAML anchors and aliases (&name, *name) are not supported"});
+  auto r = load("a: &x [*x]\n");
+  EXPECT_FALSE(r.ok());
+}
+
 }  // namespace
 }  // namespace weir::config
