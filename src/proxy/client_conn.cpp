@@ -100,9 +100,11 @@ void ClientConn::run() {
     if (phase_ == Phase::Lingering) {
       // Half-closed after a final answer: read and drop what the client still sends, so the
       // close does not reset the connection before the client has read our answer.
-      while (client_.readable && !client_.eof && !client_.failed) {
+      ensure_buffers();
+      for (int reads = 0; reads < 16 && client_.readable && !client_.eof && !client_.failed;
+           ++reads) {
         client_.in.clear();
-        client_.fill();
+        if (!client_.fill()) break;
       }
       if (client_.eof || client_.failed) close();
       return;
