@@ -4,6 +4,7 @@
 // server list of a config snapshot; shared state (health, in-flight counts) is read through
 // ServerState, which every worker sees.
 #include <atomic>
+#include <bit>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -14,9 +15,23 @@
 namespace weir::balance {
 
 // Per-server state shared by all workers and kept across reloads (same backend/server/address).
+// Written with relaxed atomics only: a lost update of the latency average is harmless, a lock
+// on the request path is not.
 struct ServerState {
   std::atomic<bool> up{true};
   std::atomic<int64_t> active{0};  // in-flight requests, all workers
+  // Decaying average of response time in seconds (stored as double bits; 0 = no sample yet),
+  // fed by live responses and by health-check probes.
+  std::atomic<uint64_t> latency_bits{0};
+
+  void observe_latency(double seconds, double weight = 0.3) {
+    double old = latency();
+    double next = old == 0 ? seconds : old + weight * (seconds - old);
+    latency_bits.store(std::bit_cast<uint64_t>(next), std::memory_order_relaxed);
+  }
+  double latency() const {
+    return std::bit_cast<double>(latency_bits.load(std::memory_order_relaxed));
+  }
 };
 
 struct ServerInfo {
@@ -47,7 +62,8 @@ class TriedSet {
 struct PickContext {
   std::string_view client_ip;
   std::string_view path;
-  uint64_t hash = 0;  // key hash, for hashing strategies
+  uint64_t hash = 0;      // hash of the backend's hash_key for this request (hashing strategies)
+  bool has_hash = false;  // false: the key was absent (e.g. no such cookie)
 };
 
 class Balancer {
@@ -58,6 +74,8 @@ class Balancer {
   // A request was sent to / finished on server idx (for load-aware strategies).
   virtual void on_taken(int /*idx*/) {}
   virtual void on_released(int /*idx*/) {}
+  // A response head arrived from server idx after `seconds` (load-aware strategies).
+  virtual void on_response(int /*idx*/, double /*seconds*/) {}
 };
 
 std::unique_ptr<Balancer> make_balancer(config::Balance kind, std::span<const ServerInfo> servers,
