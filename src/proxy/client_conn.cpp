@@ -116,13 +116,18 @@ void ClientConn::run() {
       return;
     }
     switch (phase_) {
-      case Phase::Head: progress |= handle_head(); break;
+      case Phase::Head:
+        progress |= handle_head();
+        break;
       case Phase::Exchange:
         progress |= pump_request();
         if (phase_ == Phase::Exchange) progress |= pump_response();
         break;
-      case Phase::Tunnel: progress |= pump_tunnel(); break;
-      default: break;
+      case Phase::Tunnel:
+        progress |= pump_tunnel();
+        break;
+      default:
+        break;
     }
     if (phase_ == Phase::Closed) return;
     progress |= client_.flush();
@@ -150,16 +155,17 @@ bool ClientConn::handle_head() {
   if (close_after_flush_) return false;
   if (client_.in.empty()) {
     if (client_.eof) {
-      if (client_.out.empty()) close();
-      else close_after_flush_ = true;
+      if (client_.out.empty())
+        close();
+      else
+        close_after_flush_ = true;
       return true;
     }
     return false;
   }
   if (timer_kind_ == TimerKind::Idle) arm(TimerKind::Header, listener_cfg().timeouts.header);
   http::RequestHead req;
-  auto r = http::parse_request(client_.in.readable(), req, w_.scratch_headers(),
-                               w_.view()->limits);
+  auto r = http::parse_request(client_.in.readable(), req, w_.scratch_headers(), w_.view()->limits);
   switch (r.status) {
     case http::ParseStatus::NeedMore:
       if (client_.in.full()) {
@@ -177,10 +183,11 @@ bool ClientConn::handle_head() {
       backend_ = -1;
       log::debug("client {}: bad request: {} at byte {}", client_ip_, r.error_reason,
                  r.error_offset);
-      send_local(r.error_status,
-                 std::string(http::reason_phrase(r.error_status)) + "\n", true);
+      send_local(r.error_status, std::string(http::reason_phrase(r.error_status)) + "\n", true);
       return true;
-    case http::ParseStatus::Done: begin_request(req, r.consumed); return true;
+    case http::ParseStatus::Done:
+      begin_request(req, r.consumed);
+      return true;
   }
   return false;
 }
@@ -278,7 +285,9 @@ void ClientConn::finish_exchange_bookkeeping(uint16_t status, int backend) {
   request_start_ = {};
 }
 
-void ClientConn::close_after_flush() { close_after_flush_ = true; }
+void ClientConn::close_after_flush() {
+  close_after_flush_ = true;
+}
 
 void ClientConn::begin_drain() {
   draining_ = true;
@@ -300,8 +309,13 @@ void ClientConn::on_timer() {
       return;
     case TimerKind::Idle:
     case TimerKind::Linger:
-    case TimerKind::Tunnel: close(); return;
-    case TimerKind::Connect: upstream_failed(Failure::Timeout); run(); return;
+    case TimerKind::Tunnel:
+      close();
+      return;
+    case TimerKind::Connect:
+      upstream_failed(Failure::Timeout);
+      run();
+      return;
     case TimerKind::Response:
       if (!resp_head_done_) {
         upstream_failed(Failure::Timeout);
@@ -310,7 +324,8 @@ void ClientConn::on_timer() {
         abort_exchange();
       }
       return;
-    case TimerKind::None: return;
+    case TimerKind::None:
+      return;
   }
 }
 

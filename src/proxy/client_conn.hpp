@@ -107,6 +107,7 @@ class ClientConn final : public EventHandler {
   bool retried_stale_ = false;
   Failure last_failure_ = Failure::Refused;
   TimePoint request_start_{};
+  TimePoint attempt_start_{};
   UpstreamConn* up_ = nullptr;
   bool resp_head_done_ = false;
   bool resp_bytes_ = false;  // any response byte reached us on this attempt

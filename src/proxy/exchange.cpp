@@ -45,8 +45,10 @@ PumpResult pump_body(Buffer& in, http::BodyDecoder& dec, Buffer& out, bool chunk
       return res;
     }
     if (!st.payload.empty()) {
-      if (chunked_out) append_chunk(out, st.payload);
-      else out.append(st.payload);
+      if (chunked_out)
+        append_chunk(out, st.payload);
+      else
+        out.append(st.payload);
       if (forwarded) *forwarded += st.payload.size();
     }
     in.consume(st.consumed);
@@ -79,6 +81,7 @@ void ClientConn::start_attempt() {
 void ClientConn::use_server(int idx, bool allow_pooled) {
   const BackendRuntime& b = view_->snap->backends[static_cast<size_t>(backend_)];
   server_ = idx;
+  attempt_start_ = w_.reactor().now();
   const ServerRuntime& srv = b.servers[static_cast<size_t>(idx)];
   srv.state->active.fetch_add(1, std::memory_order_relaxed);
   view_->balancers[static_cast<size_t>(backend_)]->on_taken(idx);
@@ -154,8 +157,8 @@ bool ClientConn::pump_request() {
   if (!up_ || up_->connecting) return false;
   bool progress = false;
   if (!req_done_) {
-    auto r = pump_body(client_.in, req_body_, up_->stream.out, req_chunked_out_,
-                       &req_body_forwarded_);
+    auto r =
+        pump_body(client_.in, req_body_, up_->stream.out, req_chunked_out_, &req_body_forwarded_);
     req_bytes_consumed_ |= r.progress;
     progress |= r.progress;
     if (r.error) {
@@ -174,7 +177,8 @@ bool ClientConn::pump_request() {
   }
   progress |= flush_upstream();
   if (progress && resp_head_done_ == false)
-    arm(TimerKind::Response, view_->snap->backends[static_cast<size_t>(backend_)].cfg->timeouts.response);
+    arm(TimerKind::Response,
+        view_->snap->backends[static_cast<size_t>(backend_)].cfg->timeouts.response);
   return progress;
 }
 
@@ -187,15 +191,16 @@ bool ClientConn::pump_response() {
     progress = true;
     if (phase_ != Phase::Exchange) return true;
   }
-  auto r = pump_body(us.in, resp_body_, client_.out, resp_framing_ == OutFraming::Chunked,
-                     nullptr);
+  auto r = pump_body(us.in, resp_body_, client_.out, resp_framing_ == OutFraming::Chunked, nullptr);
   if (r.error) {
     log::debug("server response body invalid; aborting client {}", client_ip_);
     abort_exchange();
     return true;
   }
   progress |= r.progress;
-  if (r.progress) arm(TimerKind::Response, view_->snap->backends[static_cast<size_t>(backend_)].cfg->timeouts.response);
+  if (r.progress)
+    arm(TimerKind::Response,
+        view_->snap->backends[static_cast<size_t>(backend_)].cfg->timeouts.response);
   if (!resp_body_.done() && us.in.empty()) {
     if (us.eof && resp_body_.finish_eof()) {
       // close-delimited body complete
@@ -227,8 +232,8 @@ bool ClientConn::handle_response_head() {
     }
     resp_bytes_ = true;
     http::ResponseHead resp;
-    auto r = http::parse_response(us.in.readable(), resp, w_.scratch_headers(), view_->limits,
-                                  method_);
+    auto r =
+        http::parse_response(us.in.readable(), resp, w_.scratch_headers(), view_->limits, method_);
     if (r.status == http::ParseStatus::NeedMore) {
       if (us.eof || us.failed || us.in.full()) {
         upstream_failed(Failure::Garbage);
@@ -260,8 +265,12 @@ bool ClientConn::handle_response_head() {
     }
     OutFraming framing = OutFraming::None;
     switch (resp.body) {
-      case http::BodyKind::None: framing = OutFraming::None; break;
-      case http::BodyKind::ContentLength: framing = OutFraming::ContentLength; break;
+      case http::BodyKind::None:
+        framing = OutFraming::None;
+        break;
+      case http::BodyKind::ContentLength:
+        framing = OutFraming::ContentLength;
+        break;
       case http::BodyKind::Chunked:
       case http::BodyKind::UntilClose:
         framing = version_minor_ == 1 ? OutFraming::Chunked : OutFraming::Close;
@@ -282,6 +291,14 @@ bool ClientConn::handle_response_head() {
     client_.out.append(s);
     us.in.consume(r.consumed);
     resp_head_done_ = true;
+    {
+      // Time to first response byte feeds the server's latency average (least_response_time).
+      double secs = std::chrono::duration<double>(w_.reactor().now() - attempt_start_).count();
+      const auto& srv = view_->snap->backends[static_cast<size_t>(backend_)]
+                            .servers[static_cast<size_t>(server_)];
+      srv.state->observe_latency(secs);
+      view_->balancers[static_cast<size_t>(backend_)]->on_response(server_, secs);
+    }
     resp_status_ = resp.status;
     resp_keep_alive_ = resp.keep_alive;
     resp_framing_ = framing;
@@ -292,7 +309,8 @@ bool ClientConn::handle_response_head() {
       return true;
     }
     resp_body_.reset(resp.body, resp.content_length);
-    arm(TimerKind::Response, view_->snap->backends[static_cast<size_t>(backend_)].cfg->timeouts.response);
+    arm(TimerKind::Response,
+        view_->snap->backends[static_cast<size_t>(backend_)].cfg->timeouts.response);
     return true;
   }
 }

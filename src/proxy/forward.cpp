@@ -45,8 +45,7 @@ void split_absolute_target(std::string_view target, std::string_view& origin_for
   }
 }
 
-void build_request_head(const http::RequestHead& req, const RequestForward& fwd,
-                        std::string& out) {
+void build_request_head(const http::RequestHead& req, const RequestForward& fwd, std::string& out) {
   out.append(req.method_text);
   out.push_back(' ');
   if (!fwd.target.empty() && fwd.target[0] == '?') out.push_back('/');
@@ -92,8 +91,11 @@ void build_request_head(const http::RequestHead& req, const RequestForward& fwd,
       append_uint(out, req.content_length);
       out.append("\r\n");
       break;
-    case http::BodyKind::Chunked: out.append("Transfer-Encoding: chunked\r\n"); break;
-    default: break;
+    case http::BodyKind::Chunked:
+      out.append("Transfer-Encoding: chunked\r\n");
+      break;
+    default:
+      break;
   }
   if (fwd.upgrade) {
     append_header(out, "Connection", "upgrade");
@@ -129,8 +131,11 @@ void build_response_head(const http::ResponseHead& resp, OutFraming framing, boo
       append_uint(out, resp.content_length);
       out.append("\r\n");
       break;
-    case OutFraming::Chunked: out.append("Transfer-Encoding: chunked\r\n"); break;
-    default: break;
+    case OutFraming::Chunked:
+      out.append("Transfer-Encoding: chunked\r\n");
+      break;
+    default:
+      break;
   }
   if (upgrade) {
     out.append("Connection: upgrade\r\n");

@@ -9,17 +9,16 @@
 namespace weir::proxy {
 
 struct RequestForward {
-  std::string_view target;      // origin-form target to send
-  std::string_view host;        // Host to send (the authority of an absolute-form target wins)
+  std::string_view target;  // origin-form target to send
+  std::string_view host;    // Host to send (the authority of an absolute-form target wins)
   std::string_view client_ip;
   bool trusted_client = false;  // keep and extend the client's X-Forwarded-* headers
   std::string_view proto = "http";
-  bool upgrade = false;         // forward Upgrade + Connection: upgrade
+  bool upgrade = false;  // forward Upgrade + Connection: upgrade
 };
 
 // Appends the request head to `out` (which the caller clears).
-void build_request_head(const http::RequestHead& req, const RequestForward& fwd,
-                        std::string& out);
+void build_request_head(const http::RequestHead& req, const RequestForward& fwd, std::string& out);
 
 enum class OutFraming : uint8_t { None, ContentLength, Chunked, Close };
 

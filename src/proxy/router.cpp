@@ -32,7 +32,8 @@ int match_route(const std::vector<config::Route>& routes, std::string_view host,
                 std::string_view path) {
   for (const auto& r : routes) {
     if (!host_matches(r.match.host, host)) continue;
-    if (!r.match.path_prefix.empty() && path.substr(0, r.match.path_prefix.size()) != r.match.path_prefix)
+    if (!r.match.path_prefix.empty() &&
+        path.substr(0, r.match.path_prefix.size()) != r.match.path_prefix)
       continue;
     return static_cast<int>(r.backend_index);
   }

@@ -58,7 +58,8 @@ SnapshotPtr build_snapshot(config::ConfigPtr cfg, ServerRegistry& registry,
       sr.id = id;
       br.servers.push_back(std::move(sr));
     }
-    for (auto& sr : br.servers) br.infos.push_back({sr.weight, sr.state.get()});
+    for (auto& sr : br.servers)
+      br.infos.push_back({sr.weight, sr.state.get()});
     snap->backends.push_back(std::move(br));
   }
   if (!errors.empty()) return nullptr;

@@ -1,9 +1,9 @@
 #pragma once
 // The runtime form of a config: addresses resolved, server state attached. Immutable once built;
 // shared by every worker through a shared_ptr and replaced as a whole on reload.
+#include <map>
 #include <memory>
 #include <mutex>
-#include <map>
 #include <string>
 #include <vector>
 

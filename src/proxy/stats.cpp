@@ -5,11 +5,13 @@ namespace weir::proxy {
 void WorkerStats::merge(const WorkerStats& o) {
   for (const auto& [key, counts] : o.requests) {
     auto& mine = requests[key];
-    for (size_t i = 0; i < counts.by_status.size(); ++i) mine.by_status[i] += counts.by_status[i];
+    for (size_t i = 0; i < counts.by_status.size(); ++i)
+      mine.by_status[i] += counts.by_status[i];
   }
   if (server_requests.size() < o.server_requests.size())
     server_requests.resize(o.server_requests.size());
-  for (size_t i = 0; i < o.server_requests.size(); ++i) server_requests[i] += o.server_requests[i];
+  for (size_t i = 0; i < o.server_requests.size(); ++i)
+    server_requests[i] += o.server_requests[i];
   latency.merge(o.latency);
   connections_accepted += o.connections_accepted;
   connections_open += o.connections_open;

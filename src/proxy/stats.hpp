@@ -27,13 +27,15 @@ struct LatencyHistogram {
   uint64_t count = 0;
   void observe(double seconds) {
     size_t i = 0;
-    while (i < kLatencyBuckets.size() && seconds > kLatencyBuckets[i]) ++i;
+    while (i < kLatencyBuckets.size() && seconds > kLatencyBuckets[i])
+      ++i;
     ++counts[i];
     sum += seconds;
     ++count;
   }
   void merge(const LatencyHistogram& o) {
-    for (size_t i = 0; i < counts.size(); ++i) counts[i] += o.counts[i];
+    for (size_t i = 0; i < counts.size(); ++i)
+      counts[i] += o.counts[i];
     sum += o.sum;
     count += o.count;
   }

@@ -5,8 +5,7 @@
 
 namespace weir::proxy {
 
-UpstreamConn::UpstreamConn(Worker& worker, int fd, uint32_t id)
-    : server_id(id), worker_(worker) {
+UpstreamConn::UpstreamConn(Worker& worker, int fd, uint32_t id) : server_id(id), worker_(worker) {
   stream.fd = fd;
   stream.writable = false;  // until the connect completes
   idle_timer.set_callback([this] { worker_.pool().drop(this); });

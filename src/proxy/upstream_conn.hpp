@@ -28,7 +28,7 @@ class UpstreamConn final : public EventHandler {
   bool connecting = true;
   bool reused = false;
   bool closed = false;
-  Timer idle_timer;  // armed while pooled
+  Timer idle_timer;                   // armed while pooled
   UpstreamConn* pool_prev = nullptr;  // intrusive idle list of the pool
   UpstreamConn* pool_next = nullptr;
 

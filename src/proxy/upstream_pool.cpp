@@ -5,7 +5,9 @@
 
 namespace weir::proxy {
 
-UpstreamPool::~UpstreamPool() { close_all(); }
+UpstreamPool::~UpstreamPool() {
+  close_all();
+}
 
 UpstreamConn* UpstreamPool::take(uint32_t server_id) {
   if (server_id >= lists_.size()) return nullptr;
@@ -45,8 +47,10 @@ void UpstreamPool::drop(UpstreamConn* c) {
 
 void UpstreamPool::unlink(UpstreamConn* c) {
   List& l = lists_[c->server_id];
-  if (c->pool_prev) c->pool_prev->pool_next = c->pool_next;
-  else l.head = c->pool_next;
+  if (c->pool_prev)
+    c->pool_prev->pool_next = c->pool_next;
+  else
+    l.head = c->pool_next;
   if (c->pool_next) c->pool_next->pool_prev = c->pool_prev;
   c->pool_prev = c->pool_next = nullptr;
   --l.size;
@@ -54,13 +58,15 @@ void UpstreamPool::unlink(UpstreamConn* c) {
 
 void UpstreamPool::close_all() {
   for (auto& l : lists_) {
-    while (l.head) drop(l.head);
+    while (l.head)
+      drop(l.head);
   }
 }
 
 size_t UpstreamPool::idle_count() const {
   size_t n = 0;
-  for (const auto& l : lists_) n += l.size;
+  for (const auto& l : lists_)
+    n += l.size;
   return n;
 }
 

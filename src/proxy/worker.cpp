@@ -77,12 +77,15 @@ class Worker::Acceptor final : public EventHandler {
 Worker::Worker(unsigned index, SnapshotPtr snap, std::vector<ListenSocket> sockets,
                std::vector<std::string> slot_addresses,
                std::vector<std::shared_ptr<ListenerGate>> gates)
-    : index_(index), pool_(*this), slot_addresses_(std::move(slot_addresses)),
+    : index_(index),
+      pool_(*this),
+      slot_addresses_(std::move(slot_addresses)),
       gates_(std::move(gates)) {
-  rng_state_ = 0x9E3779B97F4A7C15ull * (index + 1) ^ static_cast<uint64_t>(
-      Clock::now().time_since_epoch().count());
+  rng_state_ = 0x9E3779B97F4A7C15ull * (index + 1) ^
+               static_cast<uint64_t>(Clock::now().time_since_epoch().count());
   install_view(std::move(snap));
-  for (auto& s : sockets) acceptors_.push_back(std::make_unique<Acceptor>(*this, std::move(s)));
+  for (auto& s : sockets)
+    acceptors_.push_back(std::make_unique<Acceptor>(*this, std::move(s)));
   drain_timer_.set_callback([this] {
     log::warn("worker {}: drain deadline reached, closing remaining connections", index_);
     while (conns_) {
@@ -96,7 +99,8 @@ Worker::Worker(unsigned index, SnapshotPtr snap, std::vector<ListenSocket> socke
 Worker::~Worker() {
   join();
   acceptors_.clear();
-  while (conns_) conns_->close();
+  while (conns_)
+    conns_->close();
   pool_.close_all();
   reactor_.run_deferred();
 }
@@ -118,7 +122,8 @@ void Worker::install_view(SnapshotPtr snap) {
   v->limits.max_headers = cfg.limits.max_headers;
   scratch_headers_.resize(cfg.limits.max_headers);
   // Every connection buffer is one block: big enough for a whole head, at least buffer_size.
-  buffers_.set_block_size(std::max<size_t>(cfg.limits.buffer_size, cfg.limits.max_header_bytes + 256));
+  buffers_.set_block_size(
+      std::max<size_t>(cfg.limits.buffer_size, cfg.limits.max_header_bytes + 256));
   pool_.set_limits(cfg.limits.max_idle_upstream_per_server, cfg.limits.upstream_idle_timeout);
   for (const auto& b : v->snap->backends) {
     v->balancers.push_back(balance::make_balancer(b.cfg->balance, b.infos, random()));
@@ -156,8 +161,10 @@ void Worker::run() {
   }
   reactor_.run();
   // Stopped: close what is left.
-  for (auto& a : acceptors_) a->stop();
-  while (conns_) conns_->close();
+  for (auto& a : acceptors_)
+    a->stop();
+  while (conns_)
+    conns_->close();
   pool_.close_all();
   reactor_.run_deferred();  // frees what close() retired
 }
@@ -170,13 +177,16 @@ void Worker::update_snapshot(SnapshotPtr snap) {
   reactor_.post([this, snap = std::move(snap)]() mutable { install_view(std::move(snap)); });
 }
 
-void Worker::stop() { reactor_.stop(); }
+void Worker::stop() {
+  reactor_.stop();
+}
 
 void Worker::begin_drain(Millis deadline) {
   reactor_.post([this, deadline] {
     if (draining_) return;
     draining_ = true;
-    for (auto& a : acceptors_) a->stop();
+    for (auto& a : acceptors_)
+      a->stop();
     pool_.close_all();
     for (ClientConn* c = conns_; c;) {
       ClientConn* next = c->next;
@@ -200,8 +210,10 @@ void Worker::collect_stats(std::function<void(WorkerStats)> done) {
 }
 
 void Worker::connection_closed(ClientConn* c, size_t slot) {
-  if (c->prev) c->prev->next = c->next;
-  else conns_ = c->next;
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    conns_ = c->next;
   if (c->next) c->next->prev = c->prev;
   c->prev = c->next = nullptr;
   --stats_.connections_open;

@@ -53,8 +53,7 @@ class Worker {
  public:
   // `slot_addresses[i]` is the address of listen slot i; `gates[i]` its connection gate.
   Worker(unsigned index, SnapshotPtr snap, std::vector<ListenSocket> sockets,
-         std::vector<std::string> slot_addresses,
-         std::vector<std::shared_ptr<ListenerGate>> gates);
+         std::vector<std::string> slot_addresses, std::vector<std::shared_ptr<ListenerGate>> gates);
   ~Worker();
 
   void start();
