@@ -210,6 +210,7 @@ void ClientConn::begin_request(const http::RequestHead& req, size_t head_len) {
   req_bytes_consumed_ = false;
   tried_ = {};
   attempts_ = 0;
+  queue_deadline_ = {};
   retried_stale_ = false;
   backend_ = -1;
 
@@ -253,6 +254,7 @@ void ClientConn::begin_request(const http::RequestHead& req, size_t head_len) {
 
 void ClientConn::send_local(uint16_t status, std::string_view body, bool close,
                             std::string_view extra_headers) {
+  leave_queue();
   if (tcp_mode_) {
     // No server could be reached: layer 4 has no way to say so but closing.
     finish_exchange_bookkeeping(status, backend_);
@@ -316,6 +318,10 @@ void ClientConn::on_timer() {
       upstream_failed(Failure::Timeout);
       run();
       return;
+    case TimerKind::Queue:
+      queue_tick();
+      run();
+      return;
     case TimerKind::Response:
       if (!resp_head_done_) {
         upstream_failed(Failure::Timeout);
@@ -331,6 +337,7 @@ void ClientConn::on_timer() {
 
 void ClientConn::close() {
   if (phase_ == Phase::Closed) return;
+  leave_queue();
   if (up_) release_upstream(false);
   phase_ = Phase::Closed;
   timer_.cancel();

@@ -37,10 +37,15 @@ class ClientConn final : public EventHandler {
 
   ClientConn* prev = nullptr;  // Worker's intrusive list
   ClientConn* next = nullptr;
+  ClientConn* queue_prev = nullptr;  // WaitQueue of its backend while queued
+  ClientConn* queue_next = nullptr;
+
+  // The head of a wait queue: a server slot was freed on this worker.
+  void on_queue_wake();
 
  private:
   enum class Phase : uint8_t { Head, Exchange, Tunnel, Lingering, Closed };
-  enum class TimerKind : uint8_t { None, Idle, Header, Connect, Response, Tunnel, Linger };
+  enum class TimerKind : uint8_t { None, Idle, Header, Connect, Response, Tunnel, Linger, Queue };
   enum class Failure : uint8_t { Refused, Reset, Timeout, Garbage };
 
   // client side (client_conn.cpp)
@@ -57,6 +62,10 @@ class ClientConn final : public EventHandler {
 
   // upstream side (exchange.cpp)
   void start_attempt();
+  int pick_server(bool& saw_full);
+  void enqueue();
+  void leave_queue();
+  void queue_tick();
   void use_server(int idx, bool allow_pooled);
   bool flush_upstream();
   void attach_upstream(UpstreamConn* up, bool fresh);
@@ -103,11 +112,15 @@ class ClientConn final : public EventHandler {
   bool req_bytes_consumed_ = false;  // some body bytes left the client buffer: no replay
   size_t head_sent_ = 0;             // bytes of fwd_head_ written upstream on this attempt
   balance::TriedSet tried_;
+  uint64_t key_hash_ = 0;  // hash of the backend's hash_key for this request
+  bool has_key_hash_ = false;
   uint32_t attempts_ = 0;
   bool retried_stale_ = false;
   Failure last_failure_ = Failure::Refused;
   TimePoint request_start_{};
   TimePoint attempt_start_{};
+  bool queued_ = false;
+  TimePoint queue_deadline_{};
   UpstreamConn* up_ = nullptr;
   bool resp_head_done_ = false;
   bool resp_bytes_ = false;  // any response byte reached us on this attempt

@@ -60,11 +60,34 @@ PumpResult pump_body(Buffer& in, http::BodyDecoder& dec, Buffer& out, bool chunk
 
 }  // namespace
 
+// The balancer's choice among servers not yet tried and not at max_active_per_server.
+// `saw_full` tells whether some server was skipped for being at its limit.
+int ClientConn::pick_server(bool& saw_full) {
+  const BackendRuntime& b = view_->snap->backends[static_cast<size_t>(backend_)];
+  uint32_t max_active = b.cfg->limits.max_active_per_server;
+  balance::PickContext ctx{client_ip_, {}, key_hash_, has_key_hash_};
+  balance::TriedSet skip = tried_;
+  saw_full = false;
+  for (int i = 0; i < 16; ++i) {
+    int idx = view_->balancers[static_cast<size_t>(backend_)]->pick(ctx, skip);
+    if (idx < 0) return -1;
+    if (max_active == 0 || b.servers[static_cast<size_t>(idx)].state->active.load(
+                               std::memory_order_relaxed) < static_cast<int64_t>(max_active)) {
+      return idx;
+    }
+    saw_full = true;
+    skip.add(idx);
+  }
+  return -1;
+}
+
 void ClientConn::start_attempt() {
-  balance::PickContext ctx{client_ip_, {}, 0};
-  int idx = view_->balancers[static_cast<size_t>(backend_)]->pick(ctx, tried_);
+  bool saw_full = false;
+  int idx = pick_server(saw_full);
   if (idx < 0) {
-    if (attempts_ == 0) {
+    if (saw_full) {
+      enqueue();
+    } else if (attempts_ == 0) {
       send_local(503, "Service Unavailable\n", false, "Retry-After: 1\r\n");
     } else if (last_failure_ == Failure::Timeout) {
       send_local(504, "Gateway Timeout\n", false);
@@ -76,6 +99,75 @@ void ClientConn::start_attempt() {
   tried_.add(idx);
   ++attempts_;
   use_server(idx, !tcp_mode_);
+}
+
+// Every server is at max_active_per_server: wait in the backend's FIFO queue for a slot, up to
+// queue_timeout; a full queue answers 503 at once.
+void ClientConn::enqueue() {
+  const BackendRuntime& b = view_->snap->backends[static_cast<size_t>(backend_)];
+  const auto& lim = b.cfg->limits;
+  if (!queued_) {
+    if (b.queued->load(std::memory_order_relaxed) >= static_cast<int64_t>(lim.queue_size)) {
+      send_local(503, "Service Unavailable\n", false, "Retry-After: 1\r\n");
+      return;
+    }
+    b.queued->fetch_add(1, std::memory_order_relaxed);
+    queued_ = true;
+    WaitQueue& q = view_->queues[static_cast<size_t>(backend_)];
+    queue_prev = q.tail;
+    queue_next = nullptr;
+    if (q.tail)
+      q.tail->queue_next = this;
+    else
+      q.head = this;
+    q.tail = this;
+    if (queue_deadline_ == TimePoint{}) queue_deadline_ = w_.reactor().now() + lim.queue_timeout;
+  }
+  // A slot freed on another worker is not announced here: look again every few milliseconds.
+  auto left = std::chrono::duration_cast<Millis>(queue_deadline_ - w_.reactor().now());
+  arm(TimerKind::Queue, std::max(Millis(0), std::min(Millis(5), left)));
+}
+
+void ClientConn::leave_queue() {
+  if (!queued_) return;
+  queued_ = false;
+  WaitQueue& q = view_->queues[static_cast<size_t>(backend_)];
+  if (queue_prev)
+    queue_prev->queue_next = queue_next;
+  else
+    q.head = queue_next;
+  if (queue_next)
+    queue_next->queue_prev = queue_prev;
+  else
+    q.tail = queue_prev;
+  queue_prev = queue_next = nullptr;
+  view_->snap->backends[static_cast<size_t>(backend_)].queued->fetch_sub(1,
+                                                                         std::memory_order_relaxed);
+}
+
+void ClientConn::queue_tick() {
+  if (!queued_) return;
+  bool saw_full = false;
+  int idx = pick_server(saw_full);
+  if (idx >= 0) {
+    leave_queue();
+    tried_.add(idx);
+    ++attempts_;
+    use_server(idx, !tcp_mode_);
+    return;
+  }
+  if (w_.reactor().now() >= queue_deadline_ || !saw_full) {
+    // Waited too long, or the servers went away while waiting.
+    send_local(503, "Service Unavailable\n", false, "Retry-After: 1\r\n");
+    return;
+  }
+  enqueue();  // re-arms the timer; keeps the place in the queue
+}
+
+void ClientConn::on_queue_wake() {
+  if (phase_ == Phase::Closed || !queued_) return;
+  queue_tick();
+  run();
 }
 
 void ClientConn::use_server(int idx, bool allow_pooled) {
@@ -335,6 +427,10 @@ void ClientConn::release_upstream(bool reusable) {
     const auto& b = view_->snap->backends[static_cast<size_t>(backend_)];
     b.servers[static_cast<size_t>(server_)].state->active.fetch_sub(1, std::memory_order_relaxed);
     view_->balancers[static_cast<size_t>(backend_)]->on_released(server_);
+    // A slot is free: the first request waiting for this backend may take it.
+    if (ClientConn* waiting = view_->queues[static_cast<size_t>(backend_)].head) {
+      w_.reactor().defer([waiting] { waiting->on_queue_wake(); });
+    }
   }
   server_ = -1;
   if (!up_) return;

@@ -1,6 +1,7 @@
 #pragma once
 // The runtime form of a config: addresses resolved, server state attached. Immutable once built;
 // shared by every worker through a shared_ptr and replaced as a whole on reload.
+#include <atomic>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -24,6 +25,8 @@ struct ServerRuntime {
 
 struct BackendRuntime {
   const config::Backend* cfg = nullptr;
+  // Requests waiting for a server slot (limits.max_active_per_server), all workers.
+  std::shared_ptr<std::atomic<int64_t>> queued = std::make_shared<std::atomic<int64_t>>(0);
   std::vector<ServerRuntime> servers;
   std::vector<balance::ServerInfo> infos;  // what the balancer sees, parallel to servers
 };

@@ -125,6 +125,7 @@ void Worker::install_view(SnapshotPtr snap) {
   buffers_.set_block_size(
       std::max<size_t>(cfg.limits.buffer_size, cfg.limits.max_header_bytes + 256));
   pool_.set_limits(cfg.limits.max_idle_upstream_per_server, cfg.limits.upstream_idle_timeout);
+  v->queues.resize(v->snap->backends.size());
   for (const auto& b : v->snap->backends) {
     v->balancers.push_back(balance::make_balancer(b.cfg->balance, b.infos, random()));
   }

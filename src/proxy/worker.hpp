@@ -21,8 +21,15 @@ namespace weir::proxy {
 
 class ClientConn;
 
+// Requests of this worker waiting for a server slot of one backend, first come first served.
+struct WaitQueue {
+  ClientConn* head = nullptr;
+  ClientConn* tail = nullptr;
+};
+
 // What a worker derives from a snapshot: its own balancer per backend and counter pointers.
 struct WorkerView {
+  std::vector<WaitQueue> queues;  // by backend index
   SnapshotPtr snap;
   std::vector<std::unique_ptr<balance::Balancer>> balancers;  // by backend index
   // by listener index × (backend index + 1); slot 0 = no backend
