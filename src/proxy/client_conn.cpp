@@ -6,6 +6,7 @@
 
 #include <algorithm>
 
+#include "balance/hash.hpp"
 #include "core/log.hpp"
 #include "http/status.hpp"
 #include "net/address.hpp"
@@ -235,6 +236,7 @@ void ClientConn::begin_request(const http::RequestHead& req, size_t head_len) {
     send_local(404, "Not Found\n", !keep_alive_);
     return;
   }
+  choose_affinity(req);
 
   RequestForward fwd;
   fwd.target = target;
@@ -250,6 +252,21 @@ void ClientConn::begin_request(const http::RequestHead& req, size_t head_len) {
   timer_.cancel();
   timer_kind_ = TimerKind::None;
   start_attempt();
+}
+
+// What the hashing strategies and sticky sessions read from the request, taken while its head
+// is still parsed (a retry happens after the views are gone).
+void ClientConn::choose_affinity(const http::RequestHead& req) {
+  const BackendRuntime& b = view_->snap->backends[static_cast<size_t>(backend_)];
+  std::string_view key;
+  has_key_hash_ = extract_key(b.hash_key, req, client_ip_, key);
+  key_hash_ = has_key_hash_ ? balance::hash_key(key) : 0;
+  sticky_server_ = -1;
+  if (b.sticky) {
+    KeySpec cookie{KeySpec::Kind::Cookie, b.sticky->cookie};
+    std::string_view token;
+    if (extract_key(cookie, req, client_ip_, token)) sticky_server_ = b.sticky->find(token);
+  }
 }
 
 void ClientConn::send_local(uint16_t status, std::string_view body, bool close,

@@ -52,6 +52,7 @@ class ClientConn final : public EventHandler {
   void run();
   bool handle_head();
   void begin_request(const http::RequestHead& req, size_t head_len);
+  void choose_affinity(const http::RequestHead& req);
   void send_local(uint16_t status, std::string_view body, bool close,
                   std::string_view extra_headers = {});
   void finish_exchange_bookkeeping(uint16_t status, int backend);
@@ -63,6 +64,7 @@ class ClientConn final : public EventHandler {
   // upstream side (exchange.cpp)
   void start_attempt();
   int pick_server(bool& saw_full);
+  bool sticky_usable(int idx) const;
   void enqueue();
   void leave_queue();
   void queue_tick();
@@ -114,6 +116,9 @@ class ClientConn final : public EventHandler {
   balance::TriedSet tried_;
   uint64_t key_hash_ = 0;  // hash of the backend's hash_key for this request
   bool has_key_hash_ = false;
+  int sticky_server_ = -1;
+  std::string sticky_header_;  // Set-Cookie line being added to this response  // the server the
+                               // request's sticky cookie names, if valid
   uint32_t attempts_ = 0;
   bool retried_stale_ = false;
   Failure last_failure_ = Failure::Refused;

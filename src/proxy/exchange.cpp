@@ -83,7 +83,12 @@ int ClientConn::pick_server(bool& saw_full) {
 
 void ClientConn::start_attempt() {
   bool saw_full = false;
-  int idx = pick_server(saw_full);
+  int idx = -1;
+  if (sticky_server_ >= 0 && attempts_ == 0 && sticky_usable(sticky_server_)) {
+    idx = sticky_server_;  // a valid cookie wins over the strategy while its server can serve
+  } else {
+    idx = pick_server(saw_full);
+  }
   if (idx < 0) {
     if (saw_full) {
       enqueue();
@@ -103,6 +108,16 @@ void ClientConn::start_attempt() {
 
 // Every server is at max_active_per_server: wait in the backend's FIFO queue for a slot, up to
 // queue_timeout; a full queue answers 503 at once.
+bool ClientConn::sticky_usable(int idx) const {
+  const BackendRuntime& b = view_->snap->backends[static_cast<size_t>(backend_)];
+  if (static_cast<size_t>(idx) >= b.servers.size()) return false;
+  const auto& st = *b.servers[static_cast<size_t>(idx)].state;
+  // A weight-0 server keeps its sessions (draining it), but a down or full one does not.
+  uint32_t max_active = b.cfg->limits.max_active_per_server;
+  return st.up.load(std::memory_order_relaxed) &&
+         (max_active == 0 || st.active.load(std::memory_order_relaxed) < max_active);
+}
+
 void ClientConn::enqueue() {
   const BackendRuntime& b = view_->snap->backends[static_cast<size_t>(backend_)];
   const auto& lim = b.cfg->limits;
@@ -371,8 +386,16 @@ bool ClientConn::handle_response_head() {
     if (framing == OutFraming::Close || draining_ || w_.draining()) keep_alive_ = false;
     std::string& s = w_.scratch_string();
     s.clear();
+    std::string_view extra;
+    const BackendRuntime& b = view_->snap->backends[static_cast<size_t>(backend_)];
+    if (b.sticky && server_ != sticky_server_) {
+      // No valid cookie for the server that answered: (re-)stick the client to it.
+      sticky_header_.clear();
+      b.sticky->append_set_cookie(server_, false, sticky_header_);
+      extra = sticky_header_;
+    }
     build_response_head(resp, framing, !keep_alive_ && resp.status != 101,
-                        keep_alive_ && version_minor_ == 0, s);
+                        keep_alive_ && version_minor_ == 0, s, extra);
     if (client_.out.free_space() < s.size()) {
       if (client_.out.empty()) {
         upstream_failed(Failure::Garbage);  // a head larger than our buffer

@@ -105,7 +105,7 @@ void build_request_head(const http::RequestHead& req, const RequestForward& fwd,
 }
 
 void build_response_head(const http::ResponseHead& resp, OutFraming framing, bool close,
-                         bool keep_alive_10, std::string& out) {
+                         bool keep_alive_10, std::string& out, std::string_view extra_headers) {
   out.append("HTTP/1.1 ");
   append_uint(out, resp.status);
   out.push_back(' ');
@@ -125,6 +125,7 @@ void build_response_head(const http::ResponseHead& resp, OutFraming framing, boo
     if (http::is_hop_by_hop(h.name, resp.headers)) continue;
     append_header(out, h.name, h.value);
   }
+  out.append(extra_headers);
   switch (framing) {
     case OutFraming::ContentLength:
       out.append("Content-Length: ");

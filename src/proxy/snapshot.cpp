@@ -1,5 +1,7 @@
 #include "proxy/snapshot.hpp"
 
+#include "core/log.hpp"
+
 #include <thread>
 
 namespace weir::proxy {
@@ -12,6 +14,17 @@ std::pair<std::shared_ptr<balance::ServerState>, uint32_t> ServerRegistry::get(
   auto entry = std::make_pair(std::make_shared<balance::ServerState>(), next_id_++);
   states_.emplace(key, entry);
   return entry;
+}
+
+const std::string& ServerRegistry::process_sticky_key() {
+  std::lock_guard lock(mu_);
+  if (sticky_key_.empty()) sticky_key_ = random_key();
+  return sticky_key_;
+}
+
+bool ServerRegistry::warned_random_key(const std::string& backend) {
+  std::lock_guard lock(mu_);
+  return !warned_.insert(backend).second;
 }
 
 SnapshotPtr build_snapshot(config::ConfigPtr cfg, ServerRegistry& registry,
@@ -60,6 +73,24 @@ SnapshotPtr build_snapshot(config::ConfigPtr cfg, ServerRegistry& registry,
     }
     for (auto& sr : br.servers)
       br.infos.push_back({sr.weight, sr.state.get()});
+    br.hash_key = KeySpec::parse(b.balance == config::Balance::IpHash ? "client_ip" : b.hash_key);
+    if (b.sticky) {
+      // Without a secret_file the key is made at start-up: cookies then last until a restart.
+      if (b.sticky->secret.empty() && !registry.warned_random_key(b.name)) {
+        log::warn(
+            "backend {}: sticky cookies signed with a key made at start-up (set "
+            "sticky.secret_file to keep sessions across restarts and instances)",
+            b.name);
+      }
+      StickyTable t;
+      t.cookie = b.sticky->cookie;
+      t.max_age = b.sticky->max_age;
+      const std::string& key =
+          b.sticky->secret.empty() ? registry.process_sticky_key() : b.sticky->secret;
+      for (auto& sr : br.servers)
+        t.tokens.push_back(sticky_token(key, b.name, sr.name));
+      br.sticky = std::move(t);
+    }
     snap->backends.push_back(std::move(br));
   }
   if (!errors.empty()) return nullptr;

@@ -5,12 +5,16 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "balance/balancer.hpp"
 #include "config/config.hpp"
 #include "net/address.hpp"
+#include "proxy/hash_key.hpp"
+#include "proxy/sticky.hpp"
 
 namespace weir::proxy {
 
@@ -29,6 +33,8 @@ struct BackendRuntime {
   std::shared_ptr<std::atomic<int64_t>> queued = std::make_shared<std::atomic<int64_t>>(0);
   std::vector<ServerRuntime> servers;
   std::vector<balance::ServerInfo> infos;  // what the balancer sees, parallel to servers
+  KeySpec hash_key;                        // ip_hash: client_ip; consistent_hash: hash_key
+  std::optional<StickyTable> sticky;
 };
 
 struct ListenerRuntime {
@@ -49,11 +55,17 @@ using SnapshotPtr = std::shared_ptr<const Snapshot>;
 class ServerRegistry {
  public:
   std::pair<std::shared_ptr<balance::ServerState>, uint32_t> get(const std::string& key);
+  // The key for sticky cookies of backends without a secret_file: made once per process.
+  const std::string& process_sticky_key();
+  // True if the random-key warning for this backend was already logged.
+  bool warned_random_key(const std::string& backend);
 
  private:
   std::mutex mu_;
   std::map<std::string, std::pair<std::shared_ptr<balance::ServerState>, uint32_t>> states_;
   uint32_t next_id_ = 0;
+  std::string sticky_key_;
+  std::set<std::string> warned_;
 };
 
 // Builds a snapshot; on failure returns null and appends messages to `errors`.
