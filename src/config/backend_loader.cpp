@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
 #include <array>
 #include <cerrno>
 #include <cstring>
@@ -226,6 +227,28 @@ void load_backend_timeouts(LoadState& s, const Field& f, BackendTimeouts& t) {
   m.get_duration("response", false, t.response);
 }
 
+void load_passive(LoadState& s, const Field& f, Backend& b) {
+  MapReader m(s.diag, f, "passive", {"failures", "cooldown", "max_ejected_percent"});
+  if (!m.ok()) return;
+  Passive p;
+  m.get_uint32("failures", 1, 1000, p.failures);
+  m.get_duration("cooldown", false, p.cooldown);
+  m.get_uint32("max_ejected_percent", 0, 100, p.max_ejected_percent);
+  b.passive = p;
+}
+
+void load_balance_factor(LoadState& s, const Field& f, Backend& b) {
+  std::string text;
+  if (!read_string(s.diag, f, text)) return;
+  double v = 0;
+  auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || p != text.data() + text.size() || !(v >= 1.0 && v <= 100.0)) {
+    s.diag.error(f.mark, "\"hash_balance_factor\" must be a number from 1.0 to 100 (e.g. 1.25)");
+    return;
+  }
+  b.hash_balance_factor = v;
+}
+
 void load_servers(LoadState& s, const Field& f, Backend& b) {
   std::vector<Field> items;
   if (!read_list(s.diag, f, items)) return;
@@ -281,8 +304,8 @@ void load_servers(LoadState& s, const Field& f, Backend& b) {
 void load_backend(LoadState& s, const Field& item,
                   std::map<std::string, YAML::Mark, std::less<>>& names) {
   MapReader m(s.diag, item, "backend",
-              {"name", "balance", "hash_key", "sticky", "health_check", "limits", "timeouts",
-               "retries", "servers"});
+              {"name", "balance", "hash_key", "hash_balance_factor", "sticky", "health_check",
+               "passive", "slow_start", "limits", "timeouts", "retries", "servers"});
   if (!m.ok()) return;
   Backend b;
   b.pos = s.diag.pos(m.mark());
@@ -309,6 +332,9 @@ void load_backend(LoadState& s, const Field& item,
   if (const Field* f = m.find("limits")) load_backend_limits(s, *f, b.limits);
   if (const Field* f = m.find("timeouts")) load_backend_timeouts(s, *f, b.timeouts);
   m.get_uint32("retries", 0, kMaxRetries, b.retries);
+  if (const Field* f = m.find("passive")) load_passive(s, *f, b);
+  m.get_duration("slow_start", true, b.slow_start);
+  if (const Field* f = m.find("hash_balance_factor")) load_balance_factor(s, *f, b);
   if (const Field* f = m.require("servers")) load_servers(s, *f, b);
   s.backend_marks.push_back(m.mark());
   s.config.backends.push_back(std::move(b));

@@ -62,6 +62,14 @@ struct Sticky {
   std::optional<Duration> max_age;
 };
 
+// Passive health: consecutive failures on live traffic (connect errors, resets, timeouts, 5xx)
+// take a server out of rotation for a cooldown that doubles on each repeat (at most 32×).
+struct Passive {
+  uint32_t failures = 5;
+  Duration cooldown{10000};
+  uint32_t max_ejected_percent = 50;  // never eject more than this share of a backend
+};
+
 struct Backend {
   std::string name;
   Balance balance = Balance::RoundRobin;
@@ -71,6 +79,9 @@ struct Backend {
   BackendLimits limits;
   BackendTimeouts timeouts;
   uint32_t retries = 2;
+  std::optional<Passive> passive;
+  Duration slow_start{0};            // a server coming back ramps its weight up over this
+  double hash_balance_factor = 0;    // bounded-load consistent hashing (0 = off, else >= 1)
   std::vector<Server> servers;
   SourcePos pos;
 };

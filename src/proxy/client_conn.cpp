@@ -237,6 +237,7 @@ void ClientConn::begin_request(const http::RequestHead& req, size_t head_len) {
     return;
   }
   choose_affinity(req);
+  w_.retry_budget().on_request();
 
   RequestForward fwd;
   fwd.target = target;

@@ -488,6 +488,10 @@ void ClientConn::upstream_failed(Failure why) {
   const auto& b = *view_->snap->backends[static_cast<size_t>(backend_)].cfg;
   bool retry = replayable && why != Failure::Garbage && (idempotent_ || why == Failure::Refused) &&
                attempts_ <= b.retries && !w_.draining();
+  if (retry && !w_.retry_budget().try_spend()) {
+    log::debug("backend {}: retry budget spent, not retrying", b.name);
+    retry = false;
+  }
   if (retry) {
     start_attempt();
     return;

@@ -50,6 +50,22 @@ struct ListenSocket {
   std::string address;  // as SocketAddress::to_string() prints it
 };
 
+// Retries may add at most 20% to the requests this worker sends (plus a floor of 10 saved up),
+// so that retries cannot multiply the load on a backend that is already failing.
+class RetryBudget {
+ public:
+  void on_request() { tokens_ = tokens_ + 0.2 > kCap ? kCap : tokens_ + 0.2; }
+  bool try_spend() {
+    if (tokens_ < 1) return false;
+    tokens_ -= 1;
+    return true;
+  }
+
+ private:
+  static constexpr double kCap = 100;
+  double tokens_ = 10;
+};
+
 // Open connections per listen address, across workers: beyond the listener's max_connections
 // new ones wait in the kernel's accept queue.
 struct ListenerGate {
@@ -80,6 +96,7 @@ class Worker {
   std::span<http::Header> scratch_headers() { return scratch_headers_; }
   std::string& scratch_string() { return scratch_; }
   BufferPool& buffers() { return buffers_; }
+  RetryBudget& retry_budget() { return retry_budget_; }
   unsigned index() const { return index_; }
   bool draining() const { return draining_; }
   void connection_closed(ClientConn* c, size_t slot);
@@ -102,6 +119,7 @@ class Worker {
   std::vector<http::Header> scratch_headers_;
   std::string scratch_;
   BufferPool buffers_;
+  RetryBudget retry_budget_;
   ClientConn* conns_ = nullptr;  // intrusive list of open client connections
   bool draining_ = false;
   Timer drain_timer_;

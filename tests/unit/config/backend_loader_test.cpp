@@ -289,5 +289,36 @@ TEST(Backends, BackendLimitsAndTimeouts) {
   EXPECT_EQ(b.timeouts.response, milliseconds(120000));
 }
 
+
+TEST(Backends, PassiveSlowStartAndBalanceFactor) {
+  auto r = load(with_backend(R"(    passive:
+      failures: 3
+      cooldown: 5s
+      max_ejected_percent: 30
+    slow_start: 30s
+    hash_balance_factor: 1.25
+)"));
+  ASSERT_TRUE(r.ok()) << ::testing::PrintToString(all_messages(r));
+  const Backend& b = r.config->backends[0];
+  ASSERT_TRUE(b.passive);
+  EXPECT_EQ(b.passive->failures, 3u);
+  EXPECT_EQ(b.passive->cooldown, milliseconds(5000));
+  EXPECT_EQ(b.passive->max_ejected_percent, 30u);
+  EXPECT_EQ(b.slow_start, milliseconds(30000));
+  EXPECT_DOUBLE_EQ(b.hash_balance_factor, 1.25);
+}
+
+TEST(Backends, PassiveDefaultsAndBadValues) {
+  auto r = load(with_backend("    passive:\n"));
+  ASSERT_TRUE(r.ok());
+  ASSERT_TRUE(r.config->backends[0].passive);
+  EXPECT_EQ(r.config->backends[0].passive->failures, 5u);
+  EXPECT_EQ(r.config->backends[0].passive->cooldown, milliseconds(10000));
+  EXPECT_EQ(error(with_backend("    hash_balance_factor: 0.5\n")),
+            "t.yaml:9:26: \"hash_balance_factor\" must be a number from 1.0 to 100 (e.g. 1.25)");
+  EXPECT_FALSE(load(with_backend("    passive:\n      failures: 0\n")).ok());
+  EXPECT_FALSE(load(with_backend("    passive:\n      nope: 1\n")).ok());
+}
+
 }  // namespace
 }  // namespace weir::config
