@@ -8,12 +8,14 @@
 #include "admin/admin_server.hpp"
 #include "config/loader.hpp"
 #include "core/log.hpp"
+#include "health/health_checker.hpp"
 #include "net/socket.hpp"
 
 namespace weir::app {
 
 Runtime::Runtime() = default;
 Runtime::~Runtime() {
+  if (health_) health_->stop();
   if (admin_) admin_->stop();
   for (auto& w : workers_) {
     w->stop();
@@ -91,6 +93,9 @@ int Runtime::start(config::ConfigPtr cfg) {
                                                        slot_addresses_, gates));
   }
   for (auto& w : workers_) w->start();
+  health_ = std::make_unique<health::HealthChecker>();
+  health_->update(snap);
+  health_->start();
   if (admin_fd >= 0) {
     admin_ = std::make_unique<admin::AdminServer>(
         admin_fd, admin::AdminSource{[this] { return snapshot(); }, [this] { return collect_stats(); }});
@@ -138,6 +143,7 @@ bool Runtime::reload(const std::string& path) {
     snap_ = snap;
   }
   for (auto& w : workers_) w->update_snapshot(snap);
+  if (health_) health_->update(snap);
   log::info("reload: {} applied", path);
   return true;
 }
@@ -147,6 +153,7 @@ void Runtime::drain_and_stop() {
   log::info("draining: no new connections; in-flight requests have {} ms", deadline.count());
   for (auto& w : workers_) w->begin_drain(deadline);
   for (auto& w : workers_) w->join();
+  if (health_) health_->stop();
   if (admin_) admin_->stop();
   log::info("stopped");
 }

@@ -13,6 +13,9 @@
 namespace weir::admin {
 class AdminServer;
 }
+namespace weir::health {
+class HealthChecker;
+}
 
 namespace weir::app {
 
@@ -40,6 +43,7 @@ class Runtime {
   std::vector<std::string> slot_addresses_;
   std::vector<std::unique_ptr<proxy::Worker>> workers_;
   std::unique_ptr<admin::AdminServer> admin_;
+  std::unique_ptr<health::HealthChecker> health_;
 };
 
 }  // namespace weir::app
