@@ -37,6 +37,10 @@ struct ServerState {
 struct ServerInfo {
   uint32_t weight = 1;
   ServerState* state = nullptr;
+  // Stable identity (the config's server name): the consistent hashes place a server by its name,
+  // never by its position, so every worker and every weir instance builds the same table.
+  // Empty = "#<index>".
+  std::string_view name;
   bool available() const { return weight > 0 && state->up.load(std::memory_order_relaxed); }
 };
 
@@ -78,7 +82,17 @@ class Balancer {
   virtual void on_response(int /*idx*/, double /*seconds*/) {}
 };
 
+// Knobs some strategies take beyond the server list.
+struct BalancerOptions {
+  // Bounded-load consistent hashing (ip_hash, consistent_hash): a server holding more than
+  // factor x its fair share of in-flight requests is passed over for the key's next candidate.
+  // 0 = off; otherwise >= 1.0 (1.25 is a good start).
+  double hash_balance_factor = 0;
+};
+
 std::unique_ptr<Balancer> make_balancer(config::Balance kind, std::span<const ServerInfo> servers,
                                         uint64_t seed);
+std::unique_ptr<Balancer> make_balancer(config::Balance kind, std::span<const ServerInfo> servers,
+                                        uint64_t seed, const BalancerOptions& options);
 
 }  // namespace weir::balance

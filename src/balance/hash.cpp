@@ -59,12 +59,14 @@ uint64_t hash_key(std::string_view key, uint64_t seed) {
     h = seed + P5;
   }
   h += key.size();
-  for (; end - p >= 8; p += 8) h = std::rotl(h ^ round(0, read64(p)), 27) * P1 + P4;
+  for (; end - p >= 8; p += 8)
+    h = std::rotl(h ^ round(0, read64(p)), 27) * P1 + P4;
   if (end - p >= 4) {
     h = std::rotl(h ^ (read32(p) * P1), 23) * P2 + P3;
     p += 4;
   }
-  for (; p < end; ++p) h = std::rotl(h ^ (*p * P5), 11) * P1;
+  for (; p < end; ++p)
+    h = std::rotl(h ^ (*p * P5), 11) * P1;
   h ^= h >> 33;
   h *= P2;
   h ^= h >> 29;
