@@ -72,7 +72,7 @@ SnapshotPtr build_snapshot(config::ConfigPtr cfg, ServerRegistry& registry,
       br.servers.push_back(std::move(sr));
     }
     for (auto& sr : br.servers)
-      br.infos.push_back({sr.weight, sr.state.get()});
+      br.infos.push_back({sr.weight, sr.state.get(), sr.name});
     br.hash_key = KeySpec::parse(b.balance == config::Balance::IpHash ? "client_ip" : b.hash_key);
     if (b.sticky) {
       // Without a secret_file the key is made at start-up: cookies then last until a restart.

@@ -127,7 +127,8 @@ void Worker::install_view(SnapshotPtr snap) {
   pool_.set_limits(cfg.limits.max_idle_upstream_per_server, cfg.limits.upstream_idle_timeout);
   v->queues.resize(v->snap->backends.size());
   for (const auto& b : v->snap->backends) {
-    v->balancers.push_back(balance::make_balancer(b.cfg->balance, b.infos, random()));
+    v->balancers.push_back(balance::make_balancer(
+        b.cfg->balance, b.infos, random(), {.hash_balance_factor = b.cfg->hash_balance_factor}));
   }
   // Map each listen slot to the listener that now owns its address (the caller checked that
   // every slot still has one).
