@@ -58,7 +58,7 @@ std::string render_metrics(const proxy::Snapshot& snap, const proxy::WorkerStats
     for (const auto& s : b.servers) {
       out += fmt::format("weir_server_up{{backend=\"{}\",server=\"{}\"}} {}\n",
                          escape_label(b.cfg->name), escape_label(s.name),
-                         s.state->up.load() ? 1 : 0);
+                         s.state->in_rotation() ? 1 : 0);
     }
   }
   out += "# HELP weir_server_active_requests In-flight requests per server.\n";
@@ -118,7 +118,7 @@ std::string render_backends_json(const proxy::Snapshot& snap, const proxy::Worke
           "{{\"name\":\"{}\",\"address\":\"{}\",\"weight\":{},\"healthy\":{},"
           "\"active_requests\":{},\"requests_total\":{}}}",
           escape_json(s.name), escape_json(s.address_text), s.weight,
-          s.state->up.load() ? "true" : "false", s.state->active.load(),
+          s.state->in_rotation() ? "true" : "false", s.state->active.load(),
           server_requests(st, s.id));
     }
     out += "]}";

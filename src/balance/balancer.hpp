@@ -5,6 +5,7 @@
 // ServerState, which every worker sees.
 #include <atomic>
 #include <bit>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -32,6 +33,19 @@ struct ServerState {
   double latency() const {
     return std::bit_cast<double>(latency_bits.load(std::memory_order_relaxed));
   }
+
+  // Passive health (live traffic): out of rotation until this steady-clock time in ns
+  // (0 = not ejected). Separate from `up`, which belongs to the active health checker.
+  std::atomic<int64_t> ejected_until_ns{0};
+  std::atomic<uint32_t> consecutive_failures{0};
+  std::atomic<uint32_t> ejections{0};  // ejections in a row: each doubles the cooldown
+
+  bool ejected() const {
+    int64_t until = ejected_until_ns.load(std::memory_order_relaxed);
+    return until != 0 && std::chrono::steady_clock::now().time_since_epoch().count() < until;
+  }
+  // Up by the health checks and not ejected by passive checks.
+  bool in_rotation() const { return up.load(std::memory_order_relaxed) && !ejected(); }
 };
 
 struct ServerInfo {
@@ -41,7 +55,7 @@ struct ServerInfo {
   // never by its position, so every worker and every weir instance builds the same table.
   // Empty = "#<index>".
   std::string_view name;
-  bool available() const { return weight > 0 && state->up.load(std::memory_order_relaxed); }
+  bool available() const { return weight > 0 && state->in_rotation(); }
 };
 
 // Servers already tried for this request (retries go elsewhere). Small and allocation-free.

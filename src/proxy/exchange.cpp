@@ -7,6 +7,7 @@
 #include "core/log.hpp"
 #include "http/status.hpp"
 #include "proxy/client_conn.hpp"
+#include "proxy/passive.hpp"
 #include "proxy/upstream_conn.hpp"
 
 namespace weir::proxy {
@@ -114,7 +115,7 @@ bool ClientConn::sticky_usable(int idx) const {
   const auto& st = *b.servers[static_cast<size_t>(idx)].state;
   // A weight-0 server keeps its sessions (draining it), but a down or full one does not.
   uint32_t max_active = b.cfg->limits.max_active_per_server;
-  return st.up.load(std::memory_order_relaxed) &&
+  return st.in_rotation() &&
          (max_active == 0 || st.active.load(std::memory_order_relaxed) < max_active);
 }
 
@@ -412,6 +413,12 @@ bool ClientConn::handle_response_head() {
       const auto& srv = view_->snap->backends[static_cast<size_t>(backend_)]
                             .servers[static_cast<size_t>(server_)];
       srv.state->observe_latency(secs);
+      const BackendRuntime& br = view_->snap->backends[static_cast<size_t>(backend_)];
+      if (resp.status >= 500) {
+        passive_failure(br, static_cast<size_t>(server_), "status " + std::to_string(resp.status));
+      } else {
+        passive_success(br, static_cast<size_t>(server_));
+      }
       view_->balancers[static_cast<size_t>(backend_)]->on_response(server_, secs);
     }
     resp_status_ = resp.status;
@@ -471,6 +478,13 @@ void ClientConn::upstream_failed(Failure why) {
   last_failure_ = why;
   bool was_reused = up_ && up_->reused;
   int server = server_;
+  // A pooled connection the server closed while idle says nothing about the server's health.
+  if (server >= 0 && !(was_reused && why == Failure::Reset)) {
+    static constexpr std::string_view kReasons[] = {"connection refused", "connection reset",
+                                                    "timeout", "invalid response"};
+    passive_failure(view_->snap->backends[static_cast<size_t>(backend_)],
+                    static_cast<size_t>(server), kReasons[static_cast<size_t>(why)]);
+  }
   release_upstream(false);
   if (resp_head_done_) {
     abort_exchange();

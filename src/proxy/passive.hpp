@@ -1,0 +1,16 @@
+#pragma once
+// Passive health checks: live traffic judges servers between active probes. `failures`
+// consecutive failures (connect error, reset, timeout, 5xx) eject a server for `cooldown`,
+// doubled on each ejection in a row (up to 32×); a success resets the count. At most
+// `max_ejected_percent` of a backend's servers are out at once, so a backend-wide problem
+// cannot empty it.
+#include <string_view>
+
+#include "proxy/snapshot.hpp"
+
+namespace weir::proxy {
+
+void passive_failure(const BackendRuntime& backend, size_t server, std::string_view reason);
+void passive_success(const BackendRuntime& backend, size_t server);
+
+}  // namespace weir::proxy
