@@ -11,8 +11,9 @@ bool Stream::fill() {
                         : read_some(fd, room.data(), room.size());
   if (n > 0) {
     in.commit(static_cast<size_t>(n));
-    // A short read drained the socket: edge-triggered epoll reports the next arrival.
-    if (static_cast<size_t>(n) < room.size()) readable = false;
+    // A short read drained the socket: edge-triggered epoll reports the next arrival. But the
+    // peer's FIN may have come with these bytes, and its edge is spent: then read on to EOF.
+    if (static_cast<size_t>(n) < room.size() && !peer_closed) readable = false;
     return true;
   }
   readable = false;

@@ -31,8 +31,11 @@ struct Stream {
   int error = 0;          // errno of the failure
   std::unique_ptr<Transport> transport;
 
+  bool peer_closed = false;  // EPOLLRDHUP/HUP seen: read on until EOF even after short reads
+
   void note_events(uint32_t ev) {
     if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) readable = true;
+    if (ev & (EPOLLRDHUP | EPOLLHUP)) peer_closed = true;
     if (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR)) writable = true;
   }
 

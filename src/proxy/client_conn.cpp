@@ -144,6 +144,12 @@ void ClientConn::run() {
       continue;
     }
     if (!progress) break;
+    if (turn == 63) {
+      // Still moving bytes (a big body with both sockets ready): give the other connections
+      // their turn and continue after this batch. No readiness edge would wake us otherwise.
+      w_.reactor().defer([this] { run(); });
+      break;
+    }
   }
   if (phase_ == Phase::Head && client_.in.empty() && client_.out.empty()) {
     // Idle keep-alive connections hold no buffers.

@@ -108,6 +108,11 @@ class HttpServer::Conn final : public EventHandler {
       progress |= s_.flush();
       if (s_.write_failed) return close();
       if (!progress) break;
+      if (turn == 63) {
+        // More to do with both sockets ready: no edge will come, so continue after the batch.
+        srv_.reactor_.defer([this] { run(); });
+        break;
+      }
     }
   }
 
