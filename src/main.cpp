@@ -2,6 +2,7 @@
 #include <unistd.h>
 
 #include <climits>
+#include <cstdlib>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -9,6 +10,7 @@
 
 #include "app/commands.hpp"
 #include "config/units.hpp"
+#include "core/log.hpp"
 
 namespace {
 
@@ -37,6 +39,13 @@ std::string self_exe(const char* argv0) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // WEIR_LOG=debug|info|warn|error sets the log level (default info).
+  if (const char* lvl = std::getenv("WEIR_LOG")) {
+    std::string l = lvl;
+    if (l == "debug") weir::log::set_level(weir::log::Level::Debug);
+    else if (l == "warn") weir::log::set_level(weir::log::Level::Warn);
+    else if (l == "error") weir::log::set_level(weir::log::Level::Error);
+  }
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty()) return usage_error("missing command");
   const std::string cmd = args[0];
