@@ -51,7 +51,7 @@ void ClientConn::start_tcp() {
   backend_ = static_cast<int>(routes.front().backend_index);
   idempotent_ = true;
   req_done_ = true;
-  fwd_head_.clear();
+  fwd_head_.clear();  // nothing to send first: bytes flow once connected
   phase_ = Phase::Exchange;
   start_attempt();
   run();
@@ -137,6 +137,12 @@ void ClientConn::run() {
       return;
     }
     if (close_after_flush_ && phase_ == Phase::Head && client_.out.empty()) {
+      if (clean_end_ && client_.in.empty() && !client_.readable) {
+        // The last request was read whole and nothing followed it: closing now cannot reset
+        // an answer the client has not read yet, so no lingering is needed.
+        close();
+        return;
+      }
       ::shutdown(client_.fd, SHUT_WR);
       phase_ = Phase::Lingering;
       arm(TimerKind::Linger, Millis(2000));
@@ -155,6 +161,8 @@ void ClientConn::run() {
     // Idle keep-alive connections hold no buffers.
     w_.buffers().release(client_.in);
     w_.buffers().release(client_.out);
+    fwd_head_.clear();
+    w_.buffers().release(fwd_head_);
   }
 }
 
@@ -202,6 +210,7 @@ bool ClientConn::handle_head() {
 void ClientConn::begin_request(const http::RequestHead& req, size_t head_len) {
   view_ = w_.view();
   request_start_ = w_.reactor().now();
+  clean_end_ = false;
   method_ = req.method;
   version_minor_ = req.version_minor;
   keep_alive_ = req.keep_alive && !draining_ && !w_.draining();
@@ -252,8 +261,17 @@ void ClientConn::begin_request(const http::RequestHead& req, size_t head_len) {
   fwd.trusted_client = std::find(lr.cfg->trusted_proxies.begin(), lr.cfg->trusted_proxies.end(),
                                  client_ip_) != lr.cfg->trusted_proxies.end();
   fwd.upgrade = want_upgrade_;
+  std::string& head = w_.scratch_string();
+  head.clear();
+  build_request_head(req, fwd, head);
+  w_.buffers().acquire(fwd_head_);
   fwd_head_.clear();
-  build_request_head(req, fwd, fwd_head_);
+  if (head.size() > fwd_head_.capacity()) {
+    client_.in.consume(head_len);
+    send_local(431, "Request Header Fields Too Large\n", true);
+    return;
+  }
+  fwd_head_.append(head);
   client_.in.consume(head_len);  // the parsed views are dead from here on
   phase_ = Phase::Exchange;
   timer_.cancel();
@@ -369,6 +387,8 @@ void ClientConn::close() {
   client_.out.clear();
   w_.buffers().release(client_.in);
   w_.buffers().release(client_.out);
+  fwd_head_.clear();
+  w_.buffers().release(fwd_head_);
   net::close_fd(client_.fd);
   client_.fd = -1;
   w_.connection_closed(this, slot_);

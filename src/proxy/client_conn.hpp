@@ -95,6 +95,7 @@ class ClientConn final : public EventHandler {
   bool keep_alive_ = true;
   bool tcp_mode_ = false;  // a layer-4 listener: connect, then tunnel
   bool draining_ = false;
+  bool clean_end_ = false;   // the last exchange read its request whole (no lingering needed)
   bool shut_wr_ = false;     // tunnel: we half-closed the client
   bool up_shut_wr_ = false;  // tunnel: we half-closed the server
 
@@ -102,7 +103,7 @@ class ClientConn final : public EventHandler {
   ViewPtr view_;
   int backend_ = -1;
   int server_ = -1;
-  std::string fwd_head_;  // the forwarded head, kept for retries
+  Buffer fwd_head_;  // the forwarded head, kept for retries (a pooled block, none while idle)
   http::Method method_ = http::Method::Get;
   uint8_t version_minor_ = 1;
   bool idempotent_ = true;

@@ -238,7 +238,7 @@ bool ClientConn::flush_upstream() {
   if (head_sent_ >= fwd_head_.size()) return us.flush();
   // Head and whatever body is buffered leave in one writev.
   iovec iov[2];
-  iov[0].iov_base = fwd_head_.data() + head_sent_;
+  iov[0].iov_base = const_cast<char*>(fwd_head_.read_ptr()) + head_sent_;
   iov[0].iov_len = fwd_head_.size() - head_sent_;
   auto body = us.out.readable();
   iov[1].iov_base = const_cast<char*>(body.data());
@@ -444,6 +444,7 @@ void ClientConn::response_done() {
   release_upstream(reusable);
   finish_exchange_bookkeeping(resp_status_, backend_);
   if (!req_done_) keep_alive_ = false;  // the rest of the request body was never read
+  clean_end_ = req_done_;
   phase_ = Phase::Head;
   if (!keep_alive_) {
     close_after_flush_ = true;
