@@ -117,7 +117,10 @@ bool Runtime::reload(const std::string& path) {
   auto res = config::load_config_file(path);
   if (!res.ok()) {
     log::error("reload: {} has errors; keeping the running config", path);
-    for (const auto& d : res.diagnostics) log::error("{}", d.format());
+    for (const auto& d : res.diagnostics) {
+      if (d.warning) log::warn("{}", d.format());
+      else log::error("{}", d.format());
+    }
     return false;
   }
   std::vector<std::string> errors;
