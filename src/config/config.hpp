@@ -122,7 +122,7 @@ struct Admin {
 struct GlobalLimits {
   uint64_t buffer_size = 16 * 1024;       // per direction per connection
   uint64_t max_request_line = 8 * 1024;
-  uint64_t max_header_bytes = 32 * 1024;  // whole head
+  uint64_t max_header_bytes = 16 * 1024;  // whole head (connection buffers are at least this)
   uint32_t max_headers = 100;
   uint32_t max_idle_upstream_per_server = 64;  // per worker keep-alive pool size
   Duration upstream_idle_timeout{30000};

@@ -11,7 +11,7 @@ namespace weir {
 
 class BufferPool {
  public:
-  explicit BufferPool(size_t block_size = 16 * 1024, size_t max_cached = 512)
+  explicit BufferPool(size_t block_size = 16 * 1024, size_t max_cached = 64)
       : size_(block_size), max_cached_(max_cached) {}
 
   size_t block_size() const { return size_; }

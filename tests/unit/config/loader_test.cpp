@@ -185,7 +185,7 @@ TEST(Loader, DefaultsOfAMinimalConfig) {
   EXPECT_EQ(c.admin.listen, "");
   EXPECT_EQ(c.limits.buffer_size, 16384u);
   EXPECT_EQ(c.limits.max_request_line, 8192u);
-  EXPECT_EQ(c.limits.max_header_bytes, 32768u);
+  EXPECT_EQ(c.limits.max_header_bytes, 16384u);
   EXPECT_EQ(c.limits.max_headers, 100u);
   EXPECT_EQ(c.limits.max_idle_upstream_per_server, 64u);
   EXPECT_EQ(c.limits.upstream_idle_timeout, milliseconds(30000));
