@@ -25,11 +25,14 @@ std::string peer_ip(const sockaddr_storage& ss) {
   return buf;
 }
 
-std::string SocketAddress::ip_string() const { return peer_ip(storage); }
+std::string SocketAddress::ip_string() const {
+  return peer_ip(storage);
+}
 
 uint16_t SocketAddress::port() const {
   if (family() == AF_INET) return ntohs(reinterpret_cast<const sockaddr_in*>(&storage)->sin_port);
-  if (family() == AF_INET6) return ntohs(reinterpret_cast<const sockaddr_in6*>(&storage)->sin6_port);
+  if (family() == AF_INET6)
+    return ntohs(reinterpret_cast<const sockaddr_in6*>(&storage)->sin6_port);
   return 0;
 }
 

@@ -29,6 +29,19 @@ bool Stream::fill() {
   return false;
 }
 
+ssize_t Stream::write_direct(const char* data, size_t len) {
+  ssize_t n = transport ? transport->write(fd, data, len) : write_some(fd, data, len);
+  if (n == kWouldBlock) {
+    writable = false;
+  } else if (n < 0) {
+    write_failed = true;
+    error = errno;
+  } else if (static_cast<size_t>(n) < len) {
+    writable = false;
+  }
+  return n;
+}
+
 bool Stream::flush() {
   bool wrote = false;
   while (writable && !out.empty() && !write_failed) {

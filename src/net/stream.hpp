@@ -23,12 +23,12 @@ struct Stream {
   int fd = -1;
   Buffer in;
   Buffer out;
-  bool readable = false;  // the kernel may have bytes for us
-  bool writable = true;   // the last write did not hit EAGAIN
-  bool eof = false;       // the peer finished sending
-  bool failed = false;    // a read error (reset)
+  bool readable = false;      // the kernel may have bytes for us
+  bool writable = true;       // the last write did not hit EAGAIN
+  bool eof = false;           // the peer finished sending
+  bool failed = false;        // a read error (reset)
   bool write_failed = false;  // a write error (the peer is gone or reset)
-  int error = 0;          // errno of the failure
+  int error = 0;              // errno of the failure
   std::unique_ptr<Transport> transport;
 
   bool peer_closed = false;  // EPOLLRDHUP/HUP seen: read on until EOF even after short reads
@@ -45,6 +45,9 @@ struct Stream {
   // Writes what `out` holds while the socket takes it. Returns true if bytes left.
   bool flush();
   bool has_pending_output() const { return !out.empty(); }
+  // Writes bytes that bypass `out` (which must be empty); same result conventions as
+  // write_some, and the readiness/failure flags are kept up to date.
+  ssize_t write_direct(const char* data, size_t len);
 };
 
 }  // namespace weir::net

@@ -95,8 +95,12 @@ void ClientConn::on_upstream_event(uint32_t events) {
   run();
 }
 
+// Work done for one connection before the others get their turn: a few buffers' worth, so one
+// big transfer cannot hold a worker while fifty others wait (tail latency).
+constexpr int kMaxTurns = 8;
+
 void ClientConn::run() {
-  for (int turn = 0; turn < 64 && phase_ != Phase::Closed; ++turn) {
+  for (int turn = 0; turn < kMaxTurns && phase_ != Phase::Closed; ++turn) {
     bool progress = false;
     if (phase_ == Phase::Lingering) {
       // Half-closed after a final answer: read and drop what the client still sends, so the
@@ -150,7 +154,7 @@ void ClientConn::run() {
       continue;
     }
     if (!progress) break;
-    if (turn == 63) {
+    if (turn == kMaxTurns - 1) {
       // Still moving bytes (a big body with both sockets ready): give the other connections
       // their turn and continue after this batch. No readiness edge would wake us otherwise.
       w_.reactor().defer([this] { run(); });

@@ -59,6 +59,22 @@ PumpResult pump_body(Buffer& in, http::BodyDecoder& dec, Buffer& out, bool chunk
   return res;
 }
 
+// Body bytes that pass unchanged (Content-Length, close-delimited) go from the source buffer
+// straight to the destination socket when nothing is queued before them: one copy fewer.
+// Only what the socket takes is consumed; the rest waits in the source buffer (backpressure).
+bool write_body_direct(Buffer& src, http::BodyDecoder& dec, net::Stream& dst) {
+  if (!dst.out.empty() || !dst.writable || dst.write_failed || src.empty() || dec.done())
+    return false;
+  std::string_view avail = src.readable();
+  if (dec.kind() == http::BodyKind::ContentLength && dec.remaining() < avail.size())
+    avail = avail.substr(0, dec.remaining());
+  ssize_t n = dst.write_direct(avail.data(), avail.size());
+  if (n <= 0) return n == net::kIoError;
+  auto st = dec.decode(avail.substr(0, static_cast<size_t>(n)));
+  src.consume(st.consumed);
+  return true;
+}
+
 }  // namespace
 
 // The balancer's choice among servers not yet tried and not at max_active_per_server.
@@ -298,6 +314,10 @@ bool ClientConn::pump_response() {
     if (!handle_response_head()) return progress;
     progress = true;
     if (phase_ != Phase::Exchange) return true;
+  }
+  if (resp_framing_ == OutFraming::ContentLength || resp_framing_ == OutFraming::Close) {
+    progress |= write_body_direct(us.in, resp_body_, client_);
+    if (client_.write_failed) return progress;  // run() closes the connection
   }
   auto r = pump_body(us.in, resp_body_, client_.out, resp_framing_ == OutFraming::Chunked, nullptr);
   if (r.error) {

@@ -122,8 +122,7 @@ void Worker::install_view(SnapshotPtr snap) {
   v->limits.max_headers = cfg.limits.max_headers;
   scratch_headers_.resize(cfg.limits.max_headers);
   // Every connection buffer is one block: big enough for a whole head, at least buffer_size.
-  buffers_.set_block_size(
-      std::max<size_t>(cfg.limits.buffer_size, cfg.limits.max_header_bytes));
+  buffers_.set_block_size(std::max<size_t>(cfg.limits.buffer_size, cfg.limits.max_header_bytes));
   pool_.set_limits(cfg.limits.max_idle_upstream_per_server, cfg.limits.upstream_idle_timeout);
   v->queues.resize(v->snap->backends.size());
   for (const auto& b : v->snap->backends) {
