@@ -117,9 +117,7 @@ class ClientConn final : public EventHandler {
   balance::TriedSet tried_;
   uint64_t key_hash_ = 0;  // hash of the backend's hash_key for this request
   bool has_key_hash_ = false;
-  int sticky_server_ = -1;
-  std::string sticky_header_;  // Set-Cookie line being added to this response  // the server the
-                               // request's sticky cookie names, if valid
+  int sticky_server_ = -1;  // the server the request's sticky cookie names, if valid
   uint32_t attempts_ = 0;
   bool retried_stale_ = false;
   Failure last_failure_ = Failure::Refused;

@@ -411,9 +411,10 @@ bool ClientConn::handle_response_head() {
     const BackendRuntime& b = view_->snap->backends[static_cast<size_t>(backend_)];
     if (b.sticky && server_ != sticky_server_) {
       // No valid cookie for the server that answered: (re-)stick the client to it.
-      sticky_header_.clear();
-      b.sticky->append_set_cookie(server_, false, sticky_header_);
-      extra = sticky_header_;
+      std::string& cookie = w_.scratch_header();
+      cookie.clear();
+      b.sticky->append_set_cookie(server_, false, cookie);
+      extra = cookie;
     }
     build_response_head(resp, framing, !keep_alive_ && resp.status != 101,
                         keep_alive_ && version_minor_ == 0, s, extra);

@@ -95,6 +95,7 @@ class Worker {
   WorkerStats& stats() { return stats_; }
   std::span<http::Header> scratch_headers() { return scratch_headers_; }
   std::string& scratch_string() { return scratch_; }
+  std::string& scratch_header() { return scratch_header_; }  // one extra header line
   BufferPool& buffers() { return buffers_; }
   RetryBudget& retry_budget() { return retry_budget_; }
   unsigned index() const { return index_; }
@@ -118,6 +119,7 @@ class Worker {
   std::vector<std::shared_ptr<ListenerGate>> gates_;
   std::vector<http::Header> scratch_headers_;
   std::string scratch_;
+  std::string scratch_header_;
   BufferPool buffers_;
   RetryBudget retry_budget_;
   ClientConn* conns_ = nullptr;  // intrusive list of open client connections

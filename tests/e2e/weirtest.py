@@ -966,3 +966,54 @@ def run_threads(fn, n: int, timeout: float = 60.0):
     if errors:
         raise errors[0]
     return results
+
+
+# ----------------------------------------------------------------------------------------------
+# Helpers for the balancing, health, limits and tcp-mode tests
+
+
+def http_conn_from(port: int, source_ip: str, timeout: float = IO_TIMEOUT) -> HttpConn:
+    """An HttpConn to HOST:port whose socket is bound to source_ip (e.g. 127.0.0.7) first, so
+    that weir sees a different client IP."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.settimeout(timeout)
+        s.bind((source_ip, 0))
+        s.connect((HOST, port))
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except BaseException:
+        s.close()
+        raise
+    c = HttpConn.__new__(HttpConn)
+    c.sock = s
+    c.buf = bytearray()
+    c.eof = False
+    return c
+
+
+def set_whoami_health(whoami, status: int):
+    """POST /healthz STATUS straight to a whoami backend (what its GET /healthz answers next)."""
+    r = http_request(whoami.port, "POST", "/healthz", body=str(status).encode(), host=whoami.address)
+    if r.status != 200:
+        raise AssertionError(f"POST /healthz {status} answered {r.status}: {r.text[:200]}")
+
+
+def closed_without_bytes(sock: socket.socket, timeout: float = 5.0):
+    """Reads sock until EOF/reset or timeout. Returns (closed, data): closed is True if the
+    peer closed (EOF or reset) within timeout."""
+    data = b""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False, data
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(65536)
+        except ConnectionResetError:
+            return True, data
+        except socket.timeout:
+            return False, data
+        if not chunk:
+            return True, data
+        data += chunk
