@@ -20,6 +20,9 @@ int listen_socket(const SocketAddress& addr, bool reuse_port, int backlog, std::
   int one = 1;
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   if (reuse_port) setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+  // Accepted sockets inherit TCP_NODELAY from the listener: one setsockopt here instead of one
+  // per connection.
+  set_nodelay(fd);
   if (addr.family() == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
   if (::bind(fd, addr.sa(), addr.len) != 0) {
     error = "bind " + addr.to_string() + ": " + strerror(errno);

@@ -9,7 +9,8 @@
 
 namespace weir::net {
 
-// A non-blocking listening socket with SO_REUSEADDR and (if reuse_port) SO_REUSEPORT.
+// A non-blocking listening socket with SO_REUSEADDR, TCP_NODELAY (inherited by accepted
+// sockets) and, if reuse_port, SO_REUSEPORT.
 // Returns the fd or -1 with `error` set ("bind 127.0.0.1:80: Address already in use").
 int listen_socket(const SocketAddress& addr, bool reuse_port, int backlog, std::string& error);
 

@@ -43,7 +43,6 @@ class Worker::Acceptor final : public EventHandler {
         }
         return;
       }
-      net::set_nodelay(fd);
       gate.open.fetch_add(1, std::memory_order_relaxed);
       ++w_.stats_.connections_accepted;
       ++w_.stats_.connections_open;
