@@ -35,12 +35,6 @@ int Runtime::start(config::ConfigPtr cfg) {
     for (const auto& e : errors) log::error("{}", e);
     return 1;
   }
-  for (const auto& b : cfg->backends) {
-    if (b.slow_start.count() > 0) {
-      log::warn("backend {}: slow_start is accepted but not applied yet: servers return at full "
-                "weight", b.name);
-    }
-  }
   // Every listen address gets one socket per worker (SO_REUSEPORT: the kernel spreads
   // connections); its slot number is how workers find it across reloads.
   std::vector<std::vector<proxy::ListenSocket>> per_worker(snap->workers);

@@ -39,6 +39,8 @@ struct ServerState {
   std::atomic<int64_t> ejected_until_ns{0};
   std::atomic<uint32_t> consecutive_failures{0};
   std::atomic<uint32_t> ejections{0};  // ejections in a row: each doubles the cooldown
+  // slow_start: when the server last came back into rotation (steady-clock ns; 0 = never).
+  std::atomic<int64_t> ramp_start_ns{0};
 
   bool ejected() const {
     int64_t until = ejected_until_ns.load(std::memory_order_relaxed);
@@ -55,7 +57,30 @@ struct ServerInfo {
   // never by its position, so every worker and every weir instance builds the same table.
   // Empty = "#<index>".
   std::string_view name;
+  int64_t slow_start_ns = 0;  // the backend's slow_start (0 = off)
   bool available() const { return weight > 0 && state->in_rotation(); }
+};
+
+// Effective weights for one pick: a server that came back less than slow_start ago counts with
+// a share of its weight that grows linearly (at least 1). Reads the clock at most once a pick,
+// and only when some server has a ramp to follow.
+class Weights {
+ public:
+  uint32_t operator()(const ServerInfo& s) {
+    if (s.slow_start_ns == 0 || s.weight == 0) return s.weight;
+    int64_t start = s.state->ramp_start_ns.load(std::memory_order_relaxed);
+    if (start == 0) return s.weight;
+    if (now_ < 0) now_ = std::chrono::steady_clock::now().time_since_epoch().count();
+    int64_t elapsed = now_ - start;
+    if (elapsed >= s.slow_start_ns) return s.weight;
+    if (elapsed <= 0) return 1;
+    uint64_t w = static_cast<uint64_t>(s.weight) * static_cast<uint64_t>(elapsed) /
+                 static_cast<uint64_t>(s.slow_start_ns);
+    return w < 1 ? 1 : static_cast<uint32_t>(w);
+  }
+
+ private:
+  int64_t now_ = -1;
 };
 
 // Servers already tried for this request (retries go elsewhere). Small and allocation-free.

@@ -11,6 +11,7 @@ int LeastConnections::pick(const PickContext&, const TriedSet& tried) {
   int best = -1;
   uint64_t best_load = 0, best_weight = 1;
   uint64_t ties = 0;
+  Weights weights;
   for (size_t i = 0; i < servers_.size(); ++i) {
     const ServerInfo& s = servers_[i];
     if (!s.available() || tried.contains(static_cast<int>(i))) continue;
@@ -18,7 +19,7 @@ int LeastConnections::pick(const PickContext&, const TriedSet& tried) {
     int64_t active = s.state->active.load(std::memory_order_relaxed);
     uint64_t load =
         static_cast<uint64_t>(std::clamp<int64_t>(active, 0, (int64_t{1} << 32) - 1)) + 1;
-    uint64_t weight = s.weight;
+    uint64_t weight = weights(s);
     // load / weight < best_load / best_weight, without a division.
     uint64_t lhs = load * best_weight, rhs = best_load * weight;
     if (best < 0 || lhs < rhs) {

@@ -16,7 +16,8 @@ double LeastResponseTime::cost(int idx, double unsampled_latency) const {
   double latency = s.state->latency();
   if (latency <= 0) latency = unsampled_latency;
   auto active = std::max<int64_t>(s.state->active.load(std::memory_order_relaxed), 0);
-  return latency * static_cast<double>(active + 1) / s.weight;
+  Weights weights;
+  return latency * static_cast<double>(active + 1) / weights(s);
 }
 
 // A random usable server other than `other`, or -1 after a few misses (most servers down or

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <iterator>
 #include <limits>
@@ -231,6 +232,8 @@ void Probe::finish(bool passed, std::string reason) {
     failures_ = 0;
     if (passes_ < std::numeric_limits<uint32_t>::max()) ++passes_;
     if (!up && passes_ >= c.rise) {
+      state_->ramp_start_ns.store(std::chrono::steady_clock::now().time_since_epoch().count(),
+                                  std::memory_order_relaxed);
       state_->up.store(true, std::memory_order_relaxed);
       log::info("server {}/{} UP: {} consecutive pass{}", target_.backend, target_.server, passes_,
                 passes_ == 1 ? "" : "es");

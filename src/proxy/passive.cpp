@@ -24,6 +24,7 @@ void passive_failure(const BackendRuntime& b, size_t server, std::string_view re
   auto cooldown = p.cooldown * (1 << std::min<uint32_t>(times, 5));
   auto until = std::chrono::steady_clock::now() + cooldown;
   st.ejected_until_ns.store(until.time_since_epoch().count(), std::memory_order_relaxed);
+  st.ramp_start_ns.store(until.time_since_epoch().count(), std::memory_order_relaxed);
   st.consecutive_failures.store(0, std::memory_order_relaxed);
   log::warn("server {}/{} ejected for {} ms: {} consecutive failures ({})", b.cfg->name,
             b.servers[server].name, cooldown.count(), n, reason);

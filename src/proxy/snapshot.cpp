@@ -72,7 +72,8 @@ SnapshotPtr build_snapshot(config::ConfigPtr cfg, ServerRegistry& registry,
       br.servers.push_back(std::move(sr));
     }
     for (auto& sr : br.servers)
-      br.infos.push_back({sr.weight, sr.state.get(), sr.name});
+      br.infos.push_back(
+          {sr.weight, sr.state.get(), sr.name, std::chrono::nanoseconds(b.slow_start).count()});
     br.hash_key = KeySpec::parse(b.balance == config::Balance::IpHash ? "client_ip" : b.hash_key);
     if (b.sticky) {
       // Without a secret_file the key is made at start-up: cookies then last until a restart.
