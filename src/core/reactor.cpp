@@ -53,7 +53,9 @@ bool Reactor::modify(int fd, EventHandler* h, uint32_t events) {
   return epoll_ctl(epfd_, EPOLL_CTL_MOD, fd, &ev) == 0;
 }
 
-void Reactor::remove(int fd) { epoll_ctl(epfd_, EPOLL_CTL_DEL, fd, nullptr); }
+void Reactor::remove(int fd) {
+  epoll_ctl(epfd_, EPOLL_CTL_DEL, fd, nullptr);
+}
 
 void Reactor::stop() {
   stopping_.store(true, std::memory_order_release);
@@ -78,7 +80,8 @@ void Reactor::drain_posted() {
     std::lock_guard lock(posted_mu_);
     work.swap(posted_);
   }
-  for (auto& fn : work) fn();
+  for (auto& fn : work)
+    fn();
 }
 
 void Reactor::run() {
@@ -107,7 +110,8 @@ void Reactor::run_deferred() {
   // Deferred work may defer more; run until quiet, swapping so callbacks can append.
   while (!deferred_.empty()) {
     deferred_running_.swap(deferred_);
-    for (auto& fn : deferred_running_) fn();
+    for (auto& fn : deferred_running_)
+      fn();
     deferred_running_.clear();
   }
 }

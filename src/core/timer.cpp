@@ -2,7 +2,9 @@
 
 namespace weir {
 
-Timer::~Timer() { cancel(); }
+Timer::~Timer() {
+  cancel();
+}
 
 void Timer::arm(TimerQueue& q, TimePoint deadline) {
   if (queue_ == &q) {
@@ -45,7 +47,10 @@ void TimerQueue::update(Timer* t) {
 }
 
 void TimerQueue::run_expired(TimePoint now) {
-  while (!heap_.empty() && heap_[0]->deadline_ <= now) {
+  // At most the timers present now: one re-armed for `now` by its own callback waits for the
+  // next turn instead of spinning here.
+  for (size_t budget = heap_.size(); budget > 0 && !heap_.empty() && heap_[0]->deadline_ <= now;
+       --budget) {
     Timer* t = heap_[0];
     remove(t);
     if (t->fn_) t->fn_();

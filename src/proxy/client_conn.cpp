@@ -45,6 +45,7 @@ void ClientConn::start_tcp() {
   // Layer 4: pick a server, connect (retrying elsewhere on failure), then relay bytes both
   // ways. The client's first bytes wait in its buffer until the connection stands.
   tcp_mode_ = true;
+  w_.retry_budget().on_request();
   view_ = w_.view();
   request_start_ = w_.reactor().now();
   const auto& routes = view_->snap->listeners[listener_index(*view_)].cfg->routes;

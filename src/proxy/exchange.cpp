@@ -156,8 +156,9 @@ void ClientConn::enqueue() {
     if (queue_deadline_ == TimePoint{}) queue_deadline_ = w_.reactor().now() + lim.queue_timeout;
   }
   // A slot freed on another worker is not announced here: look again every few milliseconds.
-  auto left = std::chrono::duration_cast<Millis>(queue_deadline_ - w_.reactor().now());
-  arm(TimerKind::Queue, std::max(Millis(0), std::min(Millis(5), left)));
+  // Rounded up, so the last look comes at or after the deadline and not in a loop before it.
+  auto left = std::chrono::ceil<Millis>(queue_deadline_ - w_.reactor().now());
+  arm(TimerKind::Queue, std::max(Millis(1), std::min(Millis(5), left)));
 }
 
 void ClientConn::leave_queue() {
@@ -308,13 +309,15 @@ bool ClientConn::pump_request() {
 
 bool ClientConn::pump_response() {
   if (!up_ || up_->connecting) return false;
-  auto& us = up_->stream;
-  bool progress = us.fill();
+  bool progress = up_->stream.fill();
   if (!resp_head_done_) {
     if (!handle_response_head()) return progress;
+    // The head may have failed instead: a retry then runs on another connection, or an error
+    // answer ended the exchange. Either way this attempt's stream is gone.
+    if (!resp_head_done_ || phase_ != Phase::Exchange || !up_) return true;
     progress = true;
-    if (phase_ != Phase::Exchange) return true;
   }
+  auto& us = up_->stream;
   if (resp_framing_ == OutFraming::ContentLength || resp_framing_ == OutFraming::Close) {
     progress |= write_body_direct(us.in, resp_body_, client_);
     if (client_.write_failed) return progress;  // run() closes the connection

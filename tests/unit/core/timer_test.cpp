@@ -50,6 +50,12 @@ TEST(TimerQueue, CallbackMayRearmItself) {
     if (++n < 3) a.arm(q, t0 + Millis(10 * (n + 1)));
   });
   a.arm(q, t0 + Millis(10));
+  // A timer re-armed into the past by its own callback runs on the next turn, not in a loop.
+  q.run_expired(t0 + Millis(100));
+  EXPECT_EQ(n, 1);
+  q.run_expired(t0 + Millis(100));
+  q.run_expired(t0 + Millis(100));
+  EXPECT_EQ(n, 3);
   q.run_expired(t0 + Millis(100));
   EXPECT_EQ(n, 3);
 }
@@ -71,8 +77,10 @@ TEST(TimerQueue, RandomOperationsKeepHeapOrder) {
   }
   for (int round = 0; round < 1000; ++round) {
     auto& t = timers[rng() % timers.size()];
-    if (rng() % 4 == 0) t->cancel();
-    else t->arm(q, t0 + Millis(rng() % 10000));
+    if (rng() % 4 == 0)
+      t->cancel();
+    else
+      t->arm(q, t0 + Millis(rng() % 10000));
   }
   q.run_expired(t0 + Millis(20000));
   EXPECT_TRUE(std::is_sorted(fired_at.begin(), fired_at.end()));
