@@ -89,7 +89,8 @@ void Reactor::run() {
   epoll_event events[kMaxEvents];
   while (!stopping_.load(std::memory_order_acquire)) {
     int timeout = timers_.next_timeout_ms(Clock::now(), 1000);
-    if (!deferred_.empty()) timeout = 0;
+    if (!deferred_.empty() || !yielded_.empty()) timeout = 0;
+    yielded_running_.swap(yielded_);
     int n = epoll_wait(epfd_, events, kMaxEvents, timeout);
     if (n < 0 && errno != EINTR) {
       log::error("epoll_wait: {}", strerror(errno));
@@ -99,11 +100,14 @@ void Reactor::run() {
     for (int i = 0; i < n; ++i) {
       static_cast<EventHandler*>(events[i].data.ptr)->on_event(events[i].events);
     }
+    for (auto& fn : yielded_running_)
+      fn();
+    yielded_running_.clear();
     run_deferred();
     timers_.run_expired(now_);
   }
   drain_posted();
-  run_deferred();
+  run_pending();
 }
 
 void Reactor::run_deferred() {
@@ -113,6 +117,17 @@ void Reactor::run_deferred() {
     for (auto& fn : deferred_running_)
       fn();
     deferred_running_.clear();
+  }
+}
+
+void Reactor::run_pending() {
+  // At exit: yielded turns and deferred work, until none is left.
+  while (!yielded_.empty() || !deferred_.empty()) {
+    yielded_running_.swap(yielded_);
+    for (auto& fn : yielded_running_)
+      fn();
+    yielded_running_.clear();
+    run_deferred();
   }
 }
 

@@ -43,8 +43,14 @@ class Reactor {
   void post(std::function<void()> fn);
   // Same thread only: runs fn after the current batch of events.
   void defer(std::function<void()> fn) { deferred_.push_back(std::move(fn)); }
-  // Runs deferred work now (used after run() returns, so nothing is left unfreed at exit).
+  // Same thread only: runs fn on the next turn, after the next poll for events, so that a busy
+  // connection yielding its turn lets every other ready connection go first.
+  void yield(std::function<void()> fn) { yielded_.push_back(std::move(fn)); }
+  // Runs deferred work now.
   void run_deferred();
+  // After run() returned: yielded turns and deferred work until none is left (frees what
+  // close() retired, so nothing is left unfreed at exit).
+  void run_pending();
 
   TimerQueue& timers() { return timers_; }
   // The time at the start of the current turn: cheap, and the same for every event of a batch.
@@ -61,6 +67,8 @@ class Reactor {
   TimePoint now_;
   std::vector<std::function<void()>> deferred_;
   std::vector<std::function<void()>> deferred_running_;  // kept to reuse its capacity
+  std::vector<std::function<void()>> yielded_;
+  std::vector<std::function<void()>> yielded_running_;
   std::mutex posted_mu_;
   std::vector<std::function<void()>> posted_;
   std::unique_ptr<EventHandler> waker_;

@@ -95,9 +95,10 @@ class ClientConn final : public EventHandler {
   bool keep_alive_ = true;
   bool tcp_mode_ = false;  // a layer-4 listener: connect, then tunnel
   bool draining_ = false;
-  bool clean_end_ = false;   // the last exchange read its request whole (no lingering needed)
-  bool shut_wr_ = false;     // tunnel: we half-closed the client
-  bool up_shut_wr_ = false;  // tunnel: we half-closed the server
+  bool yield_pending_ = false;  // a turn is queued with Reactor::yield (it frees us if closed)
+  bool clean_end_ = false;      // the last exchange read its request whole (no lingering needed)
+  bool shut_wr_ = false;        // tunnel: we half-closed the client
+  bool up_shut_wr_ = false;     // tunnel: we half-closed the server
 
   // the request in flight
   ViewPtr view_;

@@ -101,7 +101,7 @@ Worker::~Worker() {
   while (conns_)
     conns_->close();
   pool_.close_all();
-  reactor_.run_deferred();
+  reactor_.run_pending();
 }
 
 uint64_t Worker::random() {
@@ -166,7 +166,7 @@ void Worker::run() {
   while (conns_)
     conns_->close();
   pool_.close_all();
-  reactor_.run_deferred();  // frees what close() retired
+  reactor_.run_pending();  // frees what close() retired
 }
 
 void Worker::join() {

@@ -77,9 +77,15 @@ class HttpServer::Conn final : public EventHandler {
       bool progress = s_.fill();
       if (s_.failed) return close();
       switch (state_) {
-        case State::Head: progress |= on_head(); break;
-        case State::Body: progress |= on_body(); break;
-        case State::Sending: progress |= on_sending(); break;
+        case State::Head:
+          progress |= on_head();
+          break;
+        case State::Body:
+          progress |= on_body();
+          break;
+        case State::Sending:
+          progress |= on_sending();
+          break;
         case State::Upgraded:
           if (!s_.in.empty()) {
             std::string out;
@@ -91,7 +97,8 @@ class HttpServer::Conn final : public EventHandler {
           progress |= on_sending();
           if (s_.eof) return close();
           break;
-        case State::Waiting: break;
+        case State::Waiting:
+          break;
         case State::Closing:
           // Half-close once the answer is out, then wait for the client's end (or 2 s) so
           // unread input does not turn our close into a reset that eats the answer.
@@ -110,7 +117,17 @@ class HttpServer::Conn final : public EventHandler {
       if (!progress) break;
       if (turn == 63) {
         // More to do with both sockets ready: no edge will come, so continue after the batch.
-        srv_.reactor_.defer([this] { run(); });
+        if (!yield_pending_) {
+          yield_pending_ = true;
+          srv_.reactor_.yield([this] {
+            yield_pending_ = false;
+            if (closed_) {
+              delete this;
+              return;
+            }
+            run();
+          });
+        }
         break;
       }
     }
@@ -144,7 +161,8 @@ class HttpServer::Conn final : public EventHandler {
     req_.path.assign(h.path);
     req_.query.assign(h.query);
     req_.version_minor = h.version_minor;
-    for (const auto& f : h.headers) req_.headers.emplace_back(f.name, f.value);
+    for (const auto& f : h.headers)
+      req_.headers.emplace_back(f.name, f.value);
     req_.peer = peer_;
     req_.local = local_;
     req_.upgrade = h.upgrade;
@@ -265,10 +283,8 @@ class HttpServer::Conn final : public EventHandler {
     timer_.cancel();
     net::close_fd(s_.fd);
     srv_.conns_.erase(this);
-    srv_.reactor_.defer([this] { delete this; });
+    if (!yield_pending_) srv_.reactor_.defer([this] { delete this; });
   }
-
-
 
   HttpServer& srv_;
   net::Stream s_;
@@ -281,6 +297,7 @@ class HttpServer::Conn final : public EventHandler {
   bool close_after_ = false;
   bool closed_ = false;
   bool shut_ = false;
+  bool yield_pending_ = false;  // a turn is queued with Reactor::yield (it frees us if closed)
   Response delayed_;
   std::string pending_;
   uint64_t filler_left_ = 0;
@@ -296,8 +313,8 @@ class HttpServer::Acceptor final : public EventHandler {
     for (;;) {
       sockaddr_storage peer{};
       socklen_t len = sizeof peer;
-      int fd = ::accept4(fd_, reinterpret_cast<sockaddr*>(&peer), &len,
-                         SOCK_NONBLOCK | SOCK_CLOEXEC);
+      int fd =
+          ::accept4(fd_, reinterpret_cast<sockaddr*>(&peer), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
       if (fd < 0) {
         if (errno == EINTR || errno == ECONNABORTED) continue;
         return;
@@ -333,9 +350,12 @@ HttpServer::HttpServer(Reactor& reactor, int listen_fd, Handler handler)
 
 HttpServer::~HttpServer() {
   auto conns = std::move(conns_);
-  for (Conn* c : conns) c->destroy();
+  for (Conn* c : conns)
+    c->destroy();
 }
 
-void HttpServer::close_listener() { acceptor_->close(); }
+void HttpServer::close_listener() {
+  acceptor_->close();
+}
 
 }  // namespace weir::server
