@@ -8,20 +8,12 @@
 
 #include "balance/balancer.hpp"
 #include "balance/hash.hpp"
+#include "servers_fixture.hpp"
 
 namespace weir::balance {
 namespace {
 
-struct Servers {
-  std::vector<std::unique_ptr<ServerState>> states;
-  std::vector<ServerInfo> infos;
-  explicit Servers(std::vector<uint32_t> weights) {
-    for (uint32_t w : weights) {
-      states.push_back(std::make_unique<ServerState>());
-      infos.push_back({w, states.back().get()});
-    }
-  }
-};
+using test::Servers;
 
 class EveryStrategy : public ::testing::TestWithParam<config::Balance> {};
 

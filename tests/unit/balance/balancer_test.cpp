@@ -5,24 +5,17 @@
 #include <vector>
 
 #include "balance/balancer.hpp"
+#include "servers_fixture.hpp"
 
 namespace weir::balance {
 namespace {
 
-struct Servers {
-  std::vector<std::unique_ptr<ServerState>> states;
-  std::vector<ServerInfo> infos;
-  explicit Servers(std::vector<uint32_t> weights) {
-    for (uint32_t w : weights) {
-      states.push_back(std::make_unique<ServerState>());
-      infos.push_back({w, states.back().get()});
-    }
-  }
-};
+using test::Servers;
 
 std::string sequence(Balancer& b, int n) {
   std::string s;
-  for (int i = 0; i < n; ++i) s.push_back(static_cast<char>('a' + b.pick({}, {})));
+  for (int i = 0; i < n; ++i)
+    s.push_back(static_cast<char>('a' + b.pick({}, {})));
   return s;
 }
 
@@ -48,7 +41,8 @@ TEST(RoundRobin, EqualWeightsRotate) {
 TEST(RoundRobin, WeightZeroGetsNothing) {
   Servers s({0, 2, 1});
   auto b = make_balancer(config::Balance::RoundRobin, s.infos, 1);
-  for (char c : sequence(*b, 300)) EXPECT_NE(c, 'a');
+  for (char c : sequence(*b, 300))
+    EXPECT_NE(c, 'a');
 }
 
 TEST(RoundRobin, SkipsDownServersAndTried) {
@@ -76,7 +70,8 @@ TEST(RoundRobin, ExactSharesOverManyPicks) {
   Servers s({3, 1, 6});
   auto b = make_balancer(config::Balance::RoundRobin, s.infos, 1);
   std::map<int, int> n;
-  for (int i = 0; i < 1000; ++i) ++n[b->pick({}, {})];
+  for (int i = 0; i < 1000; ++i)
+    ++n[b->pick({}, {})];
   EXPECT_EQ(n[0], 300);
   EXPECT_EQ(n[1], 100);
   EXPECT_EQ(n[2], 600);
@@ -86,7 +81,8 @@ TEST(Random, RespectsWeights) {
   Servers s({3, 1});
   auto b = make_balancer(config::Balance::Random, s.infos, 42);
   std::map<int, int> n;
-  for (int i = 0; i < 40000; ++i) ++n[b->pick({}, {})];
+  for (int i = 0; i < 40000; ++i)
+    ++n[b->pick({}, {})];
   EXPECT_NEAR(n[0] / 40000.0, 0.75, 0.02);
   EXPECT_NEAR(n[1] / 40000.0, 0.25, 0.02);
 }
@@ -97,7 +93,8 @@ TEST(Random, WeightZeroDownAndTriedExcluded) {
   auto b = make_balancer(config::Balance::Random, s.infos, 7);
   TriedSet tried;
   tried.add(3);
-  for (int i = 0; i < 200; ++i) EXPECT_EQ(b->pick({}, tried), 1);
+  for (int i = 0; i < 200; ++i)
+    EXPECT_EQ(b->pick({}, tried), 1);
   tried.add(1);
   EXPECT_EQ(b->pick({}, tried), -1);
 }
@@ -105,8 +102,10 @@ TEST(Random, WeightZeroDownAndTriedExcluded) {
 TEST(TriedSet, RemembersUpToItsCapacity) {
   TriedSet t;
   EXPECT_FALSE(t.contains(0));
-  for (int i = 0; i < 10; ++i) t.add(i);
-  for (int i = 0; i < 10; ++i) EXPECT_TRUE(t.contains(i));
+  for (int i = 0; i < 10; ++i)
+    t.add(i);
+  for (int i = 0; i < 10; ++i)
+    EXPECT_TRUE(t.contains(i));
   EXPECT_FALSE(t.contains(10));
   EXPECT_EQ(t.size(), 10u);
 }

@@ -7,20 +7,12 @@
 #include <vector>
 
 #include "balance/balancer.hpp"
+#include "servers_fixture.hpp"
 
 namespace weir::balance {
 namespace {
 
-struct Servers {
-  std::vector<std::unique_ptr<ServerState>> states;
-  std::vector<ServerInfo> infos;
-  explicit Servers(std::vector<uint32_t> weights) {
-    for (uint32_t w : weights) {
-      states.push_back(std::make_unique<ServerState>());
-      infos.push_back({w, states.back().get()});
-    }
-  }
-};
+using test::Servers;
 
 struct Outcome {
   std::vector<double> share;  // of requests, per server
