@@ -439,7 +439,7 @@ bool ClientConn::handle_response_head() {
       srv.state->observe_latency(secs);
       const BackendRuntime& br = view_->snap->backends[static_cast<size_t>(backend_)];
       if (resp.status >= 500) {
-        passive_failure(br, static_cast<size_t>(server_), "status " + std::to_string(resp.status));
+        passive_failure(br, static_cast<size_t>(server_), "status", resp.status);
       } else {
         passive_success(br, static_cast<size_t>(server_));
       }

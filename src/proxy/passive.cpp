@@ -6,7 +6,8 @@
 
 namespace weir::proxy {
 
-void passive_failure(const BackendRuntime& b, size_t server, std::string_view reason) {
+void passive_failure(const BackendRuntime& b, size_t server, std::string_view reason,
+                     uint16_t status) {
   if (!b.cfg->passive) return;
   const config::Passive& p = *b.cfg->passive;
   auto& st = *b.servers[server].state;
@@ -27,7 +28,8 @@ void passive_failure(const BackendRuntime& b, size_t server, std::string_view re
   st.ramp_start_ns.store(until.time_since_epoch().count(), std::memory_order_relaxed);
   st.consecutive_failures.store(0, std::memory_order_relaxed);
   log::warn("server {}/{} ejected for {} ms: {} consecutive failures ({})", b.cfg->name,
-            b.servers[server].name, cooldown.count(), n, reason);
+            b.servers[server].name, cooldown.count(), n,
+            status ? fmt::format("{} {}", reason, status) : std::string(reason));
 }
 
 void passive_success(const BackendRuntime& b, size_t server) {

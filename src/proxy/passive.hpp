@@ -10,7 +10,10 @@
 
 namespace weir::proxy {
 
-void passive_failure(const BackendRuntime& backend, size_t server, std::string_view reason);
+// `status` (a 5xx answer) is appended to `reason` only if a log line is written: counting a
+// failure allocates nothing.
+void passive_failure(const BackendRuntime& backend, size_t server, std::string_view reason,
+                     uint16_t status = 0);
 void passive_success(const BackendRuntime& backend, size_t server);
 
 }  // namespace weir::proxy
