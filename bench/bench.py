@@ -5,7 +5,8 @@ Standard library only (Debian's /usr/bin/python3). Entry points are the shell wr
 bench/run.sh, bench/callgrind.sh and bench/syscalls.sh; see bench/README.md.
 
 Subcommands:
-  scenarios   run scenarios 1-6 on the three proxies, alternating A B C A B C ...
+  scenarios   run scenarios 1-9 on the three proxies, alternating A B C A B C ...
+              (7-9, TLS and HTTP/2, live in bench/tls_scenarios.py)
   callgrind   instructions per request of each proxy (valgrind --tool=callgrind)
   syscalls    system calls per request of each proxy (strace -c -f)
   report      rebuild latest.md / latest.png from the JSON files in the data directory
@@ -36,6 +37,10 @@ ROOT = os.path.dirname(HERE)
 RESULTS = os.path.join(HERE, "results")
 PROXIES = ["weir", "haproxy", "nginx"]  # measured in this order, round after round
 BASELINE = "haproxy"
+# BENCH_PROXIES=haproxy,nginx measures a subset (e.g. while weir lacks a feature); the order
+# stays the one above. Unknown names are rejected in main().
+_WANTED = [p.strip() for p in os.environ.get("BENCH_PROXIES", "").split(",") if p.strip()]
+SELECTED = [p for p in PROXIES if not _WANTED or p in _WANTED]
 BODY_12 = "hello, weir!"  # the 12-byte body of the small responses
 assert len(BODY_12) == 12
 BIG_BYTES = 1 << 20
@@ -153,6 +158,8 @@ def run_quiet(cmd, timeout=30):
 
 class Bed:
     """A temp dir with the origin (NGINX on two ports) and the three proxies' configs."""
+
+    log_subdir = "logs"  # under the run's raw directory
 
     def __init__(self, weir_bin, data_dir):
         self.weir_bin = weir_bin
@@ -338,7 +345,9 @@ backend origin
         self.procs[name] = p
         if not wait_port(self.ports[name], startup_timeout, p):
             self.stop_proxy(name)
-            raise RuntimeError(f"{name} did not start; log:\n{self.tail(logf)}")
+            tail = self.tail(logf)
+            last = (tail.strip().splitlines() or ["(empty log)"])[-1][:200]
+            raise RuntimeError(f"{name} did not start: {last}; log:\n{tail}")
         return p.pid
 
     def alive(self, name):
@@ -389,7 +398,7 @@ backend origin
                 self.origin.wait(5)
         # keep the proxies' logs with the raw data, then remove the temp dir
         try:
-            logdir = os.path.join(self.data_dir, "logs")
+            logdir = os.path.join(self.data_dir, self.log_subdir)
             os.makedirs(logdir, exist_ok=True)
             for name, path in self.logs.items():
                 if os.path.exists(path):
@@ -427,7 +436,7 @@ def run_wrk(bed, name, sc, duration, rundir, tag):
            "-s", os.path.join(HERE, "wrk", "report.lua")]
     if sc.get("close"):
         cmd += ["-H", "Connection: close"]
-    cmd.append(f"http://127.0.0.1:{bed.ports[name]}{sc['path']}")
+    cmd.append(f"{sc.get('scheme', 'http')}://127.0.0.1:{bed.ports[name]}{sc['path']}")
     env = dict(os.environ)
     if sc.get("post"):
         env["WRK_POST_BYTES"] = str(sc["post"])
@@ -569,81 +578,111 @@ def run_rate(bed, name, sc, duration, rundir, tag):
     }
 
 
+def selected(sc, only):
+    """BENCH_SCENARIOS names scenarios by id (s1) or by group (s7 = s7-full + s7-resumed)."""
+    return not only or sc["id"] in only or sc.get("group") in only
+
+
+def run_rounds(bed, sc, rounds, measure):
+    """Measures the selected proxies alternately (A B C A B C ...), `rounds` times.
+
+    measure(bed, name, sc, tag) returns one run's figures. A proxy found dead is restarted for
+    the next run; a run that fails or during which the proxy dies is recorded, never dropped."""
+    runs = {n: [] for n in SELECTED}
+    for rnd in range(rounds):
+        for name in SELECTED:
+            tag = f"{sc['id']}-{name}-r{rnd + 1}"
+            if not bed.alive(name):
+                # a crash in an earlier run: record it and restart for the next one
+                rc = bed.procs[name].returncode if name in bed.procs else None
+                log(f"{name} is not running (exit {rc}); restarting")
+                bed.stop_proxy(name)
+                try:
+                    bed.start_proxy(name)
+                except RuntimeError as e:
+                    runs[name].append({"failed": str(e), "alive": False})
+                    log(f"{tag}: " + summarize_run(sc, runs[name][-1]))
+                    continue
+            try:
+                r = measure(bed, name, sc, tag)
+            except (RuntimeError, subprocess.TimeoutExpired, OSError, ValueError) as e:
+                r = {"failed": f"{type(e).__name__}: {e}", "alive": bed.alive(name)}
+            if not r.get("alive", True):
+                r["crashed"] = True
+                rc = bed.procs[name].poll() if name in bed.procs else None
+                how = (f"killed by {signal.Signals(-rc).name}" if rc is not None and rc < 0
+                       else f"exit status {rc}")
+                r["failed"] = (f"proxy process died during the run ({how})"
+                               + (f"; {r['failed']}" if r.get("failed") else ""))
+                r["log_tail"] = bed.tail(bed.logs.get(name, ""))
+            runs[name].append(r)
+            log(f"{tag}: " + summarize_run(sc, r))
+            time.sleep(0.3)
+    return runs
+
+
 def cmd_scenarios(a):
+    import tls_scenarios  # scenarios 7-9 (TLS, HTTP/2)
     data_dir = a.data_dir
     os.makedirs(data_dir, exist_ok=True)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     rundir = os.path.join(data_dir, f"run-{stamp}")
-    os.makedirs(rundir)
     only = set(a.scenarios.split(",")) if a.scenarios else None
-    bed = Bed(a.weir, rundir)
+    plain = [sc for sc in SCENARIOS if selected(sc, only)]
+    tls = [sc for sc in tls_scenarios.TLS_SCENARIOS if selected(sc, only)]
+    known = {x for sc in SCENARIOS + tls_scenarios.TLS_SCENARIOS
+             for x in (sc["id"], sc.get("group")) if x}
+    if only and only - known:
+        sys.exit(f"bench: BENCH_SCENARIOS: unknown {','.join(sorted(only - known))} "
+                 f"(known: {','.join(sorted(known))})")
+    os.makedirs(rundir)
     out = {"env": environment(a.weir), "rounds": a.rounds, "duration_s": a.duration,
+           "proxies": SELECTED,
            "pinning": {"proxy_cpu": PROXY_CPU, "load_cpu": LOAD_CPU}, "scenarios": {},
            "quick": a.quick, "rundir": os.path.relpath(rundir, ROOT)}
-    try:
-        bed.start_origin()
-        for name in PROXIES:
-            bed.start_proxy(name)
-            bed.check_balance(name)
-        log(f"origin on :{bed.origin1} :{bed.origin2}; weir :{bed.port_weir}, haproxy "
-            f":{bed.port_haproxy}, nginx :{bed.port_nginx}; proxy CPU {PROXY_CPU}, "
-            f"load CPU {LOAD_CPU}")
-        # warm-up
-        for name in PROXIES:
-            subprocess.run(pin(["wrk", "-t1", "-c50", "-d1s", f"http://127.0.0.1:{bed.ports[name]}/"],
-                               LOAD_CPU), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                           timeout=60)
-        for sc in SCENARIOS:
-            if only and sc["id"] not in only:
-                continue
-            runs = {n: [] for n in PROXIES}
-            if sc.get("fresh"):
-                # start from fresh processes (scenario 5 leaves them after 10,000 connections)
-                for name in PROXIES:
-                    bed.stop_proxy(name)
-                    bed.start_proxy(name)
-                    bed.check_balance(name)
-                    subprocess.run(pin(["wrk", "-t1", "-c50", "-d1s",
-                                        f"http://127.0.0.1:{bed.ports[name]}/"], LOAD_CPU),
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                   timeout=60)
-            for rnd in range(a.rounds):
-                for name in PROXIES:
-                    tag = f"{sc['id']}-{name}-r{rnd + 1}"
-                    if not bed.alive(name):
-                        # a crash in an earlier run: record it and restart for the next one
-                        rc = bed.procs[name].returncode if name in bed.procs else None
-                        log(f"{name} is not running (exit {rc}); restarting")
+
+    def measure(bed, name, sc, tag):
+        if sc["kind"] == "wrk":
+            return run_wrk(bed, name, sc, a.duration, rundir, tag)
+        if sc["kind"] == "idle":
+            return run_idle(bed, name, sc, rundir, tag)
+        return run_rate(bed, name, sc, a.duration, rundir, tag)
+
+    if plain:
+        bed = Bed(a.weir, rundir)
+        try:
+            bed.start_origin()
+            for name in SELECTED:
+                bed.start_proxy(name)
+                bed.check_balance(name)
+            log(f"origin on :{bed.origin1} :{bed.origin2}; weir :{bed.port_weir}, haproxy "
+                f":{bed.port_haproxy}, nginx :{bed.port_nginx}; proxy CPU {PROXY_CPU}, "
+                f"load CPU {LOAD_CPU}")
+            # warm-up
+            for name in SELECTED:
+                subprocess.run(pin(["wrk", "-t1", "-c50", "-d1s",
+                                    f"http://127.0.0.1:{bed.ports[name]}/"], LOAD_CPU),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+            for sc in plain:
+                if sc.get("fresh"):
+                    # start from fresh processes (scenario 5 leaves them after 10,000 connections)
+                    for name in SELECTED:
                         bed.stop_proxy(name)
-                        try:
-                            bed.start_proxy(name)
-                        except RuntimeError as e:
-                            runs[name].append({"failed": str(e), "alive": False})
-                            continue
-                    try:
-                        if sc["kind"] == "wrk":
-                            r = run_wrk(bed, name, sc, a.duration, rundir, tag)
-                        elif sc["kind"] == "idle":
-                            r = run_idle(bed, name, sc, rundir, tag)
-                        else:
-                            r = run_rate(bed, name, sc, a.duration, rundir, tag)
-                    except (RuntimeError, subprocess.TimeoutExpired, OSError, ValueError) as e:
-                        r = {"failed": f"{type(e).__name__}: {e}", "alive": bed.alive(name)}
-                    if not r.get("alive", True):
-                        r["crashed"] = True
-                        rc = bed.procs[name].poll() if name in bed.procs else None
-                        how = (f"killed by {signal.Signals(-rc).name}" if rc is not None and rc < 0
-                               else f"exit status {rc}")
-                        r["failed"] = (f"proxy process died during the run ({how})"
-                                       + (f"; {r['failed']}" if r.get("failed") else ""))
-                        r["log_tail"] = bed.tail(bed.logs.get(name, ""))
-                    runs[name].append(r)
-                    log(f"{tag}: " + summarize_run(sc, r))
-                    time.sleep(0.3)
-            out["scenarios"][sc["id"]] = {"title": sc["title"], "kind": sc["kind"],
-                                          "spec": sc, "runs": runs}
-    finally:
-        bed.close()
+                        bed.start_proxy(name)
+                        bed.check_balance(name)
+                        subprocess.run(pin(["wrk", "-t1", "-c50", "-d1s",
+                                            f"http://127.0.0.1:{bed.ports[name]}/"], LOAD_CPU),
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                       timeout=60)
+                runs = run_rounds(bed, sc, a.rounds, measure)
+                out["scenarios"][sc["id"]] = {"title": sc["title"], "kind": sc["kind"],
+                                              "spec": sc, "runs": runs}
+        finally:
+            bed.close()
+    if tls:
+        # separate processes with TLS-only configs: a proxy that cannot load them yet fails
+        # only its TLS runs, not scenarios 1-6
+        tls_scenarios.run_phase(a, rundir, tls, out)
     path = os.path.join(data_dir, "scenarios.json")
     with open(path, "w") as f:
         json.dump(out, f, indent=1)
@@ -654,6 +693,10 @@ def cmd_scenarios(a):
 def summarize_run(sc, r):
     if r.get("failed"):
         return "FAILED: " + r["failed"].splitlines()[0][:200]
+    if sc["kind"] == "handshake":
+        return (f"{r['hs_per_s']:.0f} handshakes/s (resumed {r['resumed_pct']:.1f}%) "
+                f"cpu {fmt(r['cpu_us_per_hs'], 1)} us/handshake ({r['cpu_util'] * 100:.0f}% of a "
+                f"core) RSS {r['rss_mib']:.1f} MiB errors {r['errors']}")
     if sc["kind"] == "idle":
         return (f"{r['idle_conns']} conns, RSS {r['rss_before_mib']:.1f} -> {r['rss_mib']:.1f} MiB,"
                 f" {r['kib_per_conn']:.2f} KiB/conn, errors {r['errors']}")
@@ -700,6 +743,8 @@ def environment(weir_bin):
                     if hv else "?"),
         "nginx": nv.replace("nginx version: ", ""),
         "wrk": (wv[0].split(" Copyright")[0] if wv else "?"),
+        "openssl": run_quiet(["openssl", "version"]).strip(),
+        "h2load": " ".join(run_quiet(["h2load", "--version"]).split()[:2]),
         "loadavg": open("/proc/loadavg").read().split()[:3],
     }
 
@@ -983,7 +1028,7 @@ def cmd_callgrind(a):
     res = {"requests": a.requests, "env": environment(a.weir), "proxies": {}}
     try:
         bed.start_origin()
-        for name in PROXIES:
+        for name in SELECTED:
             outf = os.path.join(bed.tmp, f"callgrind.{name}.out")
             wrapper = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={outf}",
                        "--dump-instr=no", "--dump-line=no", "--trace-children=no"]
@@ -1052,7 +1097,7 @@ def cmd_syscalls(a):
     res = {"requests": a.requests, "conns": 1, "env": environment(a.weir), "proxies": {}}
     try:
         bed.start_origin()
-        for name in PROXIES:
+        for name in SELECTED:
             try:
                 pid = bed.start_proxy(name)
                 h2load(bed.ports[name], 200)
@@ -1109,13 +1154,14 @@ def aggregate(sc):
                                   if r.get("failed")})}
         for key in ("rps", "p50_ms", "p99_ms", "cpu_us_per_req", "rss_mib", "kib_per_conn",
                     "rss_before_mib", "idle_conns", "gen_send_lag_p99_ms", "requests",
-                    "cpu_util"):
+                    "cpu_util", "mean_ms", "hs_per_s", "cpu_us_per_hs", "resumed_pct"):
             a[key] = med([r.get(key) for r in good])
         agg[name] = a
     return agg
 
 
 def cmd_report(a):
+    import tls_scenarios  # the TLS parts of the report
     d = a.data_dir
     md_dir = a.md_dir
     os.makedirs(md_dir, exist_ok=True)
@@ -1147,11 +1193,18 @@ def cmd_report(a):
     else:
         built = f"@ {env.get('weir_commit', '?')}{dirty}, `build/release/weir` built " \
                 f"{env.get('weir_bin_mtime', '?')}"
-    L.append(f"- weir: {env['weir']} {built}, release build, `workers: 1`")
+    measured = (scen or {}).get("proxies") or PROXIES
+    if "weir" in measured:
+        L.append(f"- weir: {env['weir']} {built}, release build, `workers: 1`")
+    else:
+        L.append("- weir: not measured in this run (`BENCH_PROXIES`)")
     L.append(f"- HAProxy: {env['haproxy']}, `nbthread 1`")
     L.append(f"- NGINX: {env['nginx']}, `worker_processes 1` (`master_process off`)")
     L.append(f"- load generator: {env['wrk']} (`-t1`), plus the harness's own Python generators "
              f"for scenarios 5 and 6")
+    if scen and any(sc["kind"] in ("handshake", "h2load") for sc in scen["scenarios"].values()):
+        L.append(f"- TLS: {env.get('openssl', '?')} (`openssl s_time`, scenario 7), "
+                 f"{env.get('h2load', '?')} (scenario 9)")
     if scen:
         pin_ = scen.get("pinning", {})
         if pin_.get("proxy_cpu") is not None:
@@ -1159,9 +1212,11 @@ def cmd_report(a):
                      f"and origin (NGINX) on CPU {pin_['load_cpu']}")
         else:
             L.append("- pinning: none")
-        L.append(f"- rounds: {scen['rounds']} (proxies measured alternately, weir → HAProxy → "
-                 f"NGINX, round after round), {scen['duration_s']} s per run; figures are the "
-                 f"median over the rounds; ratios are to HAProxy's median")
+        names = {"weir": "weir", "haproxy": "HAProxy", "nginx": "NGINX"}
+        L.append(f"- rounds: {scen['rounds']} (proxies measured alternately, "
+                 f"{' → '.join(names[n] for n in measured)}, round after round), "
+                 f"{scen['duration_s']} s per run; figures are the median over the rounds; "
+                 f"ratios are to HAProxy's median")
     L.append("")
     if scen:
         L.append("## Throughput, latency, CPU and memory")
@@ -1171,7 +1226,7 @@ def cmd_report(a):
         L.append("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
         notes = []
         for sid, sc in scen["scenarios"].items():
-            if sc["kind"] == "idle":
+            if sc["kind"] in ("idle", "handshake"):
                 continue
             agg = aggregate(sc)
             base = agg.get(BASELINE, {})
@@ -1199,6 +1254,7 @@ def cmd_report(a):
                  "of the proxy ÷ requests) is the proxy's own cost and the most robust "
                  "efficiency figure here.")
         L.append("")
+        L.extend(tls_scenarios.table_notes(scen))
         if "s6" in scen["scenarios"]:
             agg = aggregate(scen["scenarios"]["s6"])
             lags = ", ".join(f"{n} {fmt(agg[n]['gen_send_lag_p99_ms'], 3)} ms" for n in PROXIES
@@ -1227,6 +1283,7 @@ def cmd_report(a):
                          f"{fmt(x['rss_mib'], 1)} | {fmt(x['kib_per_conn'], 2)} | "
                          f"{ratio(x['kib_per_conn'], base.get('kib_per_conn'))} | {err} |")
             L.append("")
+        L.extend(tls_scenarios.handshake_section(scen, notes))
         if notes:
             L.append("### Failures")
             L.append("")
@@ -1249,6 +1306,8 @@ def cmd_report(a):
         cb = cgp.get(BASELINE, {}).get("ir_per_req")
         sb = syp.get(BASELINE, {}).get("per_req")
         for name in PROXIES:
+            if name not in cgp and name not in syp:
+                continue
             c = cgp.get(name, {})
             s = syp.get(name, {})
             ir = fmt(c.get("ir_per_req"), 0) if "failed" not in c else "**failed**"
@@ -1263,15 +1322,15 @@ def cmd_report(a):
                      f"{ratio(s.get('per_req'), sb)} | {top} |")
         L.append("")
         if cg:
-            L.append(f"Instructions: `valgrind --tool=callgrind`, counters zeroed after a "
-                     f"200-request warm-up, then {cg['requests']:,} keep-alive GETs over one "
-                     f"connection (`h2load --h1 -c1`); total Ir of the proxy process ÷ "
+            L.append(f"Instructions ({cg['env']['date']}): `valgrind --tool=callgrind`, counters "
+                     f"zeroed after a 200-request warm-up, then {cg['requests']:,} keep-alive GETs "
+                     f"over one connection (`h2load --h1 -c1`); total Ir of the proxy process ÷ "
                      f"successful requests.")
         if sy:
-            L.append(f"System calls: `strace -c -f` attached to the running proxy for "
-                     f"{sy['requests']:,} keep-alive GETs over one connection (after a warm-up); "
-                     f"every call of every thread ÷ successful requests. Includes the calls "
-                     f"towards the origin.")
+            L.append(f"System calls ({sy['env']['date']}): `strace -c -f` attached to the running "
+                     f"proxy for {sy['requests']:,} keep-alive GETs over one connection (after a "
+                     f"warm-up); every call of every thread ÷ successful requests. Includes the "
+                     f"calls towards the origin.")
         L.append("")
     else:
         L.append("_Not run yet (`bash bench/callgrind.sh`, `bash bench/syscalls.sh`)._")
@@ -1291,19 +1350,26 @@ def plot(scen, md_dir, data_dir):
         log("gnuplot not found: no chart")
         return
     short = {"s1": "1 keep-alive", "s2": "2 close", "s3": "3 1 MiB", "s4": "4 POST",
-             "s5": "5 idle mem", "s6": "6 rate"}
+             "s5": "5 idle mem", "s6": "6 rate", "s7-full": "7 TLS full",
+             "s7-resumed": "7 TLS resumed", "s8": "8 HTTPS h1", "s9": "9 HTTPS h2"}
+    # throughput: not for 5 (memory) and 6 (fixed rate); cost: CPU per request / handshake,
+    # memory per connection for 5
+    thr_key = {"wrk": "rps", "h2load": "rps", "handshake": "hs_per_s"}
+    cost_key = {"idle": "kib_per_conn", "handshake": "cpu_us_per_hs"}
     thr, cost = [], []
+
+    def rel(agg, n, key, b):
+        v = agg.get(n, {}).get(key)
+        return v / b if b and v else 0.0  # no bar: not measured, or failed
+
     for sid, sc in scen["scenarios"].items():
         agg = aggregate(sc)
         base = agg.get(BASELINE, {})
-        if sc["kind"] == "wrk":
-            b = base.get("rps")
-            thr.append([short[sid]] + [(agg[n]["rps"] / b) if b and agg[n]["rps"] else 0
-                                       for n in PROXIES])
-        key = "kib_per_conn" if sc["kind"] == "idle" else "cpu_us_per_req"
-        b = base.get(key)
-        cost.append([short[sid] if sid != "s5" else short[sid]] +
-                    [(agg[n][key] / b) if b and agg[n][key] else 0 for n in PROXIES])
+        key = thr_key.get(sc["kind"])
+        if key:
+            thr.append([short.get(sid, sid)] + [rel(agg, n, key, base.get(key)) for n in PROXIES])
+        key = cost_key.get(sc["kind"], "cpu_us_per_req")
+        cost.append([short.get(sid, sid)] + [rel(agg, n, key, base.get(key)) for n in PROXIES])
     f1 = os.path.join(data_dir, "plot-throughput.dat")
     f2 = os.path.join(data_dir, "plot-cost.dat")
     for path, rows in ((f1, thr), (f2, cost)):
@@ -1313,7 +1379,7 @@ def plot(scen, md_dir, data_dir):
                 f.write(f'"{r[0]}" ' + " ".join(f"{v:.4f}" for v in r[1:]) + "\n")
     png = os.path.join(md_dir, "latest.png")
     gp = f"""
-set terminal pngcairo size 1400,560 font "sans,11"
+set terminal pngcairo size 1600,560 font "sans,11"
 set output "{png}"
 set multiplot layout 1,2 title "weir vs HAProxy vs NGINX (one worker each) — relative to HAProxy = 1.0"
 set style data histograms
@@ -1323,11 +1389,11 @@ set boxwidth 0.9
 set grid ytics
 set yrange [0:*]
 set key outside bottom center horizontal
-set xtics nomirror
+set xtics nomirror rotate by -30
 set arrow from graph 0, first 1 to graph 1, first 1 nohead dt 2 lc rgb "#444444"
 set title "requests/s (higher is better)"
 plot "{f1}" using 2:xtic(1) title "weir" lc rgb "#d62728", '' using 3 title "HAProxy" lc rgb "#1f77b4", '' using 4 title "NGINX" lc rgb "#2ca02c"
-set title "CPU µs per request; 5: KiB per idle connection (lower is better)"
+set title "CPU µs per request; 5: KiB per idle connection; 7: CPU µs per handshake (lower is better)"
 plot "{f2}" using 2:xtic(1) title "weir" lc rgb "#d62728", '' using 3 title "HAProxy" lc rgb "#1f77b4", '' using 4 title "NGINX" lc rgb "#2ca02c"
 unset multiplot
 """
@@ -1364,7 +1430,7 @@ def main():
     p.add_argument("--rounds", type=int, default=int(os.environ.get("BENCH_ROUNDS", "3")))
     p.add_argument("--duration", type=int, default=int(os.environ.get("BENCH_DURATION", "10")))
     p.add_argument("--scenarios", default=os.environ.get("BENCH_SCENARIOS", ""),
-                   help="comma-separated subset, e.g. s1,s5")
+                   help="comma-separated subset, e.g. s1,s5 or s7,s8,s9")
     p = sub.add_parser("callgrind")
     common(p)
     p.add_argument("--requests", type=int, default=int(os.environ.get("BENCH_CG_REQUESTS", "20000")))
@@ -1382,6 +1448,10 @@ def main():
     p.add_argument("--rate", type=float, required=True)
     p.add_argument("--duration", type=float, required=True)
     a = ap.parse_args()
+    unknown = [p for p in _WANTED if p not in PROXIES]
+    if unknown or (_WANTED and not SELECTED):
+        sys.exit(f"bench: BENCH_PROXIES: unknown {','.join(unknown) or 'empty list'} "
+                 f"(choose among {','.join(PROXIES)})")
 
     if a.cmd == "idle-client":
         return cmd_idle_client(a)
@@ -1399,11 +1469,13 @@ def main():
             a.requests = min(a.requests, 1000)
     a.data_dir = a.data_dir or os.path.join(RESULTS, "raw")
     a.md_dir = a.md_dir or RESULTS
-    if not os.access(a.weir, os.X_OK):
+    if "weir" in SELECTED and a.cmd != "report" and not os.access(a.weir, os.X_OK):
         sys.exit(f"bench: weir binary not found at {a.weir} (build it: make release)")
     {"scenarios": cmd_scenarios, "callgrind": cmd_callgrind, "syscalls": cmd_syscalls,
      "report": cmd_report}[a.cmd](a)
 
 
 if __name__ == "__main__":
+    # bench/tls_scenarios.py does `import bench`: make that this very module, not a second copy
+    sys.modules.setdefault("bench", sys.modules[__name__])
     main()

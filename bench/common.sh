@@ -18,7 +18,8 @@ done
 bash "$BENCH_DIR/deps.sh"
 
 export WEIR_BIN="${WEIR_BIN:-$ROOT/build/release/weir}"
-if [ ! -x "$WEIR_BIN" ]; then
+# BENCH_PROXIES=haproxy,nginx measures only those (validated by bench.py); no build then
+if [[ ",${BENCH_PROXIES:-weir}," == *,weir,* ]] && [ ! -x "$WEIR_BIN" ]; then
   echo "bench: building the release binary" >&2
   cmake --preset release >/dev/null
   cmake --build --preset release -j "$(nproc)"

@@ -3,7 +3,10 @@
 # Idempotent; runs as root or through sudo. Not part of `make test`.
 set -euo pipefail
 
-PKGS=(haproxy nginx wrk nghttp2-client gnuplot-nox valgrind strace procps python3 util-linux)
+# openssl: certificate and `openssl s_time` (scenario 7); curl: the HTTP/1.1 and h2 checks
+# before scenarios 8 and 9; nghttp2-client: h2load (scenario 9, callgrind, strace).
+PKGS=(haproxy nginx wrk nghttp2-client gnuplot-nox valgrind strace procps python3 util-linux
+      openssl curl)
 
 missing=()
 for p in "${PKGS[@]}"; do

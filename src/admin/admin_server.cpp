@@ -24,12 +24,20 @@ std::string escape_json(std::string_view v) {
   std::string out;
   for (char c : v) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
       default:
-        if (static_cast<unsigned char>(c) < 0x20) out += fmt::format("\\u{:04x}", c);
-        else out.push_back(c);
+        if (static_cast<unsigned char>(c) < 0x20)
+          out += fmt::format("\\u{:04x}", c);
+        else
+          out.push_back(c);
     }
   }
   return out;
@@ -73,9 +81,9 @@ std::string render_metrics(const proxy::Snapshot& snap, const proxy::WorkerStats
   out += "# TYPE weir_server_requests_total counter\n";
   for (const auto& b : snap.backends) {
     for (const auto& s : b.servers) {
-      out += fmt::format("weir_server_requests_total{{backend=\"{}\",server=\"{}\"}} {}\n",
-                         escape_label(b.cfg->name), escape_label(s.name),
-                         server_requests(st, s.id));
+      out +=
+          fmt::format("weir_server_requests_total{{backend=\"{}\",server=\"{}\"}} {}\n",
+                      escape_label(b.cfg->name), escape_label(s.name), server_requests(st, s.id));
     }
   }
   out += "# HELP weir_request_duration_seconds Time from request head to response end.\n";
@@ -100,6 +108,12 @@ std::string render_metrics(const proxy::Snapshot& snap, const proxy::WorkerStats
   out += fmt::format("weir_upstream_reuses_total {}\n", st.upstream_reuses);
   out += "# TYPE weir_bad_requests_total counter\n";
   out += fmt::format("weir_bad_requests_total {}\n", st.parse_errors);
+  out += "# TYPE weir_tls_handshake_failures_total counter\n";
+  out += fmt::format("weir_tls_handshake_failures_total {}\n", st.tls_handshake_failures);
+  out += "# TYPE weir_h2_connections_total counter\n";
+  out += fmt::format("weir_h2_connections_total {}\n", st.h2_connections);
+  out += "# TYPE weir_h2_abusive_connections_total counter\n";
+  out += fmt::format("weir_h2_abusive_connections_total {}\n", st.h2_abuse);
   return out;
 }
 
@@ -128,27 +142,30 @@ std::string render_backends_json(const proxy::Snapshot& snap, const proxy::Worke
 }
 
 AdminServer::AdminServer(int listen_fd, AdminSource source) : source_(std::move(source)) {
-  http_ = std::make_unique<server::HttpServer>(reactor_, listen_fd, [this](const server::Request& r) {
-    server::Response resp;
-    if (r.path == "/healthz") {
-      resp.body = "ok\n";
-    } else if (r.path == "/metrics") {
-      auto snap = source_.snapshot();
-      resp.body = render_metrics(*snap, source_.stats());
-      resp.headers.emplace_back("Content-Type", "text/plain; version=0.0.4");
-    } else if (r.path == "/api/v1/backends") {
-      auto snap = source_.snapshot();
-      resp.body = render_backends_json(*snap, source_.stats());
-      resp.headers.emplace_back("Content-Type", "application/json");
-    } else {
-      resp.status = 404;
-      resp.body = "Not Found\n";
-    }
-    return resp;
-  });
+  http_ =
+      std::make_unique<server::HttpServer>(reactor_, listen_fd, [this](const server::Request& r) {
+        server::Response resp;
+        if (r.path == "/healthz") {
+          resp.body = "ok\n";
+        } else if (r.path == "/metrics") {
+          auto snap = source_.snapshot();
+          resp.body = render_metrics(*snap, source_.stats());
+          resp.headers.emplace_back("Content-Type", "text/plain; version=0.0.4");
+        } else if (r.path == "/api/v1/backends") {
+          auto snap = source_.snapshot();
+          resp.body = render_backends_json(*snap, source_.stats());
+          resp.headers.emplace_back("Content-Type", "application/json");
+        } else {
+          resp.status = 404;
+          resp.body = "Not Found\n";
+        }
+        return resp;
+      });
 }
 
-AdminServer::~AdminServer() { stop(); }
+AdminServer::~AdminServer() {
+  stop();
+}
 
 void AdminServer::start() {
   thread_ = std::thread([this] { reactor_.run(); });

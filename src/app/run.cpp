@@ -1,12 +1,14 @@
 // `weir run` and `weir check`.
 #include <signal.h>
 
+#include <chrono>
 #include <cstdio>
 
 #include "app/commands.hpp"
 #include "app/runtime.hpp"
 #include "config/loader.hpp"
 #include "core/log.hpp"
+#include "net/tls/tls.hpp"
 
 namespace weir::app {
 
@@ -15,6 +17,12 @@ int cmd_check(const std::string& path) {
   for (const auto& d : res.diagnostics) std::fprintf(stderr, "%s\n", d.format().c_str());
   if (!res.ok()) return 1;
   const auto& c = *res.config;
+  bool cert_errors = false;
+  for (const auto& d : net::tls::check_certificates(c, std::chrono::system_clock::now())) {
+    std::fprintf(stderr, "%s\n", d.format().c_str());
+    cert_errors = cert_errors || !d.warning;
+  }
+  if (cert_errors) return 1;
   size_t servers = 0, routes = 0;
   for (const auto& b : c.backends) servers += b.servers.size();
   for (const auto& l : c.listeners) routes += l.routes.size();

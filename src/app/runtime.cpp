@@ -10,11 +10,31 @@
 #include "core/log.hpp"
 #include "health/health_checker.hpp"
 #include "net/socket.hpp"
+#include "net/tls/tls.hpp"
 
 namespace weir::app {
+namespace {
+
+// Certificates and keys are checked like `weir check` does: errors refuse the config,
+// warnings (expiring soon) are logged.
+bool certificates_ok(const config::Config& cfg, const char* context) {
+  bool ok = true;
+  for (const auto& d : net::tls::check_certificates(cfg, std::chrono::system_clock::now())) {
+    if (d.warning) {
+      log::warn("{}{}", context, d.format());
+    } else {
+      log::error("{}{}", context, d.format());
+      ok = false;
+    }
+  }
+  return ok;
+}
+
+}  // namespace
 
 Runtime::Runtime() = default;
 Runtime::~Runtime() {
+  stop_ticket_rotation();
   if (health_) health_->stop();
   if (admin_) admin_->stop();
   for (auto& w : workers_) {
@@ -29,10 +49,12 @@ proxy::SnapshotPtr Runtime::snapshot() const {
 }
 
 int Runtime::start(config::ConfigPtr cfg) {
+  if (!certificates_ok(*cfg, "")) return 1;
   std::vector<std::string> errors;
   auto snap = proxy::build_snapshot(cfg, registry_, errors);
   if (!snap) {
-    for (const auto& e : errors) log::error("{}", e);
+    for (const auto& e : errors)
+      log::error("{}", e);
     return 1;
   }
   // Every listen address gets one socket per worker (SO_REUSEPORT: the kernel spreads
@@ -41,7 +63,8 @@ int Runtime::start(config::ConfigPtr cfg) {
   for (const auto& l : snap->listeners) {
     for (const auto& a : l.addrs) {
       std::string addr = a.to_string();
-      if (std::find(slot_addresses_.begin(), slot_addresses_.end(), addr) != slot_addresses_.end()) {
+      if (std::find(slot_addresses_.begin(), slot_addresses_.end(), addr) !=
+          slot_addresses_.end()) {
         log::error("listener {}: address {} is used twice", l.cfg->name, addr);
         return 1;
       }
@@ -53,7 +76,8 @@ int Runtime::start(config::ConfigPtr cfg) {
         if (fd < 0) {
           log::error("listener {}: {}", l.cfg->name, err);
           for (auto& socks : per_worker)
-            for (auto& s : socks) net::close_fd(s.fd);
+            for (auto& s : socks)
+              net::close_fd(s.fd);
           return 3;
         }
         per_worker[w].push_back({fd, slot, addr});
@@ -74,7 +98,8 @@ int Runtime::start(config::ConfigPtr cfg) {
     if (admin_fd < 0) {
       log::error("admin: {}", err);
       for (auto& socks : per_worker)
-        for (auto& s : socks) net::close_fd(s.fd);
+        for (auto& s : socks)
+          net::close_fd(s.fd);
       return 3;
     }
   }
@@ -83,23 +108,30 @@ int Runtime::start(config::ConfigPtr cfg) {
     gates.push_back(std::make_shared<proxy::ListenerGate>());
   snap_ = snap;
   for (unsigned w = 0; w < snap->workers; ++w) {
-    workers_.push_back(std::make_unique<proxy::Worker>(w, snap, std::move(per_worker[w]),
-                                                       slot_addresses_, gates));
+    workers_.push_back(
+        std::make_unique<proxy::Worker>(w, snap, std::move(per_worker[w]), slot_addresses_, gates));
   }
-  for (auto& w : workers_) w->start();
+  for (auto& w : workers_)
+    w->start();
+  start_ticket_rotation();
   health_ = std::make_unique<health::HealthChecker>();
   health_->update(snap);
   health_->start();
   if (admin_fd >= 0) {
     admin_ = std::make_unique<admin::AdminServer>(
-        admin_fd, admin::AdminSource{[this] { return snapshot(); }, [this] { return collect_stats(); }});
+        admin_fd,
+        admin::AdminSource{[this] { return snapshot(); }, [this] { return collect_stats(); }});
     admin_->start();
   }
   for (const auto& l : snap->listeners) {
     std::string addrs;
-    for (const auto& a : l.addrs) addrs += (addrs.empty() ? "" : ", ") + a.to_string();
-    log::info("listener {} on {} ({} mode)", l.cfg->name, addrs,
-              l.cfg->mode == config::ListenerMode::Http ? "http" : "tcp");
+    for (const auto& a : l.addrs)
+      addrs += (addrs.empty() ? "" : ", ") + a.to_string();
+    std::string_view mode = l.cfg->mode == config::ListenerMode::Tcp ? "tcp"
+                            : l.tls                                  ? "https"
+                            : l.cfg->h2c                             ? "http, h2c"
+                                                                     : "http";
+    log::info("listener {} on {} ({})", l.cfg->name, addrs, mode);
   }
   if (admin_) log::info("admin on {}", cfg->admin.listen);
   log::info("weir {} running with {} worker{}", WEIR_VERSION, snap->workers,
@@ -112,24 +144,33 @@ bool Runtime::reload(const std::string& path) {
   if (!res.ok()) {
     log::error("reload: {} has errors; keeping the running config", path);
     for (const auto& d : res.diagnostics) {
-      if (d.warning) log::warn("{}", d.format());
-      else log::error("{}", d.format());
+      if (d.warning)
+        log::warn("{}", d.format());
+      else
+        log::error("{}", d.format());
     }
+    return false;
+  }
+  if (!certificates_ok(*res.config, "reload: ")) {
+    log::error("reload: keeping the running config");
     return false;
   }
   std::vector<std::string> errors;
   auto snap = proxy::build_snapshot(res.config, registry_, errors);
   if (!snap) {
-    for (const auto& e : errors) log::error("reload: {}", e);
+    for (const auto& e : errors)
+      log::error("reload: {}", e);
     log::error("reload: keeping the running config");
     return false;
   }
   // Listen addresses are bound at start: a reload may change everything else.
   std::set<std::string> old_addrs(slot_addresses_.begin(), slot_addresses_.end()), new_addrs;
   for (const auto& l : snap->listeners)
-    for (const auto& a : l.addrs) new_addrs.insert(a.to_string());
+    for (const auto& a : l.addrs)
+      new_addrs.insert(a.to_string());
   if (old_addrs != new_addrs) {
-    log::error("reload: listen addresses changed; that needs a restart. Keeping the running config");
+    log::error(
+        "reload: listen addresses changed; that needs a restart. Keeping the running config");
     return false;
   }
   if (snap->workers != snapshot()->workers) {
@@ -139,17 +180,47 @@ bool Runtime::reload(const std::string& path) {
     std::lock_guard lock(mu_);
     snap_ = snap;
   }
-  for (auto& w : workers_) w->update_snapshot(snap);
+  for (auto& w : workers_)
+    w->update_snapshot(snap);
   if (health_) health_->update(snap);
   log::info("reload: {} applied", path);
   return true;
 }
 
+void Runtime::start_ticket_rotation() {
+  bool any_tls = false;
+  for (const auto& l : snapshot()->config->listeners)
+    any_tls |= l.tls.has_value();
+  if (!any_tls) return;  // a reload that adds TLS rotates from the next restart on
+  auto keys = registry_.ticket_keys();
+  rotator_ = std::thread([this, keys] {
+    std::unique_lock lock(rotator_mu_);
+    for (;;) {
+      auto every = snapshot()->config->limits.tls_ticket_rotation;
+      if (rotator_cv_.wait_for(lock, every, [this] { return rotator_stop_; })) return;
+      keys->rotate();
+      log::debug("TLS ticket keys rotated");
+    }
+  });
+}
+
+void Runtime::stop_ticket_rotation() {
+  {
+    std::lock_guard lock(rotator_mu_);
+    rotator_stop_ = true;
+  }
+  rotator_cv_.notify_all();
+  if (rotator_.joinable()) rotator_.join();
+}
+
 void Runtime::drain_and_stop() {
   auto deadline = snapshot()->config->limits.drain_timeout;
   log::info("draining: no new connections; in-flight requests have {} ms", deadline.count());
-  for (auto& w : workers_) w->begin_drain(deadline);
-  for (auto& w : workers_) w->join();
+  for (auto& w : workers_)
+    w->begin_drain(deadline);
+  for (auto& w : workers_)
+    w->join();
+  stop_ticket_rotation();
   if (health_) health_->stop();
   if (admin_) admin_->stop();
   log::info("stopped");

@@ -1,9 +1,11 @@
 #pragma once
 // The running load balancer: the current snapshot, the listening sockets, the workers and the
 // admin listener. `weir run` builds one, the signal loop drives reload and drain.
+#include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "proxy/snapshot.hpp"
@@ -37,6 +39,9 @@ class Runtime {
   proxy::WorkerStats collect_stats() const;
 
  private:
+  void start_ticket_rotation();
+  void stop_ticket_rotation();
+
   mutable std::mutex mu_;
   proxy::SnapshotPtr snap_;
   proxy::ServerRegistry registry_;
@@ -44,6 +49,11 @@ class Runtime {
   std::vector<std::unique_ptr<proxy::Worker>> workers_;
   std::unique_ptr<admin::AdminServer> admin_;
   std::unique_ptr<health::HealthChecker> health_;
+  // TLS session-ticket keys are replaced every limits.tls_ticket_rotation.
+  std::thread rotator_;
+  std::mutex rotator_mu_;
+  std::condition_variable rotator_cv_;
+  bool rotator_stop_ = false;
 };
 
 }  // namespace weir::app

@@ -3,15 +3,16 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <charconv>
 #include <array>
 #include <cerrno>
+#include <charconv>
 #include <cstring>
 #include <map>
 #include <utility>
 
 #include "config/address.hpp"
 #include "config/loader_parts.hpp"
+#include "config/tls_loader.hpp"
 
 namespace weir::config {
 namespace {
@@ -79,11 +80,6 @@ void load_balance(LoadState& s, const Field& f, Backend& b) {
         "ip_hash or consistent_hash)";
   }
   s.diag.error(f.mark, message);
-}
-
-std::string resolve_path(const LoadState& s, const std::string& path) {
-  if (path.starts_with("/") || s.base_dir.empty()) return path;
-  return s.base_dir.ends_with('/') ? s.base_dir + path : s.base_dir + "/" + path;
 }
 
 // The secret is read now so that a snapshot carries everything it needs and `weir check`
@@ -256,7 +252,7 @@ void load_servers(LoadState& s, const Field& f, Backend& b) {
   std::map<std::string, YAML::Mark, std::less<>> names;
   std::map<std::string, YAML::Mark, std::less<>> addresses;
   for (size_t i = 0; i < items.size(); ++i) {
-    MapReader m(s.diag, items[i], "server", {"address", "weight", "name"});
+    MapReader m(s.diag, items[i], "server", {"address", "weight", "name", "tls"});
     if (!m.ok()) continue;
     Server server;
     server.pos = s.diag.pos(m.mark());
@@ -292,6 +288,7 @@ void load_servers(LoadState& s, const Field& f, Backend& b) {
                                     line_of(s.diag, it->second) + ")");
       }
     }
+    if (const Field* tls = m.find("tls")) load_server_tls(s, *tls, server.tls);
     b.servers.push_back(std::move(server));
   }
   if (!b.servers.empty() && std::all_of(b.servers.begin(), b.servers.end(),

@@ -24,12 +24,21 @@ enum class Balance : uint8_t {
 enum class ListenerMode : uint8_t { Http, Tcp };
 enum class HealthType : uint8_t { Http, Tcp };
 
+// Re-encryption to a server (`servers[].tls`).
+struct ServerTls {
+  std::string ca;      // CA bundle (PEM) to verify the server with; "" = the system's trust store
+  std::string sni;     // name sent and verified; default: the host part of the address
+  bool verify = true;  // false only for tests
+  SourcePos pos;       // the `tls:` key
+};
+
 struct Server {
   std::string name;       // default "<backend>-<index>" (index from 1)
   std::string address;    // as written, "host:port" or "[v6]:port"
   std::string host;       // host part (without brackets)
   uint16_t port = 0;
   uint32_t weight = 1;
+  std::optional<ServerTls> tls;
   SourcePos pos;
 };
 
@@ -103,6 +112,22 @@ struct ListenerTimeouts {
   Duration idle{60000};
 };
 
+// One certificate of a TLS listener. Paths are resolved against the config file's folder.
+struct TlsCertificate {
+  std::string cert;  // PEM chain, leaf first
+  std::string key;   // PEM private key (RSA or EC)
+  SourcePos pos;     // the `cert:` key: where certificate errors point
+};
+
+// `tls:` of a listener: TLS is terminated on the worker's reactor.
+struct ListenerTls {
+  std::vector<TlsCertificate> certificates;  // the first is the default (unknown or no SNI)
+  int min_version = 12;                      // 12 = TLS 1.2, 13 = TLS 1.3
+  std::vector<std::string> alpn{"h2", "http/1.1"};  // protocols offered, in preference order
+  std::optional<Duration> hsts;              // Strict-Transport-Security max-age, if set
+  SourcePos pos;
+};
+
 struct Listener {
   std::string name;
   std::vector<std::string> listen;  // each "host:port" or "[v6]:port"
@@ -111,6 +136,9 @@ struct Listener {
   uint32_t max_connections = 10000;
   ListenerTimeouts timeouts;
   std::vector<std::string> trusted_proxies;  // client IPs whose X-Forwarded-* are kept
+  std::optional<ListenerTls> tls;
+  bool h2c = false;             // plain listener: also HTTP/2 with prior knowledge
+  uint16_t redirect_https = 0;  // plain listener: answer 308 to https://HOST:PORT/PATH (0 = off)
   SourcePos pos;
 };
 
@@ -127,6 +155,13 @@ struct GlobalLimits {
   uint32_t max_idle_upstream_per_server = 64;  // per worker keep-alive pool size
   Duration upstream_idle_timeout{30000};
   Duration drain_timeout{30000};          // SIGTERM: how long in-flight requests may finish
+  // HTTP/2 (per client connection)
+  uint32_t h2_max_concurrent_streams = 100;
+  uint64_t h2_stream_window = 256 * 1024;  // receive window per stream (bytes buffered per upload)
+  uint64_t h2_connection_window = 16 * 1024 * 1024;  // receive window of the whole connection
+  // TLS session tickets: keys shared by all workers, replaced every interval (the previous key
+  // still decrypts for one more interval).
+  Duration tls_ticket_rotation{3600 * 1000};
 };
 
 struct Config {

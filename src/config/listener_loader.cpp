@@ -1,9 +1,10 @@
-// `listeners:` — addresses, mode, routes and the per-listener limits.
+// `listeners:` — addresses, mode, routes, TLS and the per-listener limits.
 #include <algorithm>
 #include <map>
 
 #include "config/address.hpp"
 #include "config/loader_parts.hpp"
+#include "config/tls_loader.hpp"
 
 namespace weir::config {
 namespace {
@@ -148,11 +149,51 @@ void load_listener_timeouts(LoadState& s, const Field& f, ListenerTimeouts& t) {
   m.get_duration("idle", false, t.idle);
 }
 
+// `tls`, `h2c` and `redirect_https`: TLS termination is for http listeners, and the other two
+// for plain (not TLS) http listeners.
+void load_listener_protocols(LoadState& s, MapReader& m, Listener& l) {
+  const Field* tls = m.find("tls");
+  const Field* h2c = m.find("h2c");
+  const Field* redirect = m.find("redirect_https");
+  if (l.mode == ListenerMode::Tcp) {
+    if (tls != nullptr) {
+      s.diag.error(tls->key_mark,
+                   "TLS termination is for http listeners: a tcp listener forwards TLS untouched");
+    }
+    if (h2c != nullptr) {
+      s.diag.error(h2c->key_mark,
+                   "h2c is for http listeners: a tcp listener forwards bytes untouched");
+    }
+    if (redirect != nullptr) {
+      s.diag.error(redirect->key_mark,
+                   "redirect_https is for http listeners: a tcp listener forwards bytes untouched");
+    }
+    return;
+  }
+  if (tls != nullptr) load_listener_tls(s, *tls, l.tls);
+  if (h2c != nullptr) {
+    if (tls != nullptr) {
+      s.diag.error(h2c->key_mark, "h2c is for plain listeners: a TLS listener offers h2 by ALPN");
+    } else {
+      read_bool(s.diag, *h2c, l.h2c);
+    }
+  }
+  if (redirect != nullptr) {
+    uint32_t port = 0;
+    if (tls != nullptr) {
+      s.diag.error(redirect->key_mark,
+                   "redirect_https is for plain listeners: a TLS listener already speaks HTTPS");
+    } else if (read_uint32(s.diag, *redirect, 1, 65535, port)) {
+      l.redirect_https = static_cast<uint16_t>(port);
+    }
+  }
+}
+
 void load_listener(LoadState& s, const Field& item,
                    std::map<std::string, YAML::Mark, std::less<>>& names) {
   MapReader m(s.diag, item, "listener",
               {"name", "listen", "mode", "routes", "backend", "max_connections", "timeouts",
-               "trusted_proxies"});
+               "trusted_proxies", "tls", "h2c", "redirect_https"});
   if (!m.ok()) return;
   const size_t index = s.config.listeners.size();
   Listener l;
@@ -179,6 +220,7 @@ void load_listener(LoadState& s, const Field& item,
   }
   const Field* routes = m.find("routes");
   const Field* backend = m.find("backend");
+  const Field* redirect = m.find("redirect_https");
   if (l.mode == ListenerMode::Tcp) {
     if (routes != nullptr) {
       s.diag.error(routes->key_mark,
@@ -188,10 +230,12 @@ void load_listener(LoadState& s, const Field& item,
     if (backend == nullptr) s.diag.error(m.mark(), "tcp listener needs \"backend\"");
   } else {
     if (routes != nullptr) load_routes(s, *routes, l, index);
-    if (routes == nullptr && backend == nullptr) {
+    // A listener that redirects every request to HTTPS needs nothing to route to.
+    if (routes == nullptr && backend == nullptr && redirect == nullptr) {
       s.diag.error(m.mark(), "listener needs routes or backend");
     }
   }
+  load_listener_protocols(s, m, l);
   // The shorthand is a catch-all route after any explicit ones.
   if (backend != nullptr) {
     Route route;

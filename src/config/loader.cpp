@@ -19,7 +19,10 @@ namespace weir::config {
 namespace {
 
 constexpr uint32_t kMaxWorkers = 256;
+constexpr uint64_t kKiB = 1024;
 constexpr uint64_t kGiB = 1024ULL * 1024 * 1024;
+constexpr uint64_t kMaxH2Window = 2147483647;  // 2^31 - 1, the largest window HTTP/2 allows
+constexpr Duration kMinTicketRotation{1000};
 
 std::string quote(std::string_view s) {
   return "\"" + std::string(s) + "\"";
@@ -59,10 +62,30 @@ void load_admin(LoadState& s, const Field& f) {
   }
 }
 
+// HTTP/2 flow-control windows: a stream's window cannot be larger than its connection's.
+void load_h2_windows(LoadState& s, MapReader& m, GlobalLimits& l) {
+  bool stream_ok = m.get_size("h2_stream_window", 16 * kKiB, kGiB, l.h2_stream_window);
+  bool conn_ok =
+      m.get_size("h2_connection_window", 16 * kKiB, kMaxH2Window, l.h2_connection_window);
+  const Field* stream = m.find("h2_stream_window");
+  const Field* conn = m.find("h2_connection_window");
+  if ((stream != nullptr && !stream_ok) || (conn != nullptr && !conn_ok)) return;
+  if (l.h2_connection_window >= l.h2_stream_window) return;
+  if (conn != nullptr) {
+    s.diag.error(conn->mark, "\"h2_connection_window\" must be at least \"h2_stream_window\" (" +
+                                 std::to_string(l.h2_stream_window) + " bytes)");
+  } else {
+    s.diag.error(stream->mark, "\"h2_stream_window\" must be at most \"h2_connection_window\" (" +
+                                   std::to_string(l.h2_connection_window) + " bytes)");
+  }
+}
+
 void load_limits(LoadState& s, const Field& f) {
   MapReader m(s.diag, f, "limits",
               {"buffer_size", "max_request_line", "max_header_bytes", "max_headers",
-               "max_idle_upstream_per_server", "upstream_idle_timeout", "drain_timeout"});
+               "max_idle_upstream_per_server", "upstream_idle_timeout", "drain_timeout",
+               "h2_max_concurrent_streams", "h2_stream_window", "h2_connection_window",
+               "tls_ticket_rotation"});
   if (!m.ok()) return;
   GlobalLimits& l = s.config.limits;
   m.get_size("buffer_size", 1024, kGiB, l.buffer_size);
@@ -72,6 +95,17 @@ void load_limits(LoadState& s, const Field& f) {
   m.get_uint32("max_idle_upstream_per_server", 0, 100000, l.max_idle_upstream_per_server);
   m.get_duration("upstream_idle_timeout", false, l.upstream_idle_timeout);
   m.get_duration("drain_timeout", true, l.drain_timeout);
+  m.get_uint32("h2_max_concurrent_streams", 1, 10000, l.h2_max_concurrent_streams);
+  load_h2_windows(s, m, l);
+  Duration rotation{0};
+  if (m.get_duration("tls_ticket_rotation", false, rotation)) {
+    if (rotation < kMinTicketRotation) {
+      s.diag.error(m.find("tls_ticket_rotation")->mark,
+                   "\"tls_ticket_rotation\" must be at least 1s");
+    } else {
+      l.tls_ticket_rotation = rotation;
+    }
+  }
 }
 
 // Every route names an existing backend; a backend no route uses is only a warning.

@@ -37,11 +37,6 @@ std::string subject(const Field& f) {
   return f.is_item ? "an item of " + quote(f.label) : quote(f.label);
 }
 
-// Keys of the contract that this version does not implement yet.
-bool is_future_key(std::string_view key) {
-  return key == "tls" || key == "h2c" || key == "redirect_https";
-}
-
 }  // namespace
 
 void Diagnostics::error(const YAML::Mark& mark, std::string message) {
@@ -228,8 +223,6 @@ MapReader::MapReader(Diagnostics& d, const Field& field, std::string context,
       std::string message = "unknown key " + quote(name) + " in " + context_;
       if (name == "<<") {
         message = "YAML merge keys (<<) are not supported";
-      } else if (is_future_key(name)) {
-        message += " (not supported yet)";
       } else if (std::string near = closest(name, known); !near.empty()) {
         message += "; did you mean " + quote(near) + "?";
       }

@@ -13,7 +13,9 @@ bool Stream::fill() {
     in.commit(static_cast<size_t>(n));
     // A short read drained the socket: edge-triggered epoll reports the next arrival. But the
     // peer's FIN may have come with these bytes, and its edge is spent: then read on to EOF.
-    if (static_cast<size_t>(n) < room.size() && !peer_closed) readable = false;
+    if (static_cast<size_t>(n) < room.size() && !peer_closed &&
+        (!transport || transport->drained()))
+      readable = false;
     return true;
   }
   readable = false;

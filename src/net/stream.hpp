@@ -17,6 +17,14 @@ class Transport {
   // Same conventions as read_some/write_some: >0 bytes, 0 EOF, kWouldBlock, kIoError.
   virtual ssize_t read(int fd, char* buf, size_t len) = 0;
   virtual ssize_t write(int fd, const char* buf, size_t len) = 0;
+  // After a read that returned fewer bytes than asked: true if the socket is drained, so the
+  // next bytes come with a readiness edge (TLS may hold decrypted bytes or unread records).
+  virtual bool drained() const = 0;
+  // TLS: a read may need the socket writable and a write may need it readable (handshake):
+  // any readiness edge means "try both again".
+  virtual bool needs_write_for_read() const { return false; }
+  // Best-effort orderly close (TLS close_notify) before the socket is closed.
+  virtual void shutdown(int /*fd*/) {}
 };
 
 struct Stream {
@@ -35,6 +43,9 @@ struct Stream {
 
   void note_events(uint32_t ev) {
     if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) readable = true;
+    // TLS: a read may wait for the socket to be writable and a write for it to be readable
+    // (handshake): any edge lets both directions try again.
+    if (transport && transport->needs_write_for_read()) readable = writable = true;
     if (ev & (EPOLLRDHUP | EPOLLHUP)) peer_closed = true;
     if (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR)) writable = true;
   }

@@ -10,6 +10,8 @@
 #include "core/log.hpp"
 #include "http/status.hpp"
 #include "net/address.hpp"
+#include "net/tls/tls.hpp"
+#include "proxy/h2_session.hpp"
 #include "proxy/router.hpp"
 #include "proxy/upstream_conn.hpp"
 
@@ -20,6 +22,16 @@ ClientConn::ClientConn(Worker& w, int fd, const sockaddr_storage& peer, size_t s
   client_.fd = fd;
   client_.readable = true;  // bytes may already wait: accept raced with the client's send
   client_ip_ = net::peer_ip(peer);
+  timer_.set_callback([this] { on_timer(); });
+}
+
+ClientConn::ClientConn(Worker& w, const ClientConn& connection,
+                       std::unique_ptr<net::Transport> pipe)
+    : w_(w), client_ip_(connection.client_ip_), slot_(connection.slot_) {
+  client_.transport = std::move(pipe);
+  client_.readable = true;
+  tls_ = connection.tls_;
+  stream_mode_ = true;
   timer_.set_callback([this] { on_timer(); });
 }
 
@@ -35,6 +47,12 @@ void ClientConn::start() {
   if (listener_cfg().mode == config::ListenerMode::Tcp) {
     start_tcp();
     return;
+  }
+  const WorkerView& v = *w_.view();
+  if (const auto& ctx = v.snap->listeners[listener_index(v)].tls) {
+    // The handshake runs inside the first reads, under the header timeout.
+    client_.transport = std::make_unique<net::tls::TlsTransport>(ctx->new_session());
+    tls_ = true;
   }
   // The first request head must arrive within the header timeout (slowloris).
   arm(TimerKind::Header, listener_cfg().timeouts.header);
@@ -56,6 +74,43 @@ void ClientConn::start_tcp() {
   phase_ = Phase::Exchange;
   start_attempt();
   run();
+}
+
+void ClientConn::start_stream() {
+  run();
+}
+
+void ClientConn::on_pipe_ready() {
+  if (phase_ == Phase::Closed) return;
+  client_.readable = true;
+  client_.writable = true;
+  run();
+}
+
+void ClientConn::schedule_turn() {
+  if (turn_pending_ || phase_ == Phase::Closed) return;
+  turn_pending_ = true;
+  ++pending_turns_;
+  w_.reactor().defer([this] {
+    turn_pending_ = false;
+    finish_turn();
+  });
+}
+
+void ClientConn::finish_turn() {
+  --pending_turns_;
+  if (phase_ == Phase::Closed) {
+    if (pending_turns_ == 0) delete this;  // close() left the freeing to the last pending turn
+    return;
+  }
+  run();
+}
+
+void ClientConn::on_new_config() {
+  if (h2_) {
+    h2_->goaway();
+    schedule_turn();
+  }
 }
 
 void ClientConn::ensure_buffers() {
@@ -102,6 +157,10 @@ void ClientConn::on_upstream_event(uint32_t events) {
 constexpr int kMaxTurns = 32;
 
 void ClientConn::run() {
+  if (phase_ == Phase::H2) {
+    run_h2();
+    return;
+  }
   for (int turn = 0; turn < kMaxTurns && phase_ != Phase::Closed; ++turn) {
     bool progress = false;
     if (phase_ == Phase::Lingering) {
@@ -119,12 +178,26 @@ void ClientConn::run() {
     ensure_buffers();
     progress |= client_.fill();
     if (client_.failed) {
+      if (tls_ && !alpn_checked_ && !stream_mode_) {
+        ++w_.stats().tls_handshake_failures;
+        log::debug("client {}: TLS handshake failed: {}", client_ip_,
+                   static_cast<net::tls::TlsTransport*>(client_.transport.get())->last_error());
+      }
       close();
       return;
     }
     switch (phase_) {
       case Phase::Head:
+        if (tls_ && !alpn_checked_ && !stream_mode_ && !check_alpn()) break;  // handshaking
+        if (phase_ == Phase::H2) {
+          run_h2();
+          return;
+        }
         progress |= handle_head();
+        if (phase_ == Phase::H2) {
+          run_h2();
+          return;
+        }
         break;
       case Phase::Exchange:
         progress |= pump_request();
@@ -143,6 +216,10 @@ void ClientConn::run() {
       return;
     }
     if (close_after_flush_ && phase_ == Phase::Head && client_.out.empty()) {
+      if (stream_mode_) {
+        close();  // the stream's exchange is over; its pipe keeps what is left to send
+        return;
+      }
       if (clean_end_ && client_.in.empty() && !client_.readable) {
         // The last request was read whole and nothing followed it: closing now cannot reset
         // an answer the client has not read yet, so no lingering is needed.
@@ -161,13 +238,10 @@ void ClientConn::run() {
       // their turn and continue after this batch. No readiness edge would wake us otherwise.
       if (!yield_pending_) {
         yield_pending_ = true;
+        ++pending_turns_;
         w_.reactor().yield([this] {
           yield_pending_ = false;
-          if (phase_ == Phase::Closed) {
-            delete this;  // close() left the freeing to this pending turn
-            return;
-          }
-          run();
+          finish_turn();
         });
       }
       break;
@@ -195,6 +269,14 @@ bool ClientConn::handle_head() {
     return false;
   }
   if (timer_kind_ == TimerKind::Idle) arm(TimerKind::Header, listener_cfg().timeouts.header);
+  if (!stream_mode_ && listener_cfg().h2c) {
+    bool wait = false;
+    if (check_h2c_preface(wait)) {
+      become_h2();
+      return true;
+    }
+    if (wait) return false;
+  }
   http::RequestHead req;
   auto r = http::parse_request(client_.in.readable(), req, w_.scratch_headers(), w_.view()->limits);
   switch (r.status) {
@@ -229,7 +311,7 @@ void ClientConn::begin_request(const http::RequestHead& req, size_t head_len) {
   clean_end_ = false;
   method_ = req.method;
   version_minor_ = req.version_minor;
-  keep_alive_ = req.keep_alive && !draining_ && !w_.draining();
+  keep_alive_ = req.keep_alive && !draining_ && !w_.draining() && !stream_mode_;
   idempotent_ = req.method == http::Method::Get || req.method == http::Method::Head ||
                 req.method == http::Method::Options || req.method == http::Method::Trace ||
                 req.method == http::Method::Put || req.method == http::Method::Delete;
@@ -260,6 +342,10 @@ void ClientConn::begin_request(const http::RequestHead& req, size_t head_len) {
   std::string_view path = target.substr(0, target.find('?'));
 
   const auto& lr = view_->snap->listeners[listener_index(*view_)];
+  if (lr.cfg->redirect_https != 0) {
+    redirect_https(req, route_host, target, head_len);
+    return;
+  }
   backend_ = match_route(lr.cfg->routes, route_host, path);
   if (backend_ < 0) {
     client_.in.consume(head_len);
@@ -277,6 +363,7 @@ void ClientConn::begin_request(const http::RequestHead& req, size_t head_len) {
   fwd.trusted_client = std::find(lr.cfg->trusted_proxies.begin(), lr.cfg->trusted_proxies.end(),
                                  client_ip_) != lr.cfg->trusted_proxies.end();
   fwd.upgrade = want_upgrade_;
+  fwd.proto = tls_ ? "https" : "http";
   std::string& head = w_.scratch_string();
   head.clear();
   build_request_head(req, fwd, head);
@@ -321,6 +408,12 @@ void ClientConn::send_local(uint16_t status, std::string_view body, bool close,
   }
   if (!req_done_) close = true;  // an unread request body leaves no way to find the next head
   if (draining_ || w_.draining()) close = true;
+  std::string extra;
+  if (tls_ && listener_cfg().tls && listener_cfg().tls->hsts) {
+    extra.assign(extra_headers);
+    append_hsts(extra);
+    extra_headers = extra;
+  }
   std::string& s = w_.scratch_string();
   s.clear();
   build_local_response(status, body, close, extra_headers, s);
@@ -351,6 +444,11 @@ void ClientConn::close_after_flush() {
 
 void ClientConn::begin_drain() {
   draining_ = true;
+  if (h2_) {
+    h2_->goaway();  // open streams finish; no new ones
+    schedule_turn();
+    return;
+  }
   if (phase_ == Phase::Head && client_.in.empty() && client_.out.empty()) close();
 }
 
@@ -368,6 +466,13 @@ void ClientConn::on_timer() {
       }
       return;
     case TimerKind::Idle:
+      if (h2_) {
+        h2_->goaway();  // no stream for the idle timeout: say goodbye, then close
+        run();
+        return;
+      }
+      close();
+      return;
     case TimerKind::Linger:
     case TimerKind::Tunnel:
       close();
@@ -405,10 +510,114 @@ void ClientConn::close() {
   w_.buffers().release(client_.out);
   fwd_head_.clear();
   w_.buffers().release(fwd_head_);
+  if (h2_) h2_->abort_all();  // every stream's exchange closes with its connection
+  if (client_.transport) client_.transport->shutdown(client_.fd);  // TLS close_notify; pipe
   net::close_fd(client_.fd);
   client_.fd = -1;
-  w_.connection_closed(this, slot_);
-  if (!yield_pending_) w_.reactor().defer([this] { delete this; });
+  if (!stream_mode_) w_.connection_closed(this, slot_);
+  if (pending_turns_ == 0) w_.reactor().defer([this] { delete this; });
+}
+
+}  // namespace weir::proxy
+
+namespace weir::proxy {
+
+// TLS: once the handshake is done, ALPN says which codec the connection speaks. False while
+// the handshake is still running.
+bool ClientConn::check_alpn() {
+  auto* t = static_cast<net::tls::TlsTransport*>(client_.transport.get());
+  if (!t->handshake_done()) return false;
+  alpn_checked_ = true;
+  if (t->alpn() == "h2") become_h2();
+  return true;
+}
+
+// h2c with prior knowledge: the client opens with the HTTP/2 preface instead of a request.
+bool ClientConn::check_h2c_preface(bool& wait) {
+  static constexpr std::string_view kPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+  std::string_view in = client_.in.readable();
+  size_t n = std::min(in.size(), kPreface.size());
+  if (in.substr(0, n) != kPreface.substr(0, n)) return false;
+  if (n < kPreface.size()) {
+    wait = !client_.eof;
+    return false;
+  }
+  return true;
+}
+
+void ClientConn::become_h2() {
+  ensure_buffers();
+  h2_ = std::make_unique<H2Session>(w_, *this, client_, tls_);
+  if (!h2_->start(w_.view()->snap->config->limits)) {
+    log::error("client {}: cannot start an HTTP/2 session", client_ip_);
+    close();
+    return;
+  }
+  ++w_.stats().h2_connections;
+  phase_ = Phase::H2;
+  arm(TimerKind::Idle, listener_cfg().timeouts.idle);
+}
+
+void ClientConn::run_h2() {
+  for (int turn = 0; turn < kMaxTurns && phase_ == Phase::H2; ++turn) {
+    ensure_buffers();
+    bool progress = client_.fill();
+    if (client_.failed) {
+      close();
+      return;
+    }
+    progress |= h2_->pump();
+    if (phase_ != Phase::H2) return;
+    progress |= client_.flush();
+    if (client_.write_failed || (h2_->finished() && client_.out.empty()) ||
+        (client_.eof && client_.in.empty())) {
+      close();
+      return;
+    }
+    if (!progress) break;
+    if (turn == kMaxTurns - 1 && !yield_pending_) {
+      yield_pending_ = true;
+      ++pending_turns_;
+      w_.reactor().yield([this] {
+        yield_pending_ = false;
+        finish_turn();
+      });
+    }
+  }
+  if (phase_ != Phase::H2) return;
+  // The idle timeout runs while no stream is open.
+  if (h2_->open_streams() == 0) {
+    if (timer_kind_ != TimerKind::Idle) arm(TimerKind::Idle, listener_cfg().timeouts.idle);
+  } else if (timer_kind_ == TimerKind::Idle) {
+    timer_.cancel();
+    timer_kind_ = TimerKind::None;
+  }
+}
+
+// A plain listener with redirect_https answers every request with 308 to the HTTPS URL.
+bool ClientConn::redirect_https(const http::RequestHead& req, std::string_view host,
+                                std::string_view target, size_t head_len) {
+  (void)req;
+  client_.in.consume(head_len);
+  if (host.empty()) {
+    send_local(400, "Bad Request\n", true);
+    return true;
+  }
+  uint16_t port = listener_cfg().redirect_https;
+  std::string extra = "Location: https://";
+  extra.append(host);
+  if (port != 443) extra.append(":").append(std::to_string(port));
+  extra.append(target.empty() ? "/" : target).append("\r\n");
+  send_local(308, "Permanent Redirect\n", false, extra);
+  return true;
+}
+
+void ClientConn::append_hsts(std::string& out) const {
+  const auto& t = listener_cfg().tls;
+  if (!tls_ || !t || !t->hsts) return;
+  out.append("Strict-Transport-Security: max-age=")
+      .append(std::to_string(std::chrono::duration_cast<std::chrono::seconds>(*t->hsts).count()))
+      .append("\r\n");
 }
 
 }  // namespace weir::proxy

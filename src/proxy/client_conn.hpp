@@ -22,14 +22,26 @@
 namespace weir::proxy {
 
 class UpstreamConn;
+class H2Session;
 
 class ClientConn final : public EventHandler {
  public:
   ClientConn(Worker& w, int fd, const sockaddr_storage& peer, size_t slot);
+  // One stream of an HTTP/2 connection: an exchange whose client side is the stream's pipe
+  // (H2Pipe) instead of a socket. It lives for one request and is not in the worker's list.
+  ClientConn(Worker& w, const ClientConn& connection, std::unique_ptr<net::Transport> pipe);
   ~ClientConn() override;
 
   void start();
   void start_tcp();
+  void start_stream();
+  // The stream's pipe has request bytes to read or room for response bytes.
+  void on_pipe_ready();
+  // Another turn soon, after the current events (HTTP/2: an exchange produced output).
+  void schedule_turn();
+  // A new config was installed: HTTP/2 connections send GOAWAY so clients reconnect.
+  void on_new_config();
+  const std::string& peer_ip() const { return client_ip_; }
   void on_event(uint32_t events) override;
   void on_upstream_event(uint32_t events);
   void begin_drain();
@@ -44,7 +56,7 @@ class ClientConn final : public EventHandler {
   void on_queue_wake();
 
  private:
-  enum class Phase : uint8_t { Head, Exchange, Tunnel, Lingering, Closed };
+  enum class Phase : uint8_t { Head, Exchange, Tunnel, Lingering, H2, Closed };
   enum class TimerKind : uint8_t { None, Idle, Header, Connect, Response, Tunnel, Linger, Queue };
   enum class Failure : uint8_t { Refused, Reset, Timeout, Garbage };
 
@@ -60,6 +72,14 @@ class ClientConn final : public EventHandler {
   void arm(TimerKind kind, Millis after);
   void on_timer();
   void ensure_buffers();
+  bool check_alpn();
+  bool check_h2c_preface(bool& wait);
+  void become_h2();
+  void run_h2();
+  bool redirect_https(const http::RequestHead& req, std::string_view host, std::string_view target,
+                      size_t head_len);
+  void append_hsts(std::string& out) const;
+  void finish_turn();  // a pending turn callback ran: free the object if it closed meanwhile
 
   // upstream side (exchange.cpp)
   void start_attempt();
@@ -95,10 +115,16 @@ class ClientConn final : public EventHandler {
   bool keep_alive_ = true;
   bool tcp_mode_ = false;  // a layer-4 listener: connect, then tunnel
   bool draining_ = false;
-  bool yield_pending_ = false;  // a turn is queued with Reactor::yield (it frees us if closed)
-  bool clean_end_ = false;      // the last exchange read its request whole (no lingering needed)
-  bool shut_wr_ = false;        // tunnel: we half-closed the client
-  bool up_shut_wr_ = false;     // tunnel: we half-closed the server
+  bool yield_pending_ = false;  // a turn is queued with Reactor::yield
+  bool turn_pending_ = false;   // a turn is queued with schedule_turn
+  int pending_turns_ = 0;       // queued turn callbacks: the last one frees us if we closed
+  bool tls_ = false;            // the client connection is TLS (X-Forwarded-Proto, Secure)
+  bool alpn_checked_ = false;
+  bool stream_mode_ = false;  // an HTTP/2 stream's exchange
+  std::unique_ptr<H2Session> h2_;
+  bool clean_end_ = false;   // the last exchange read its request whole (no lingering needed)
+  bool shut_wr_ = false;     // tunnel: we half-closed the client
+  bool up_shut_wr_ = false;  // tunnel: we half-closed the server
 
   // the request in flight
   ViewPtr view_;

@@ -6,6 +6,7 @@
 
 #include "core/log.hpp"
 #include "http/status.hpp"
+#include "net/tls/tls.hpp"
 #include "proxy/client_conn.hpp"
 #include "proxy/passive.hpp"
 #include "proxy/upstream_conn.hpp"
@@ -228,6 +229,8 @@ void ClientConn::use_server(int idx, bool allow_pooled) {
   }
   ++w_.stats().upstream_connects;
   up = new UpstreamConn(w_, fd, srv.id);
+  if (srv.tls)
+    up->stream.transport = std::make_unique<net::tls::TlsTransport>(srv.tls->new_session());
   w_.reactor().add(fd, up);
   attach_upstream(up, true);
 }
@@ -253,6 +256,14 @@ bool ClientConn::flush_upstream() {
   auto& us = up_->stream;
   if (us.write_failed || !us.writable) return false;
   if (head_sent_ >= fwd_head_.size()) return us.flush();
+  if (us.transport) {
+    // TLS to the server: the head, then the buffered body, through the session.
+    ssize_t n = us.write_direct(fwd_head_.read_ptr() + head_sent_, fwd_head_.size() - head_sent_);
+    if (n <= 0) return n == net::kIoError;
+    head_sent_ += static_cast<size_t>(n);
+    if (head_sent_ >= fwd_head_.size()) us.flush();
+    return true;
+  }
   // Head and whatever body is buffered leave in one writev.
   iovec iov[2];
   iov[0].iov_base = const_cast<char*>(fwd_head_.read_ptr()) + head_sent_;
@@ -301,6 +312,17 @@ bool ClientConn::pump_request() {
     }
   }
   progress |= flush_upstream();
+  if (up_->stream.write_failed && up_->stream.transport && !resp_bytes_) {
+    auto* t = static_cast<net::tls::TlsTransport*>(up_->stream.transport.get());
+    if (!t->handshake_done()) {
+      // The request never reached the server: safe to try another one.
+      const BackendRuntime& b = view_->snap->backends[static_cast<size_t>(backend_)];
+      log::warn("backend {} server {}: TLS handshake failed: {}", b.cfg->name,
+                b.servers[static_cast<size_t>(server_)].name, t->last_error());
+      upstream_failed(Failure::Refused);
+      return true;
+    }
+  }
   if (progress && resp_head_done_ == false)
     arm(TimerKind::Response,
         view_->snap->backends[static_cast<size_t>(backend_)].cfg->timeouts.response);
@@ -410,15 +432,14 @@ bool ClientConn::handle_response_head() {
     if (framing == OutFraming::Close || draining_ || w_.draining()) keep_alive_ = false;
     std::string& s = w_.scratch_string();
     s.clear();
-    std::string_view extra;
+    std::string& extra = w_.scratch_header();
+    extra.clear();
     const BackendRuntime& b = view_->snap->backends[static_cast<size_t>(backend_)];
     if (b.sticky && server_ != sticky_server_) {
       // No valid cookie for the server that answered: (re-)stick the client to it.
-      std::string& cookie = w_.scratch_header();
-      cookie.clear();
-      b.sticky->append_set_cookie(server_, false, cookie);
-      extra = cookie;
+      b.sticky->append_set_cookie(server_, tls_, extra);
     }
+    if (tls_) append_hsts(extra);
     build_response_head(resp, framing, !keep_alive_ && resp.status != 101,
                         keep_alive_ && version_minor_ == 0, s, extra);
     if (client_.out.free_space() < s.size()) {

@@ -27,6 +27,12 @@ bool ServerRegistry::warned_random_key(const std::string& backend) {
   return !warned_.insert(backend).second;
 }
 
+const std::shared_ptr<net::tls::TicketKeys>& ServerRegistry::ticket_keys() {
+  std::lock_guard lock(mu_);
+  if (!ticket_keys_) ticket_keys_ = std::make_shared<net::tls::TicketKeys>();
+  return ticket_keys_;
+}
+
 SnapshotPtr build_snapshot(config::ConfigPtr cfg, ServerRegistry& registry,
                            std::vector<std::string>& errors) {
   auto snap = std::make_shared<Snapshot>();
@@ -49,6 +55,11 @@ SnapshotPtr build_snapshot(config::ConfigPtr cfg, ServerRegistry& registry,
       }
       lr.addrs.push_back(*a);
     }
+    if (l.tls) {
+      std::string err;
+      lr.tls = net::tls::ServerContext::build(*l.tls, registry.ticket_keys(), err);
+      if (!lr.tls) errors.push_back("listener " + l.name + ": TLS: " + err);
+    }
     snap->listeners.push_back(std::move(lr));
   }
   for (const auto& b : cfg->backends) {
@@ -69,6 +80,13 @@ SnapshotPtr build_snapshot(config::ConfigPtr cfg, ServerRegistry& registry,
       auto [state, id] = registry.get(b.name + "/" + s.name + "@" + a->to_string());
       sr.state = state;
       sr.id = id;
+      if (s.tls) {
+        sr.tls = net::tls::ClientContext::build(*s.tls, s.host, err);
+        if (!sr.tls) {
+          errors.push_back("backend " + b.name + " server " + s.name + ": TLS: " + err);
+          continue;
+        }
+      }
       br.servers.push_back(std::move(sr));
     }
     for (auto& sr : br.servers)

@@ -13,6 +13,7 @@
 #include "balance/balancer.hpp"
 #include "config/config.hpp"
 #include "net/address.hpp"
+#include "net/tls/tls.hpp"
 #include "proxy/hash_key.hpp"
 #include "proxy/sticky.hpp"
 
@@ -25,6 +26,7 @@ struct ServerRuntime {
   uint32_t weight = 1;
   std::shared_ptr<balance::ServerState> state;
   uint32_t id = 0;  // process-wide id (stable across reloads) for pools and counters
+  std::shared_ptr<net::tls::ClientContext> tls;  // re-encryption (servers[].tls), else null
 };
 
 struct BackendRuntime {
@@ -40,6 +42,7 @@ struct BackendRuntime {
 struct ListenerRuntime {
   const config::Listener* cfg = nullptr;
   std::vector<net::SocketAddress> addrs;
+  std::shared_ptr<net::tls::ServerContext> tls;  // certificates, SNI, ALPN; null = plain
 };
 
 struct Snapshot {
@@ -59,6 +62,8 @@ class ServerRegistry {
   const std::string& process_sticky_key();
   // True if the random-key warning for this backend was already logged.
   bool warned_random_key(const std::string& backend);
+  // TLS session-ticket keys of the process: every listener and worker, across reloads.
+  const std::shared_ptr<net::tls::TicketKeys>& ticket_keys();
 
  private:
   std::mutex mu_;
@@ -66,6 +71,7 @@ class ServerRegistry {
   uint32_t next_id_ = 0;
   std::string sticky_key_;
   std::set<std::string> warned_;
+  std::shared_ptr<net::tls::TicketKeys> ticket_keys_;
 };
 
 // Builds a snapshot; on failure returns null and appends messages to `errors`.

@@ -18,6 +18,9 @@ void WorkerStats::merge(const WorkerStats& o) {
   upstream_connects += o.upstream_connects;
   upstream_reuses += o.upstream_reuses;
   parse_errors += o.parse_errors;
+  tls_handshake_failures += o.tls_handshake_failures;
+  h2_connections += o.h2_connections;
+  h2_abuse += o.h2_abuse;
 }
 
 }  // namespace weir::proxy

@@ -52,6 +52,9 @@ struct WorkerStats {
   uint64_t upstream_connects = 0;
   uint64_t upstream_reuses = 0;
   uint64_t parse_errors = 0;
+  uint64_t tls_handshake_failures = 0;
+  uint64_t h2_connections = 0;  // connections that chose HTTP/2 (ALPN h2 or h2c)
+  uint64_t h2_abuse = 0;        // HTTP/2 connections closed for flooding (GOAWAY calm down)
 
   void merge(const WorkerStats& o);
 };

@@ -174,7 +174,15 @@ void Worker::join() {
 }
 
 void Worker::update_snapshot(SnapshotPtr snap) {
-  reactor_.post([this, snap = std::move(snap)]() mutable { install_view(std::move(snap)); });
+  reactor_.post([this, snap = std::move(snap)]() mutable {
+    install_view(std::move(snap));
+    // HTTP/2 connections are told to go (GOAWAY): their clients reconnect to the new config.
+    for (ClientConn* c = conns_; c;) {
+      ClientConn* next = c->next;
+      c->on_new_config();
+      c = next;
+    }
+  });
 }
 
 void Worker::stop() {

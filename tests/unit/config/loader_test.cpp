@@ -392,15 +392,6 @@ backends:
                }));
 }
 
-TEST(Loader, TlsKeysAreNotSupportedYet) {
-  std::string config = with_backend("");
-  config.insert(config.find("backends:"), "    tls: {}\n    h2c: false\n");
-  EXPECT_EQ(errors(config),
-            (std::vector<std::string>{
-                "t.yaml:5:5: unknown key \"tls\" in listener (not supported yet)",
-                "t.yaml:6:5: unknown key \"h2c\" in listener (not supported yet)"}));
-}
-
 TEST(Loader, DuplicateYamlKey) {
   EXPECT_EQ(error(with_backend("    retries: 1\n    retries: 3\n")),
             "t.yaml:10:5: duplicate key \"retries\" (first at line 9)");
