@@ -158,7 +158,7 @@ struct GlobalLimits {
   // HTTP/2 (per client connection)
   uint32_t h2_max_concurrent_streams = 100;
   uint64_t h2_stream_window = 256 * 1024;  // receive window per stream (bytes buffered per upload)
-  uint64_t h2_connection_window = 16 * 1024 * 1024;  // receive window of the whole connection
+  uint64_t h2_connection_window = 1024 * 1024;  // receive window of the whole connection
   // TLS session tickets: keys shared by all workers, replaced every interval (the previous key
   // still decrypts for one more interval).
   Duration tls_ticket_rotation{3600 * 1000};

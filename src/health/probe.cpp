@@ -153,16 +153,17 @@ void Probe::on_connected() {
     return;
   }
   request_ = probe_request(target_);
+  if (target_.tls) tls_ = std::make_unique<net::tls::TlsTransport>(target_.tls->new_session());
   phase_ = Phase::Sending;
   send_request();
 }
 
 void Probe::send_request() {
   while (sent_ < request_.size()) {
-    ssize_t n = net::write_some(fd_, request_.data() + sent_, request_.size() - sent_);
+    ssize_t n = write_some(request_.data() + sent_, request_.size() - sent_);
     if (n == net::kWouldBlock) return;
     if (n < 0) {
-      finish(false, socket_error_reason(errno));
+      finish(false, tls_ ? "TLS: " + tls_->last_error() : socket_error_reason(errno));
       return;
     }
     sent_ += static_cast<size_t>(n);
@@ -177,10 +178,10 @@ void Probe::read_response() {
       finish(false, "response head too large");
       return;
     }
-    ssize_t n = net::read_some(fd_, buf_.data() + used_, buf_.size() - used_);
+    ssize_t n = read_some(buf_.data() + used_, buf_.size() - used_);
     if (n == net::kWouldBlock) return;
     if (n == net::kIoError) {
-      finish(false, socket_error_reason(errno));
+      finish(false, tls_ ? "TLS: " + tls_->last_error() : socket_error_reason(errno));
       return;
     }
     if (n == 0) {
@@ -214,8 +215,20 @@ void Probe::read_response() {
   }
 }
 
+ssize_t Probe::write_some(const char* data, size_t len) {
+  return tls_ ? tls_->write(fd_, data, len) : net::write_some(fd_, data, len);
+}
+
+ssize_t Probe::read_some(char* buf, size_t len) {
+  return tls_ ? tls_->read(fd_, buf, len) : net::read_some(fd_, buf, len);
+}
+
 void Probe::close_socket() {
   if (fd_ < 0) return;
+  if (tls_) {
+    tls_->shutdown(fd_);
+    tls_.reset();
+  }
   reactor_.remove(fd_);
   net::close_fd(fd_);
   fd_ = -1;

@@ -15,6 +15,7 @@
 #include "core/reactor.hpp"
 #include "core/timer.hpp"
 #include "net/address.hpp"
+#include "net/tls/tls.hpp"
 
 namespace weir::health {
 
@@ -25,6 +26,7 @@ struct ProbeTarget {
   net::SocketAddress addr;
   std::string host_header;  // the server address's host ("[v6]" bracketed), for `Host:`
   config::HealthCheck check;
+  std::shared_ptr<net::tls::ClientContext> tls;  // http checks of a TLS server go over TLS
 };
 
 // A short, human reason for a socket error ("connection refused"), never a raw errno number.
@@ -62,6 +64,8 @@ class Probe final : public EventHandler {
   void read_response();
   void finish(bool passed, std::string reason);
   void close_socket();
+  ssize_t write_some(const char* data, size_t len);
+  ssize_t read_some(char* buf, size_t len);
   void schedule(Clock::duration delay);
   Clock::duration jittered_interval();
 
@@ -72,6 +76,7 @@ class Probe final : public EventHandler {
   Timer timer_;  // Idle: the next round; otherwise: this round's timeout
   Phase phase_ = Phase::Idle;
   int fd_ = -1;
+  std::unique_ptr<net::tls::TlsTransport> tls_;  // this round's TLS session, if any
   TimePoint started_{};
   config::Duration round_timeout_{};
   std::string request_;

@@ -476,7 +476,7 @@ TEST(TlsLimits, Defaults) {
   const GlobalLimits& l = ok(load(with_backend(""))).limits;
   EXPECT_EQ(l.h2_max_concurrent_streams, 100u);
   EXPECT_EQ(l.h2_stream_window, 256u * 1024);
-  EXPECT_EQ(l.h2_connection_window, 16u * 1024 * 1024);
+  EXPECT_EQ(l.h2_connection_window, 1024u * 1024);
   EXPECT_EQ(l.tls_ticket_rotation, milliseconds(3600 * 1000));
 }
 
@@ -508,8 +508,8 @@ TEST(TlsLimits, EveryKey) {
                 .limits.h2_stream_window,
             1024u * 1024 * 1024);
   // Equal windows are fine.
-  EXPECT_EQ(ok(load(with_limits("  h2_stream_window: 16MiB\n"))).limits.h2_stream_window,
-            16u * 1024 * 1024);
+  EXPECT_EQ(ok(load(with_limits("  h2_stream_window: 1MiB\n"))).limits.h2_stream_window,
+            1024u * 1024);
 }
 
 TEST(TlsLimits, Errors) {
