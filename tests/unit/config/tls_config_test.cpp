@@ -536,7 +536,7 @@ TEST(TlsLimits, Errors) {
             "bytes)");
   // Only the stream window written: it is the one reported against the default.
   EXPECT_EQ(error(with_limits("  h2_stream_window: 32MiB\n")),
-            "t.yaml:2:21: \"h2_stream_window\" must be at most \"h2_connection_window\" (16777216 "
+            "t.yaml:2:21: \"h2_stream_window\" must be at most \"h2_connection_window\" (1048576 "
             "bytes)");
   // Only the connection window written, below the default stream window.
   EXPECT_EQ(error(with_limits("  h2_connection_window: 128KiB\n")),
