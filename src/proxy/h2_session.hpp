@@ -21,6 +21,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "net/stream.hpp"
 #include "proxy/h2_stream.hpp"
@@ -87,7 +88,9 @@ class H2Session {
   uint64_t max_header_bytes_ = 16 * 1024;
   uint32_t max_headers_ = 100;
   bool goaway_sent_ = false;
-  bool failed_ = false;  // a connection error: send what is queued (GOAWAY) and close
+  bool failed_ = false;        // a connection error: send what is queued (GOAWAY) and close
+  std::string names_scratch_;  // response field names, lower-cased (submit_head)
+  std::vector<nghttp2_nv> nv_scratch_;
   // budgets (token buckets, refilled per second)
   double reset_tokens_ = 0, reset_last_ = 0;
   double glitch_tokens_ = 0, glitch_last_ = 0;

@@ -177,7 +177,7 @@ void H2Session::finish_request_head(H2Stream& s, bool end_stream) {
     return;
   }
   s.req_method = method_of(s.method);
-  std::string head;
+  std::string& head = s.req;  // empty until now: the head is built in place
   head.reserve(s.method.size() + s.path.size() + s.authority.size() + s.fields.size() +
                s.cookie.size() + 64);
   head.append(s.method).append(" ").append(s.path).append(" HTTP/1.1\r\n");
@@ -189,7 +189,7 @@ void H2Session::finish_request_head(H2Stream& s, bool end_stream) {
     s.chunked_body = true;
   }
   head.append("\r\n");
-  append(s, head);
+  s.req_total += head.size();
   s.fields.clear();
   s.fields.shrink_to_fit();
   s.cookie.clear();
@@ -225,8 +225,10 @@ bool H2Session::submit_head(H2Stream& s) {
     size_t total = 0;
     for (const auto& h : head.headers)
       total += h.name.size();
-    std::string names(total, '\0');
-    std::vector<nghttp2_nv> nva;
+    std::string& names = names_scratch_;
+    names.resize(total);
+    std::vector<nghttp2_nv>& nva = nv_scratch_;
+    nva.clear();
     nva.reserve(head.headers.size() + 1);
     char status[4];
     std::to_chars(status, status + 3, head.status);
@@ -240,7 +242,8 @@ bool H2Session::submit_head(H2Stream& s) {
     for (const auto& h : head.headers) {
       char* name = names.data() + at;
       for (size_t i = 0; i < h.name.size(); ++i)
-        name[i] = static_cast<char>(std::tolower(static_cast<unsigned char>(h.name[i])));
+        name[i] =
+            h.name[i] >= 'A' && h.name[i] <= 'Z' ? static_cast<char>(h.name[i] | 0x20) : h.name[i];
       at += h.name.size();
       std::string_view lower(name, h.name.size());
       if (connection_specific(lower)) continue;
