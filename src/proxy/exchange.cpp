@@ -63,8 +63,11 @@ PumpResult pump_body(Buffer& in, http::BodyDecoder& dec, Buffer& out, bool chunk
 // Body bytes that pass unchanged (Content-Length, close-delimited) go from the source buffer
 // straight to the destination socket when nothing is queued before them: one copy fewer.
 // Only what the socket takes is consumed; the rest waits in the source buffer (backpressure).
+// Not for TLS: a TLS write that blocked must be retried with at least the bytes it was first
+// given, which only a buffer that grows at its end (Stream::out) guarantees.
 bool write_body_direct(Buffer& src, http::BodyDecoder& dec, net::Stream& dst) {
-  if (!dst.out.empty() || !dst.writable || dst.write_failed || src.empty() || dec.done())
+  if (dst.transport || !dst.out.empty() || !dst.writable || dst.write_failed || src.empty() ||
+      dec.done())
     return false;
   std::string_view avail = src.readable();
   if (dec.kind() == http::BodyKind::ContentLength && dec.remaining() < avail.size())

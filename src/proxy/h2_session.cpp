@@ -95,6 +95,13 @@ struct H2Callbacks {
       case NGHTTP2_PRIORITY:
         s.glitch("PRIORITY frames");
         break;
+      case NGHTTP2_WINDOW_UPDATE:
+        // A client opens windows as our DATA arrives: updates beyond that do no work.
+        if (s.window_credit_ > 0)
+          --s.window_credit_;
+        else
+          s.glitch("WINDOW_UPDATE frames");
+        break;
       default:
         break;
     }
@@ -119,6 +126,10 @@ struct H2Callbacks {
 
   static int on_frame_send(nghttp2_session*, const nghttp2_frame* f, void* user) {
     H2Session& s = S(user);
+    if (f->hd.type == NGHTTP2_DATA) {
+      // Each DATA frame may earn a stream and a connection WINDOW_UPDATE.
+      s.window_credit_ = std::min<uint64_t>(s.window_credit_ + 2, 100000);
+    }
     if ((f->hd.type == NGHTTP2_HEADERS || f->hd.type == NGHTTP2_DATA) &&
         (f->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
       if (H2Stream* st = s.find(f->hd.stream_id)) st->response_done = true;

@@ -14,7 +14,8 @@
 // Hostile clients: concurrent streams, header list size and count, CONTINUATION count, queued
 // ACKs (nghttp2 options), plus two budgets of our own: client resets of unfinished streams
 // (rapid reset, CVE-2023-44487) and cheap frames that do no work (PING, SETTINGS, PRIORITY,
-// empty DATA). Spending a budget sends GOAWAY(ENHANCE_YOUR_CALM) and closes the connection.
+// empty DATA, WINDOW_UPDATEs beyond what our DATA frames justify). Spending a budget sends
+// GOAWAY(ENHANCE_YOUR_CALM) and closes the connection.
 #include <nghttp2/nghttp2.h>
 
 #include <cstdint>
@@ -94,6 +95,7 @@ class H2Session {
   // budgets (token buckets, refilled per second)
   double reset_tokens_ = 0, reset_last_ = 0;
   double glitch_tokens_ = 0, glitch_last_ = 0;
+  uint64_t window_credit_ = 0;  // WINDOW_UPDATEs our DATA frames justify
 };
 
 }  // namespace weir::proxy
