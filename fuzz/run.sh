@@ -6,7 +6,7 @@ set -u
 build=${1:?usage: fuzz/run.sh BUILD_DIR SECONDS}
 seconds=${2:-60}
 here=$(cd "$(dirname "$0")" && pwd)
-targets=(fuzz_request_parser fuzz_response_parser fuzz_body_decoder fuzz_config)
+targets=(fuzz_request_parser fuzz_response_parser fuzz_body_decoder fuzz_config fuzz_h2_session)
 failed=0
 
 for t in "${targets[@]}"; do

@@ -85,29 +85,33 @@ void Reactor::drain_posted() {
 }
 
 void Reactor::run() {
-  constexpr int kMaxEvents = 256;
-  epoll_event events[kMaxEvents];
-  while (!stopping_.load(std::memory_order_acquire)) {
-    int timeout = timers_.next_timeout_ms(Clock::now(), 1000);
-    if (!deferred_.empty() || !yielded_.empty()) timeout = 0;
-    yielded_running_.swap(yielded_);
-    int n = epoll_wait(epfd_, events, kMaxEvents, timeout);
-    if (n < 0 && errno != EINTR) {
-      log::error("epoll_wait: {}", strerror(errno));
-      break;
-    }
-    now_ = Clock::now();
-    for (int i = 0; i < n; ++i) {
-      static_cast<EventHandler*>(events[i].data.ptr)->on_event(events[i].events);
-    }
-    for (auto& fn : yielded_running_)
-      fn();
-    yielded_running_.clear();
-    run_deferred();
-    timers_.run_expired(now_);
-  }
+  while (!stopping_.load(std::memory_order_acquire))
+    run_once(1000);
   drain_posted();
   run_pending();
+}
+
+void Reactor::run_once(int max_wait_ms) {
+  constexpr int kMaxEvents = 256;
+  epoll_event events[kMaxEvents];
+  int timeout = timers_.next_timeout_ms(Clock::now(), max_wait_ms);
+  if (!deferred_.empty() || !yielded_.empty()) timeout = 0;
+  yielded_running_.swap(yielded_);
+  int n = epoll_wait(epfd_, events, kMaxEvents, timeout);
+  if (n < 0 && errno != EINTR) {
+    log::error("epoll_wait: {}", strerror(errno));
+    stopping_.store(true, std::memory_order_release);
+    return;
+  }
+  now_ = Clock::now();
+  for (int i = 0; i < n; ++i) {
+    static_cast<EventHandler*>(events[i].data.ptr)->on_event(events[i].events);
+  }
+  for (auto& fn : yielded_running_)
+    fn();
+  yielded_running_.clear();
+  run_deferred();
+  timers_.run_expired(now_);
 }
 
 void Reactor::run_deferred() {

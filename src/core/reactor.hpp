@@ -37,6 +37,8 @@ class Reactor {
 
   // Runs until stop(). Each turn: wait, dispatch events, run deferred work, run timers.
   void run();
+  // One turn, waiting at most `max_wait_ms` for events (tests and fuzzers drive the loop).
+  void run_once(int max_wait_ms);
   void stop();  // thread-safe
 
   // Thread-safe: queues fn to run on the reactor's thread and wakes it.
