@@ -585,9 +585,13 @@ void ClientConn::run_h2() {
     }
   }
   if (phase_ != Phase::H2) return;
-  // The idle timeout runs while no stream is open.
+  // The idle timeout runs while no stream is open; an idle connection holds no buffers.
   if (h2_->open_streams() == 0) {
     if (timer_kind_ != TimerKind::Idle) arm(TimerKind::Idle, listener_cfg().timeouts.idle);
+    if (client_.in.empty() && client_.out.empty()) {
+      w_.buffers().release(client_.in);
+      w_.buffers().release(client_.out);
+    }
   } else if (timer_kind_ == TimerKind::Idle) {
     timer_.cancel();
     timer_kind_ = TimerKind::None;
