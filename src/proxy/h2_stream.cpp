@@ -101,8 +101,10 @@ ssize_t response_body(H2Stream& s, uint8_t* buf, size_t len, uint32_t* flags) {
     auto step = s.body.decode(avail.substr(0, std::min(avail.size(), len - n)));
     if (step.status == http::BodyDecoder::Status::Error)
       return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-    std::memcpy(buf + n, step.payload.data(), step.payload.size());
-    n += step.payload.size();
+    if (!step.payload.empty()) {
+      std::memcpy(buf + n, step.payload.data(), step.payload.size());
+      n += step.payload.size();
+    }
     s.resp_read += step.consumed;
     if (step.consumed == 0) break;
   }

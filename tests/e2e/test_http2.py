@@ -70,6 +70,50 @@ class Http2Test(TlsTestCase):
         self.assertEqual((r.code, r.version), (200, "1.1"), r.describe())
         weir_alive(self, lb)
 
+    def test_upstream_framings_over_h2(self):
+        """Chunked, close-delimited, HEAD and 204 answers from a server become proper h2
+        responses (DATA up to END_STREAM; no body where HTTP says none)."""
+        from weirtest import read_request_head
+
+        def handler(c):
+            while True:
+                head = read_request_head(c)
+                if not head:
+                    return
+                path = head.split(b" ")[1]
+                if path == b"/chunked":
+                    c.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Up: yes\r\n\r\n"
+                              b"5\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n")
+                elif path == b"/close":
+                    c.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + b"z" * 70000)
+                    return
+                elif path == b"/nocontent":
+                    c.sendall(b"HTTP/1.1 204 No Content\r\n\r\n")
+                else:
+                    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n")
+                    if not head.startswith(b"HEAD "):
+                        c.sendall(b"hello there")
+
+        srv = self.start_server(handler)
+        lb = self.start_tls_lb(servers=[{"address": srv.address, "name": "scripted"}])
+        for tls in (True, False):
+            url = lb.url if tls else lb.plain_url
+            opts = dict(resolve=lb.resolve(), cacert=self.certs.ca) if tls else {}
+            flag = "--http2" if tls else "--http2-prior-knowledge"
+            r = curl(url("/chunked"), flag, **opts)
+            self.assertEqual((r.rc, r.code, r.version, r.body), (0, 200, "2", b"hello world"), r.describe())
+            self.assertEqual(r.header("x-up"), "yes")
+            self.assertIsNone(r.header("transfer-encoding"))
+            r = curl(url("/close"), flag, **opts)
+            self.assertEqual((r.rc, r.code, r.body), (0, 200, b"z" * 70000), r.describe())
+            r = curl(url("/nocontent"), flag, **opts)
+            self.assertEqual((r.rc, r.code, r.body), (0, 204, b""), r.describe())
+            r = curl(url("/cl"), flag, "-I", **opts)  # HEAD: curl prints the head, not a body
+            self.assertEqual((r.rc, r.code), (0, 200), r.describe())
+            self.assertEqual(r.header("content-length"), "11")
+            r = curl(url("/cl"), flag, **opts)
+            self.assertEqual((r.rc, r.body), (0, b"hello there"), r.describe())
+
     def test_nghttp(self):
         n = nghttp(f"https://127.0.0.1:{self.lb.https_port}/one")
         self.assertEqual((n.rc, n.statuses), (0, [200]), n.describe())
