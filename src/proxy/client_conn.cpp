@@ -26,8 +26,9 @@ ClientConn::ClientConn(Worker& w, int fd, const sockaddr_storage& peer, size_t s
 }
 
 ClientConn::ClientConn(Worker& w, const ClientConn& connection,
-                       std::unique_ptr<net::Transport> pipe)
+                       std::unique_ptr<net::Transport> pipe, H2Stream* stream)
     : w_(w), client_ip_(connection.client_ip_), slot_(connection.slot_) {
+  h2_stream_ = stream;
   client_.transport = std::move(pipe);
   client_.readable = true;
   tls_ = connection.tls_;
@@ -217,7 +218,10 @@ void ClientConn::run() {
     }
     if (close_after_flush_ && phase_ == Phase::Head && client_.out.empty()) {
       if (stream_mode_) {
-        close();  // the stream's exchange is over; its pipe keeps what is left to send
+        // The stream's exchange is over and its last bytes are in the pipe, which keeps what
+        // the client has not taken yet.
+        if (h2_stream_) h2_stream_->response_complete = true;
+        close();
         return;
       }
       if (clean_end_ && client_.in.empty() && !client_.readable) {

@@ -23,13 +23,15 @@ namespace weir::proxy {
 
 class UpstreamConn;
 class H2Session;
+struct H2Stream;
 
 class ClientConn final : public EventHandler {
  public:
   ClientConn(Worker& w, int fd, const sockaddr_storage& peer, size_t slot);
   // One stream of an HTTP/2 connection: an exchange whose client side is the stream's pipe
   // (H2Pipe) instead of a socket. It lives for one request and is not in the worker's list.
-  ClientConn(Worker& w, const ClientConn& connection, std::unique_ptr<net::Transport> pipe);
+  ClientConn(Worker& w, const ClientConn& connection, std::unique_ptr<net::Transport> pipe,
+             H2Stream* stream);
   ~ClientConn() override;
 
   void start();
@@ -42,6 +44,8 @@ class ClientConn final : public EventHandler {
   // A new config was installed: HTTP/2 connections send GOAWAY so clients reconnect.
   void on_new_config();
   const std::string& peer_ip() const { return client_ip_; }
+  // The stream is gone (reset by the client): nothing may reach it any more.
+  void detach_stream() { h2_stream_ = nullptr; }
   void on_event(uint32_t events) override;
   void on_upstream_event(uint32_t events);
   void begin_drain();
@@ -122,9 +126,10 @@ class ClientConn final : public EventHandler {
   bool alpn_checked_ = false;
   bool stream_mode_ = false;  // an HTTP/2 stream's exchange
   std::unique_ptr<H2Session> h2_;
-  bool clean_end_ = false;   // the last exchange read its request whole (no lingering needed)
-  bool shut_wr_ = false;     // tunnel: we half-closed the client
-  bool up_shut_wr_ = false;  // tunnel: we half-closed the server
+  H2Stream* h2_stream_ = nullptr;  // stream mode: where response heads go (null once detached)
+  bool clean_end_ = false;         // the last exchange read its request whole (no lingering needed)
+  bool shut_wr_ = false;           // tunnel: we half-closed the client
+  bool up_shut_wr_ = false;        // tunnel: we half-closed the server
 
   // the request in flight
   ViewPtr view_;

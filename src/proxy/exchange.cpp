@@ -8,6 +8,7 @@
 #include "http/status.hpp"
 #include "net/tls/tls.hpp"
 #include "proxy/client_conn.hpp"
+#include "proxy/h2_session.hpp"
 #include "proxy/passive.hpp"
 #include "proxy/upstream_conn.hpp"
 
@@ -404,7 +405,9 @@ bool ClientConn::handle_response_head() {
     }
     if (resp.status < 200 && resp.status != 101) {
       // Interim answers (100 Continue, 103) go to HTTP/1.1 clients as a bare status line.
-      if (version_minor_ == 1) {
+      if (h2_stream_) {
+        h2_stream_->session->submit_interim(*h2_stream_, resp);
+      } else if (version_minor_ == 1) {
         if (client_.out.free_space() < 64) return false;
         std::string& s = w_.scratch_string();
         s.clear();
@@ -443,8 +446,18 @@ bool ClientConn::handle_response_head() {
       b.sticky->append_set_cookie(server_, tls_, extra);
     }
     if (tls_) append_hsts(extra);
-    build_response_head(resp, framing, !keep_alive_ && resp.status != 101,
-                        keep_alive_ && version_minor_ == 0, s, extra);
+    if (h2_stream_) {
+      // HTTP/2 stream: the parsed head becomes HEADERS at once; the body follows through the
+      // pipe as raw payload bytes (no HTTP/1.1 framing to add and parse again).
+      if (framing == OutFraming::Chunked) framing = OutFraming::Close;
+      if (!h2_stream_->session->submit_parsed_head(*h2_stream_, resp, extra)) {
+        abort_exchange();
+        return true;
+      }
+    } else {
+      build_response_head(resp, framing, !keep_alive_ && resp.status != 101,
+                          keep_alive_ && version_minor_ == 0, s, extra);
+    }
     if (client_.out.free_space() < s.size()) {
       if (client_.out.empty()) {
         upstream_failed(Failure::Garbage);  // a head larger than our buffer

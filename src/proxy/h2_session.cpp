@@ -286,6 +286,7 @@ void H2Session::abort_all() {
 }
 
 void H2Session::detach_exchange(H2Stream& s) {
+  if (s.exchange) s.exchange->detach_stream();
   if (s.pipe) s.pipe->detach();
   s.pipe = nullptr;
   s.exchange = nullptr;
@@ -296,6 +297,7 @@ void H2Session::stream_changed(H2Stream&) {
 }
 
 void H2Session::stream_exchange_closed(H2Stream& s) {
+  if (s.exchange) s.exchange->detach_stream();
   s.pipe = nullptr;  // the pipe is going away with the exchange
   s.exchange = nullptr;
   s.exchange_closed = true;
@@ -361,7 +363,7 @@ void H2Session::start_exchange(H2Stream& s) {
   }
   auto pipe = std::make_unique<H2Pipe>(&s);
   s.pipe = pipe.get();
-  auto* c = new ClientConn(w_, conn_, std::move(pipe));
+  auto* c = new ClientConn(w_, conn_, std::move(pipe), &s);
   s.exchange = c;
   c->start_stream();
 }

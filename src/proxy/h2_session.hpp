@@ -62,6 +62,11 @@ class H2Session {
   void stream_exchange_closed(H2Stream& s);
   // The exchange has read request bytes up to stream position `taken`: return their window.
   void consume_request(H2Stream& s, uint64_t taken);
+  // From a stream's exchange: the server's response head, parsed, with extra header lines
+  // ("Name: value\r\n"…); the body then comes through the pipe as raw payload. False if the
+  // stream cannot take it (the exchange then aborts).
+  bool submit_parsed_head(H2Stream& s, const http::ResponseHead& head, std::string_view extra);
+  void submit_interim(H2Stream& s, const http::ResponseHead& head);
 
  private:
   friend struct H2Callbacks;
@@ -71,6 +76,8 @@ class H2Session {
   void local_response(H2Stream& s, uint16_t status, std::string_view body);  // h2_stream.cpp
   bool emit_response(H2Stream& s);                                           // h2_stream.cpp
   bool submit_head(H2Stream& s);                                             // h2_stream.cpp
+  int submit_fields(H2Stream& s, const http::ResponseHead& head, std::string_view extra,
+                    bool final_head);  // h2_stream.cpp
   void reset(H2Stream& s, uint32_t code);
   void detach_exchange(H2Stream& s);
   bool run_exchanges();

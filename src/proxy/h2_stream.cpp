@@ -95,6 +95,28 @@ void end_request(H2Stream& s) {
 }
 
 ssize_t response_body(H2Stream& s, uint8_t* buf, size_t len, uint32_t* flags) {
+  if (s.raw_body) {
+    // Payload bytes only: the exchange says when they are all there.
+    size_t n = std::min(len, s.resp_avail());
+    if (n > 0) {
+      std::memcpy(buf, s.resp.data() + s.resp_read, n);
+      s.resp_read += n;
+      if (s.resp_read == s.resp.size()) {
+        s.resp.clear();
+        s.resp_read = 0;
+      }
+      if (s.exchange) s.wants_run = true;  // room in the pipe again
+    }
+    if (s.resp_avail() == 0 && s.response_complete) {
+      *flags |= NGHTTP2_DATA_FLAG_EOF;
+      s.body_done = true;
+      return static_cast<ssize_t>(n);
+    }
+    if (n > 0) return static_cast<ssize_t>(n);
+    if (s.exchange_closed) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;  // aborted mid-body
+    s.deferred = true;
+    return NGHTTP2_ERR_DEFERRED;
+  }
   size_t n = 0;
   while (n < len && s.resp_avail() > 0 && !s.body.done()) {
     std::string_view avail(s.resp.data() + s.resp_read, s.resp_avail());
@@ -207,6 +229,89 @@ void H2Session::local_response(H2Stream& s, uint16_t status, std::string_view bo
 
 // Submits the response HEADERS once the exchange has written a whole head (1xx heads go as
 // informational HEADERS). Returns true if something was submitted.
+// Submits HEADERS for a response head: the server's fields (names lower-cased, fields that
+// belong to one HTTP/1.1 connection dropped) plus `extra` lines ("Name: value\r\n"). A final
+// head with a body gets the stream's data source. Returns nghttp2's result.
+int H2Session::submit_fields(H2Stream& s, const http::ResponseHead& head, std::string_view extra,
+                             bool final_head) {
+  // Names lower-cased into one buffer sized up front, so the pointers stay valid.
+  size_t total = extra.size();
+  for (const auto& h : head.headers)
+    total += h.name.size();
+  std::string& names = names_scratch_;
+  names.resize(total);
+  std::vector<nghttp2_nv>& nva = nv_scratch_;
+  nva.clear();
+  nva.reserve(head.headers.size() + 4);
+  char status[4];
+  std::to_chars(status, status + 3, head.status);
+  auto nv = [](const char* n, size_t nl, const char* v, size_t vl) {
+    return nghttp2_nv{reinterpret_cast<uint8_t*>(const_cast<char*>(n)),
+                      reinterpret_cast<uint8_t*>(const_cast<char*>(v)), nl, vl,
+                      NGHTTP2_NV_FLAG_NONE};
+  };
+  nva.push_back(nv(":status", 7, status, 3));
+  size_t at = 0;
+  auto add = [&](std::string_view name, std::string_view value) {
+    char* lower = names.data() + at;
+    for (size_t i = 0; i < name.size(); ++i)
+      lower[i] = name[i] >= 'A' && name[i] <= 'Z' ? static_cast<char>(name[i] | 0x20) : name[i];
+    at += name.size();
+    if (connection_specific(std::string_view(lower, name.size()))) return;
+    nva.push_back(nv(lower, name.size(), value.data(), value.size()));
+  };
+  for (const auto& h : head.headers)
+    add(h.name, h.value);
+  while (!extra.empty()) {
+    size_t eol = extra.find("\r\n");
+    std::string_view line = extra.substr(0, eol);
+    extra.remove_prefix(eol == std::string_view::npos ? extra.size() : eol + 2);
+    size_t colon = line.find(':');
+    if (colon == std::string_view::npos) continue;
+    std::string_view value = line.substr(colon + 1);
+    while (!value.empty() && value.front() == ' ')
+      value.remove_prefix(1);
+    add(line.substr(0, colon), value);
+  }
+  if (!final_head)
+    return nghttp2_submit_headers(session_, NGHTTP2_FLAG_NONE, s.id, nullptr, nva.data(),
+                                  nva.size(), nullptr);
+  s.head_sent = true;
+  if (head.body == http::BodyKind::None) {
+    s.body_done = true;
+    return nghttp2_submit_response(session_, s.id, nva.data(), nva.size(), nullptr);
+  }
+  s.body_expected = true;
+  nghttp2_data_provider prd;
+  prd.source.ptr = &s;
+  prd.read_callback = [](nghttp2_session*, int32_t, uint8_t* buf, size_t len, uint32_t* flags,
+                         nghttp2_data_source* src, void*) -> ssize_t {
+    return response_body(*static_cast<H2Stream*>(src->ptr), buf, len, flags);
+  };
+  return nghttp2_submit_response(session_, s.id, nva.data(), nva.size(), &prd);
+}
+
+bool H2Session::submit_parsed_head(H2Stream& s, const http::ResponseHead& head,
+                                   std::string_view extra) {
+  if (s.closed || s.reset_sent || s.head_sent) return false;
+  s.raw_body = true;
+  int rv = submit_fields(s, head, extra, true);
+  if (rv != 0) {
+    log::debug("HTTP/2 stream {}: cannot submit response: {}", s.id, nghttp2_strerror(rv));
+    return false;
+  }
+  conn_.schedule_turn();
+  return true;
+}
+
+void H2Session::submit_interim(H2Stream& s, const http::ResponseHead& head) {
+  if (s.closed || s.reset_sent || s.head_sent) return;
+  if (submit_fields(s, head, {}, false) == 0) conn_.schedule_turn();
+}
+
+// The exchange wrote an HTTP/1.1 head into the pipe (an answer of its own: an error, 404, 503):
+// parse it and submit HEADERS; its body is decoded from the pipe. 1xx heads go as
+// informational HEADERS. Returns true if something was submitted.
 bool H2Session::submit_head(H2Stream& s) {
   bool submitted = false;
   while (!s.head_sent && s.resp_avail() > 0) {
@@ -223,57 +328,10 @@ bool H2Session::submit_head(H2Stream& s) {
       reset(s, NGHTTP2_INTERNAL_ERROR);
       return true;
     }
-    // Names lower-cased into one buffer sized up front, so the pointers stay valid.
-    size_t total = 0;
-    for (const auto& h : head.headers)
-      total += h.name.size();
-    std::string& names = names_scratch_;
-    names.resize(total);
-    std::vector<nghttp2_nv>& nva = nv_scratch_;
-    nva.clear();
-    nva.reserve(head.headers.size() + 1);
-    char status[4];
-    std::to_chars(status, status + 3, head.status);
-    auto nv = [](const char* n, size_t nl, const char* v, size_t vl) {
-      return nghttp2_nv{reinterpret_cast<uint8_t*>(const_cast<char*>(n)),
-                        reinterpret_cast<uint8_t*>(const_cast<char*>(v)), nl, vl,
-                        NGHTTP2_NV_FLAG_NONE};
-    };
-    nva.push_back(nv(":status", 7, status, 3));
-    size_t at = 0;
-    for (const auto& h : head.headers) {
-      char* name = names.data() + at;
-      for (size_t i = 0; i < h.name.size(); ++i)
-        name[i] =
-            h.name[i] >= 'A' && h.name[i] <= 'Z' ? static_cast<char>(h.name[i] | 0x20) : h.name[i];
-      at += h.name.size();
-      std::string_view lower(name, h.name.size());
-      if (connection_specific(lower)) continue;
-      nva.push_back(nv(name, h.name.size(), h.value.data(), h.value.size()));
-    }
-    int rv = 0;
-    if (head.status < 200) {
-      rv = nghttp2_submit_headers(session_, NGHTTP2_FLAG_NONE, s.id, nullptr, nva.data(),
-                                  nva.size(), nullptr);
-      s.resp_read += r.consumed;
-    } else {
-      s.resp_read += r.consumed;
-      s.head_sent = true;
-      if (head.body == http::BodyKind::None) {
-        s.body_done = true;
-        rv = nghttp2_submit_response(session_, s.id, nva.data(), nva.size(), nullptr);
-      } else {
-        s.body_expected = true;
-        s.body.reset(head.body, head.content_length);
-        nghttp2_data_provider prd;
-        prd.source.ptr = &s;
-        prd.read_callback = [](nghttp2_session*, int32_t, uint8_t* buf, size_t len, uint32_t* flags,
-                               nghttp2_data_source* src, void*) -> ssize_t {
-          return response_body(*static_cast<H2Stream*>(src->ptr), buf, len, flags);
-        };
-        rv = nghttp2_submit_response(session_, s.id, nva.data(), nva.size(), &prd);
-      }
-    }
+    bool final_head = head.status >= 200;
+    if (final_head) s.body.reset(head.body, head.content_length);
+    int rv = submit_fields(s, head, {}, final_head);
+    s.resp_read += r.consumed;
     if (rv != 0) {
       log::debug("HTTP/2 stream {}: cannot submit response: {}", s.id, nghttp2_strerror(rv));
       reset(s, NGHTTP2_INTERNAL_ERROR);

@@ -56,6 +56,8 @@ struct H2Stream {
   bool closed = false;         // nghttp2 closed the stream: remove at the end of the turn
   bool response_done = false;  // END_STREAM sent with the response
   bool wants_run = false;      // the exchange has bytes to read or room to write
+  bool raw_body = false;       // the pipe carries payload bytes only (the head went over parsed)
+  bool response_complete = false;  // the exchange wrote its whole response into the pipe
   http::BodyDecoder body;
   http::Method req_method = http::Method::Get;
 
