@@ -1,4 +1,5 @@
 // `weir run` and `weir check`.
+#include <malloc.h>
 #include <signal.h>
 
 #include <chrono>
@@ -14,7 +15,8 @@ namespace weir::app {
 
 int cmd_check(const std::string& path) {
   auto res = config::load_config_file(path);
-  for (const auto& d : res.diagnostics) std::fprintf(stderr, "%s\n", d.format().c_str());
+  for (const auto& d : res.diagnostics)
+    std::fprintf(stderr, "%s\n", d.format().c_str());
   if (!res.ok()) return 1;
   const auto& c = *res.config;
   bool cert_errors = false;
@@ -24,18 +26,36 @@ int cmd_check(const std::string& path) {
   }
   if (cert_errors) return 1;
   size_t servers = 0, routes = 0;
-  for (const auto& b : c.backends) servers += b.servers.size();
-  for (const auto& l : c.listeners) routes += l.routes.size();
+  for (const auto& b : c.backends)
+    servers += b.servers.size();
+  for (const auto& l : c.listeners)
+    routes += l.routes.size();
   std::printf("%s: ok (%zu listener%s, %zu route%s, %zu backend%s, %zu server%s)\n", path.c_str(),
               c.listeners.size(), c.listeners.size() == 1 ? "" : "s", routes,
-              routes == 1 ? "" : "s", c.backends.size(), c.backends.size() == 1 ? "" : "s",
-              servers, servers == 1 ? "" : "s");
+              routes == 1 ? "" : "s", c.backends.size(), c.backends.size() == 1 ? "" : "s", servers,
+              servers == 1 ? "" : "s");
   return 0;
 }
 
+namespace {
+
+// glibc gives memory back to the kernel whenever the top of a thread's heap is free for more
+// than a (self-adjusting) threshold, and the next burst faults it in again. With HTTP/2 (many
+// streams, each with pooled 16 KiB blocks beyond the pool's cache) that churn cost more CPU than
+// the proxying itself: bench scenario 9 measured 20-52 µs/request with trimming, a steady 13 µs
+// without. Memory stays bounded by what the limits allow at peak; an idle process keeps its
+// high-water mark (as HAProxy and NGINX do with their own pools).
+void tune_allocator() {
+  mallopt(M_TRIM_THRESHOLD, 64 * 1024 * 1024);
+}
+
+}  // namespace
+
 int cmd_run(const std::string& path) {
+  tune_allocator();
   auto res = config::load_config_file(path);
-  for (const auto& d : res.diagnostics) std::fprintf(stderr, "%s\n", d.format().c_str());
+  for (const auto& d : res.diagnostics)
+    std::fprintf(stderr, "%s\n", d.format().c_str());
   if (!res.ok()) return 1;
 
   // Signals are taken synchronously by this thread; every other thread inherits the mask.
