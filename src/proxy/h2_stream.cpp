@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cstring>
+#include <iterator>
 #include <vector>
 
 #include "core/log.hpp"
@@ -32,6 +33,8 @@ bool connection_specific(std::string_view lower) {
   return lower == "connection" || lower == "keep-alive" || lower == "proxy-connection" ||
          lower == "transfer-encoding" || lower == "upgrade";
 }
+
+constexpr size_t kMaxDataMarks = 64;
 
 void append(H2Stream& s, std::string_view bytes) {
   s.req.append(bytes);
@@ -82,7 +85,16 @@ void append_request_data(H2Stream& s, std::string_view data) {
   } else {
     append(s, data);
   }
-  s.data_marks[s.req_total] += data.size();
+  // One mark per DATA frame, up to kMaxDataMarks: beyond that (a client sending tiny frames)
+  // the newest mark absorbs the frame, so the table stays small whatever the frame sizes.
+  if (s.data_marks.size() >= kMaxDataMarks) {
+    auto last = std::prev(s.data_marks.end());
+    size_t bytes = last->second;
+    s.data_marks.erase(last);
+    s.data_marks[s.req_total] = bytes + data.size();
+  } else {
+    s.data_marks[s.req_total] += data.size();
+  }
   s.unconsumed += data.size();
   s.wants_run = true;
 }

@@ -59,6 +59,18 @@ TEST(H2Stream, ChunkedBodyFramingAndWindowMarks) {
   EXPECT_EQ(s.req.find("0\r\n\r\n"), s.req.size() - 5);
 }
 
+TEST(H2Stream, TinyFramesKeepTheMarkTableSmall) {
+  H2Stream s;
+  for (int i = 0; i < 10000; ++i)
+    append_request_data(s, "x");
+  EXPECT_LE(s.data_marks.size(), 64u);
+  size_t total = 0;
+  for (const auto& [end, bytes] : s.data_marks)
+    total += bytes;
+  EXPECT_EQ(total, 10000u);  // every byte still comes back as window
+  EXPECT_EQ(s.data_marks.rbegin()->first, 10000u);
+}
+
 TEST(H2Stream, ContentLengthBodyPassesRaw) {
   H2Stream s;
   append_request_data(s, "abc");
