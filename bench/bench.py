@@ -1136,6 +1136,17 @@ def med(vals):
     return statistics.median(vals) if vals else None
 
 
+def error_cell(x, sc, name, notes):
+    """The errors cell of a report row; failed runs are flagged and their messages noted."""
+    err = str(x["errors"])
+    if x["failed"]:
+        err += f"; **{x['failed']}/{x['runs']} runs failed**"
+        if x["crashed"]:
+            err += f" (**crashed {x['crashed']}×**)"
+        notes.append(f"- {sc['title']} / {name}: " + "; ".join(x["fail_msgs"]))
+    return err
+
+
 def ratio(v, base, nd=2):
     if v is None or not base:
         return "n/a"
@@ -1234,12 +1245,7 @@ def cmd_report(a):
                 x = agg.get(name)
                 if x is None:
                     continue
-                err = str(x["errors"])
-                if x["failed"]:
-                    err += f"; **{x['failed']}/{x['runs']} runs failed**"
-                    if x["crashed"]:
-                        err += f" (**crashed {x['crashed']}×**)"
-                    notes.append(f"- {sc['title']} / {name}: " + "; ".join(x["fail_msgs"]))
+                err = error_cell(x, sc, name, notes)
                 L.append(f"| {sc['title']} | {name} | {fmt(x['rps'], 0)} | "
                          f"{ratio(x['rps'], base.get('rps'))} | {fmt(x['p50_ms'], 3)} | "
                          f"{fmt(x['p99_ms'], 3)} | {fmt(x['cpu_us_per_req'], 1)} | "

@@ -409,12 +409,7 @@ def handshake_section(scen, notes):
             x = agg.get(name)
             if x is None:
                 continue
-            err = str(x["errors"])
-            if x["failed"]:
-                err += f"; **{x['failed']}/{x['runs']} runs failed**"
-                if x["crashed"]:
-                    err += f" (**crashed {x['crashed']}×**)"
-                notes.append(f"- {sc['title']} / {name}: " + "; ".join(x["fail_msgs"]))
+            err = B.error_cell(x, sc, name, notes)
             util = x["cpu_util"] * 100 if x["cpu_util"] is not None else None
             L.append(f"| {mode} | {name} | {B.fmt(x['hs_per_s'], 0)} | "
                      f"{B.ratio(x['hs_per_s'], base.get('hs_per_s'))} | "

@@ -30,4 +30,14 @@ fi
 echo "deps.sh: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
+# policy-rc.d: packages such as nginx or haproxy (the benchmark's) must not start system-wide
+# services while they install (they would grab port 80 and nothing here uses them).
+POLICY=/usr/sbin/policy-rc.d
+created_policy=0
+if [ ! -e "$POLICY" ]; then
+  printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$POLICY" >/dev/null
+  $SUDO chmod +x "$POLICY"
+  created_policy=1
+fi
+trap '[ $created_policy -eq 1 ] && $SUDO rm -f "$POLICY"' EXIT
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -98,22 +98,21 @@ std::string render_metrics(const proxy::Snapshot& snap, const proxy::WorkerStats
   out += fmt::format("weir_request_duration_seconds_bucket{{le=\"+Inf\"}} {}\n", cumulative);
   out += fmt::format("weir_request_duration_seconds_sum {}\n", st.latency.sum);
   out += fmt::format("weir_request_duration_seconds_count {}\n", st.latency.count);
-  out += "# TYPE weir_connections_accepted_total counter\n";
-  out += fmt::format("weir_connections_accepted_total {}\n", st.connections_accepted);
-  out += "# TYPE weir_connections_open gauge\n";
-  out += fmt::format("weir_connections_open {}\n", st.connections_open);
-  out += "# TYPE weir_upstream_connects_total counter\n";
-  out += fmt::format("weir_upstream_connects_total {}\n", st.upstream_connects);
-  out += "# TYPE weir_upstream_reuses_total counter\n";
-  out += fmt::format("weir_upstream_reuses_total {}\n", st.upstream_reuses);
-  out += "# TYPE weir_bad_requests_total counter\n";
-  out += fmt::format("weir_bad_requests_total {}\n", st.parse_errors);
-  out += "# TYPE weir_tls_handshake_failures_total counter\n";
-  out += fmt::format("weir_tls_handshake_failures_total {}\n", st.tls_handshake_failures);
-  out += "# TYPE weir_h2_connections_total counter\n";
-  out += fmt::format("weir_h2_connections_total {}\n", st.h2_connections);
-  out += "# TYPE weir_h2_abusive_connections_total counter\n";
-  out += fmt::format("weir_h2_abusive_connections_total {}\n", st.h2_abuse);
+  // Plain counters and gauges: a name ending in _total is a counter.
+  const std::pair<std::string_view, uint64_t> totals[] = {
+      {"weir_connections_accepted_total", st.connections_accepted},
+      {"weir_connections_open", st.connections_open},
+      {"weir_upstream_connects_total", st.upstream_connects},
+      {"weir_upstream_reuses_total", st.upstream_reuses},
+      {"weir_bad_requests_total", st.parse_errors},
+      {"weir_tls_handshake_failures_total", st.tls_handshake_failures},
+      {"weir_h2_connections_total", st.h2_connections},
+      {"weir_h2_abusive_connections_total", st.h2_abuse},
+  };
+  for (const auto& [name, value] : totals) {
+    std::string_view type = name.ends_with("_total") ? "counter" : "gauge";
+    out += fmt::format("# TYPE {} {}\n{} {}\n", name, type, name, value);
+  }
   return out;
 }
 

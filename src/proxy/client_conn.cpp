@@ -347,7 +347,7 @@ void ClientConn::begin_request(const http::RequestHead& req, size_t head_len) {
 
   const auto& lr = view_->snap->listeners[listener_index(*view_)];
   if (lr.cfg->redirect_https != 0) {
-    redirect_https(req, route_host, target, head_len);
+    redirect_https(route_host, target, head_len);
     return;
   }
   backend_ = match_route(lr.cfg->routes, route_host, path);
@@ -551,7 +551,7 @@ bool ClientConn::check_h2c_preface(bool& wait) {
 
 void ClientConn::become_h2() {
   ensure_buffers();
-  h2_ = std::make_unique<H2Session>(w_, *this, client_, tls_);
+  h2_ = std::make_unique<H2Session>(w_, *this, client_);
   if (!h2_->start(w_.view()->snap->config->limits)) {
     log::error("client {}: cannot start an HTTP/2 session", client_ip_);
     close();
@@ -603,9 +603,7 @@ void ClientConn::run_h2() {
 }
 
 // A plain listener with redirect_https answers every request with 308 to the HTTPS URL.
-bool ClientConn::redirect_https(const http::RequestHead& req, std::string_view host,
-                                std::string_view target, size_t head_len) {
-  (void)req;
+bool ClientConn::redirect_https(std::string_view host, std::string_view target, size_t head_len) {
   client_.in.consume(head_len);
   if (host.empty()) {
     send_local(400, "Bad Request\n", true);

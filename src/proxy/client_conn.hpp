@@ -80,8 +80,7 @@ class ClientConn final : public EventHandler {
   bool check_h2c_preface(bool& wait);
   void become_h2();
   void run_h2();
-  bool redirect_https(const http::RequestHead& req, std::string_view host, std::string_view target,
-                      size_t head_len);
+  bool redirect_https(std::string_view host, std::string_view target, size_t head_len);
   void append_hsts(std::string& out) const;
   void finish_turn();  // a pending turn callback ran: free the object if it closed meanwhile
 

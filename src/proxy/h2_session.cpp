@@ -143,8 +143,7 @@ struct H2Callbacks {
   }
 };
 
-H2Session::H2Session(Worker& w, ClientConn& conn, net::Stream& io, bool tls)
-    : w_(w), conn_(conn), io_(io), tls_(tls) {}
+H2Session::H2Session(Worker& w, ClientConn& conn, net::Stream& io) : w_(w), conn_(conn), io_(io) {}
 
 H2Session::~H2Session() {
   abort_all();

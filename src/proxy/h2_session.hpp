@@ -39,7 +39,7 @@ class Worker;
 class H2Session {
  public:
   // `io` is the connection's stream (TLS or plain); `conn` the connection that owns it.
-  H2Session(Worker& w, ClientConn& conn, net::Stream& io, bool tls);
+  H2Session(Worker& w, ClientConn& conn, net::Stream& io);
   ~H2Session();
   H2Session(const H2Session&) = delete;
   H2Session& operator=(const H2Session&) = delete;
@@ -90,7 +90,6 @@ class H2Session {
   Worker& w_;
   ClientConn& conn_;
   net::Stream& io_;
-  bool tls_;
   nghttp2_session* session_ = nullptr;
   std::map<int32_t, std::unique_ptr<H2Stream>> streams_;
   uint64_t max_header_bytes_ = 16 * 1024;

@@ -293,7 +293,6 @@ int H2Session::submit_fields(H2Stream& s, const http::ResponseHead& head, std::s
     s.body_done = true;
     return nghttp2_submit_response(session_, s.id, nva.data(), nva.size(), nullptr);
   }
-  s.body_expected = true;
   nghttp2_data_provider prd;
   prd.source.ptr = &s;
   prd.read_callback = [](nghttp2_session*, int32_t, uint8_t* buf, size_t len, uint32_t* flags,

@@ -48,7 +48,6 @@ struct H2Stream {
   std::string resp;
   size_t resp_read = 0;
   bool head_sent = false;  // final HEADERS submitted
-  bool body_expected = false;
   bool body_done = false;
   bool deferred = false;         // the data source said DEFERRED: resume when bytes arrive
   bool exchange_closed = false;  // the exchange finished (or aborted)
