@@ -16,7 +16,7 @@
 #include "fuzz_util.hpp"
 #include "net/socket.hpp"
 #include "proxy/client_conn.hpp"
-#include "proxy/snapshot.hpp"
+#include "model/snapshot.hpp"
 #include "proxy/worker.hpp"
 
 namespace {
@@ -40,14 +40,14 @@ limits:
 )";
 
 struct World {
-  proxy::ServerRegistry registry;
+  model::ServerRegistry registry;
   std::unique_ptr<proxy::Worker> worker;
 
   World() {
     auto res = config::load_config_string(kConfig, "fuzz.yaml");
     if (!res.ok()) std::abort();
     std::vector<std::string> errors;
-    auto snap = proxy::build_snapshot(res.config, registry, errors);
+    auto snap = model::build_snapshot(res.config, registry, errors);
     if (!snap) std::abort();
     worker = std::make_unique<proxy::Worker>(
         0, snap, std::vector<proxy::ListenSocket>{}, std::vector<std::string>{"127.0.0.1:18080"},

@@ -49,7 +49,7 @@ uint64_t server_requests(const proxy::WorkerStats& st, uint32_t id) {
 
 }  // namespace
 
-std::string render_metrics(const proxy::Snapshot& snap, const proxy::WorkerStats& st) {
+std::string render_metrics(const model::Snapshot& snap, const proxy::WorkerStats& st) {
   std::string out;
   out += "# HELP weir_requests_total Requests answered, by listener, backend and status code.\n";
   out += "# TYPE weir_requests_total counter\n";
@@ -83,7 +83,7 @@ std::string render_metrics(const proxy::Snapshot& snap, const proxy::WorkerStats
     for (const auto& s : b.servers) {
       out +=
           fmt::format("weir_server_requests_total{{backend=\"{}\",server=\"{}\"}} {}\n",
-                      escape_label(b.cfg->name), escape_label(s.name), server_requests(st, s.id));
+                      escape_label(b.cfg->name), escape_label(s.name), server_requests(st, s.uid));
     }
   }
   out += "# HELP weir_request_duration_seconds Time from request head to response end.\n";
@@ -116,7 +116,7 @@ std::string render_metrics(const proxy::Snapshot& snap, const proxy::WorkerStats
   return out;
 }
 
-std::string render_backends_json(const proxy::Snapshot& snap, const proxy::WorkerStats& st) {
+std::string render_backends_json(const model::Snapshot& snap, const proxy::WorkerStats& st) {
   std::string out = "{\"backends\":[";
   bool first_b = true;
   for (const auto& b : snap.backends) {
@@ -132,7 +132,7 @@ std::string render_backends_json(const proxy::Snapshot& snap, const proxy::Worke
           "\"active_requests\":{},\"requests_total\":{}}}",
           escape_json(s.name), escape_json(s.address_text), s.weight,
           s.state->in_rotation() ? "true" : "false", s.state->active.load(),
-          server_requests(st, s.id));
+          server_requests(st, s.uid));
     }
     out += "]}";
   }

@@ -7,7 +7,7 @@
 #include <thread>
 
 #include "core/reactor.hpp"
-#include "proxy/snapshot.hpp"
+#include "model/snapshot.hpp"
 #include "proxy/stats.hpp"
 
 namespace weir::server {
@@ -17,7 +17,7 @@ class HttpServer;
 namespace weir::admin {
 
 struct AdminSource {
-  std::function<proxy::SnapshotPtr()> snapshot;
+  std::function<model::SnapshotPtr()> snapshot;
   std::function<proxy::WorkerStats()> stats;
 };
 
@@ -36,7 +36,7 @@ class AdminServer {
 };
 
 // The bodies, exposed for unit tests.
-std::string render_metrics(const proxy::Snapshot& snap, const proxy::WorkerStats& stats);
-std::string render_backends_json(const proxy::Snapshot& snap, const proxy::WorkerStats& stats);
+std::string render_metrics(const model::Snapshot& snap, const proxy::WorkerStats& stats);
+std::string render_backends_json(const model::Snapshot& snap, const proxy::WorkerStats& stats);
 
 }  // namespace weir::admin

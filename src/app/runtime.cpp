@@ -43,7 +43,7 @@ Runtime::~Runtime() {
   }
 }
 
-proxy::SnapshotPtr Runtime::snapshot() const {
+model::SnapshotPtr Runtime::snapshot() const {
   std::lock_guard lock(mu_);
   return snap_;
 }
@@ -51,7 +51,7 @@ proxy::SnapshotPtr Runtime::snapshot() const {
 int Runtime::start(config::ConfigPtr cfg) {
   if (!certificates_ok(*cfg, "")) return 1;
   std::vector<std::string> errors;
-  auto snap = proxy::build_snapshot(cfg, registry_, errors);
+  auto snap = model::build_snapshot(cfg, registry_, errors);
   if (!snap) {
     for (const auto& e : errors)
       log::error("{}", e);
@@ -156,7 +156,7 @@ bool Runtime::reload(const std::string& path) {
     return false;
   }
   std::vector<std::string> errors;
-  auto snap = proxy::build_snapshot(res.config, registry_, errors);
+  auto snap = model::build_snapshot(res.config, registry_, errors);
   if (!snap) {
     for (const auto& e : errors)
       log::error("reload: {}", e);

@@ -8,7 +8,7 @@
 #include <thread>
 #include <vector>
 
-#include "proxy/snapshot.hpp"
+#include "model/snapshot.hpp"
 #include "proxy/stats.hpp"
 #include "proxy/worker.hpp"
 
@@ -34,7 +34,7 @@ class Runtime {
   // Stops accepting, lets in-flight requests finish (up to the drain timeout), joins workers.
   void drain_and_stop();
 
-  proxy::SnapshotPtr snapshot() const;
+  model::SnapshotPtr snapshot() const;
   // Sums every worker's counters (asks each worker on its own thread; waits up to 1 s).
   proxy::WorkerStats collect_stats() const;
 
@@ -43,8 +43,8 @@ class Runtime {
   void stop_ticket_rotation();
 
   mutable std::mutex mu_;
-  proxy::SnapshotPtr snap_;
-  proxy::ServerRegistry registry_;
+  model::SnapshotPtr snap_;
+  model::ServerRegistry registry_;
   std::vector<std::string> slot_addresses_;
   std::vector<std::unique_ptr<proxy::Worker>> workers_;
   std::unique_ptr<admin::AdminServer> admin_;

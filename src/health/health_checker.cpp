@@ -9,7 +9,7 @@ namespace weir::health {
 namespace {
 
 // `Host:` carries the configured host; an IPv6 literal goes in brackets (RFC 9110 7.2).
-std::string host_header(const proxy::ServerRuntime& s) {
+std::string host_header(const model::ServerRuntime& s) {
   std::string host;
   uint16_t port = 0;
   if (!net::split_host_port(s.address_text, host, port)) host = s.addr.ip_string();
@@ -43,7 +43,7 @@ void HealthChecker::stop() {
   if (thread_.joinable()) thread_.join();
 }
 
-void HealthChecker::update(proxy::SnapshotPtr snap) {
+void HealthChecker::update(model::SnapshotPtr snap) {
   if (!snap) return;
   reactor_.post([this, snap = std::move(snap)] { reconcile(*snap); });
 }
@@ -53,8 +53,8 @@ void HealthChecker::retire(std::unique_ptr<Probe> probe) {
   reactor_.defer([p = probe.release()] { delete p; });
 }
 
-void HealthChecker::reconcile(const proxy::Snapshot& snap) {
-  std::unordered_map<balance::ServerState*, std::unique_ptr<Probe>> next;
+void HealthChecker::reconcile(const model::Snapshot& snap) {
+  std::unordered_map<model::ServerState*, std::unique_ptr<Probe>> next;
   size_t started = 0;
   for (const auto& b : snap.backends) {
     if (!b.cfg || !b.cfg->health_check) continue;

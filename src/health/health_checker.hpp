@@ -8,7 +8,7 @@
 #include <unordered_map>
 
 #include "core/reactor.hpp"
-#include "proxy/snapshot.hpp"
+#include "model/snapshot.hpp"
 
 namespace weir::health {
 
@@ -28,16 +28,16 @@ class HealthChecker {
   // Thread-safe. Call at start and after every reload: probes are keyed by ServerState, so a
   // server present in both snapshots keeps its counters and state; probes of servers that are
   // gone, or whose backend no longer has a health_check, stop and leave the server up.
-  void update(proxy::SnapshotPtr snap);
+  void update(model::SnapshotPtr snap);
 
  private:
-  void reconcile(const proxy::Snapshot& snap);  // on the checker's thread
+  void reconcile(const model::Snapshot& snap);  // on the checker's thread
   void retire(std::unique_ptr<Probe> probe);
 
   Reactor reactor_;
   std::thread thread_;
   std::mt19937_64 rng_;
-  std::unordered_map<balance::ServerState*, std::unique_ptr<Probe>> probes_;
+  std::unordered_map<model::ServerState*, std::unique_ptr<Probe>> probes_;
 };
 
 }  // namespace weir::health

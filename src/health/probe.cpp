@@ -62,7 +62,7 @@ std::string probe_request(const ProbeTarget& target) {
 }
 
 Probe::Probe(Reactor& reactor, std::mt19937_64& rng, ProbeTarget target,
-             std::shared_ptr<balance::ServerState> state)
+             std::shared_ptr<model::ServerState> state)
     : reactor_(reactor), rng_(rng), target_(std::move(target)), state_(std::move(state)) {
   timer_.set_callback([this] { on_timer(); });
 }

@@ -42,7 +42,7 @@ class Probe final : public EventHandler {
 
   // `rng` is the checker's (same thread) and must outlive the probe.
   Probe(Reactor& reactor, std::mt19937_64& rng, ProbeTarget target,
-        std::shared_ptr<balance::ServerState> state);
+        std::shared_ptr<model::ServerState> state);
   ~Probe() override;
   Probe(const Probe&) = delete;
   Probe& operator=(const Probe&) = delete;
@@ -72,7 +72,7 @@ class Probe final : public EventHandler {
   Reactor& reactor_;
   std::mt19937_64& rng_;
   ProbeTarget target_;
-  std::shared_ptr<balance::ServerState> state_;
+  std::shared_ptr<model::ServerState> state_;
   Timer timer_;  // Idle: the next round; otherwise: this round's timeout
   Phase phase_ = Phase::Idle;
   int fd_ = -1;

@@ -450,6 +450,47 @@ FieldSummary summarize(std::span<const Header> headers, Codes codes) {
   return s;
 }
 
+// The request semantics that do not depend on how the head was encoded: Host, framing,
+// Connection, Expect, Upgrade. `buf` locates error offsets (empty: offsets are not meaningful).
+ParseResult interpret_fields(std::string_view buf, RequestHead& out, ParseResult r) {
+  auto at = [&](std::string_view part) { return buf.empty() ? size_t{0} : offset_of(buf, part); };
+  const FieldSummary s = summarize(out.headers, Codes{400, 431});
+  const bool http11 = out.version_minor == 1;
+  if (s.error != nullptr) return fail(s.error_status, at(s.error_field->name), s.error);
+  if (s.host_count > 1) return fail(400, at(s.host->name), "duplicate Host");
+  if (s.host_count == 0 && http11) return fail(400, buf.empty() ? 0 : r.consumed - 2, "missing Host");
+  if (s.host != nullptr) {
+    // An empty Host is what RFC 9110 7.2 asks for when the target has no authority.
+    if (!s.host->value.empty() && !valid_authority(s.host->value, false)) {
+      return fail(400, at(s.host->value), "invalid Host");
+    }
+    if (out.authority.empty()) out.host = s.host->value;
+  }
+  if (!out.authority.empty()) out.host = out.authority;
+
+  if (s.te.present) {
+    const size_t te_at = at(s.te_field->name);
+    if (!http11) return fail(400, te_at, "Transfer-Encoding in an HTTP/1.0 request");
+    if (s.has_cl) return fail(400, te_at, "both Content-Length and Transfer-Encoding");
+    if (!s.te.chunked_last) return fail(400, te_at, "final transfer coding is not chunked");
+    if (s.te.other) return fail(501, te_at, "unsupported transfer coding");
+    out.body = BodyKind::Chunked;
+  } else if (s.has_cl && s.cl > 0) {
+    out.body = BodyKind::ContentLength;
+    out.content_length = s.cl;
+  }
+
+  out.keep_alive = http11 ? !s.conn_close : (s.conn_keep_alive && !s.conn_close);
+  if (http11) {
+    out.expect_continue = s.expect_continue;
+    if (s.upgrade != nullptr) {
+      out.upgrade = s.conn_upgrade;
+      out.upgrade_protocol = s.upgrade->value;
+    }
+  }
+  return r;
+}
+
 }  // namespace
 
 ParseResult parse_request(std::string_view buf, RequestHead& out, std::span<Header> storage,
@@ -471,40 +512,30 @@ ParseResult parse_request(std::string_view buf, RequestHead& out, std::span<Head
   if (r.status != ParseStatus::Done) return too_big(r);
   out.headers = storage.first(count);
 
-  const FieldSummary s = summarize(out.headers, Codes{400, 431});
-  const bool http11 = out.version_minor == 1;
-  if (s.error != nullptr) return fail(s.error_status, offset_of(buf, s.error_field->name), s.error);
-  if (s.host_count > 1) return fail(400, offset_of(buf, s.host->name), "duplicate Host");
-  if (s.host_count == 0 && http11) return fail(400, r.consumed - 2, "missing Host");
-  if (s.host != nullptr) {
-    // An empty Host is what RFC 9110 7.2 asks for when the target has no authority.
-    if (!s.host->value.empty() && !valid_authority(s.host->value, false)) {
-      return fail(400, offset_of(buf, s.host->value), "invalid Host");
-    }
-    if (out.authority.empty()) out.host = s.host->value;
-  }
-  if (!out.authority.empty()) out.host = out.authority;
+  return interpret_fields(buf, out, r);
+}
 
-  if (s.te.present) {
-    const size_t at = offset_of(buf, s.te_field->name);
-    if (!http11) return fail(400, at, "Transfer-Encoding in an HTTP/1.0 request");
-    if (s.has_cl) return fail(400, at, "both Content-Length and Transfer-Encoding");
-    if (!s.te.chunked_last) return fail(400, at, "final transfer coding is not chunked");
-    if (s.te.other) return fail(501, at, "unsupported transfer coding");
-    out.body = BodyKind::Chunked;
-  } else if (s.has_cl && s.cl > 0) {
-    out.body = BodyKind::ContentLength;
-    out.content_length = s.cl;
-  }
-
-  out.keep_alive = http11 ? !s.conn_close : (s.conn_keep_alive && !s.conn_close);
-  if (http11) {
-    out.expect_continue = s.expect_continue;
-    if (s.upgrade != nullptr) {
-      out.upgrade = s.conn_upgrade;
-      out.upgrade_protocol = s.upgrade->value;
+ParseResult interpret_request(RequestHead& out) {
+  out.method = method_of(out.method_text);
+  out.version_minor = 1;
+  if (out.target.empty()) return fail(400, 0, "empty request-target");
+  for (size_t i = 0; i < out.target.size(); ++i) {
+    const char c = out.target[i];
+    if (c == '%') {
+      if (i + 2 >= out.target.size() || !chars::is_hex(out.target[i + 1]) ||
+          !chars::is_hex(out.target[i + 2]))
+        return fail(400, 0, "invalid percent-escape");
+      i += 2;
+      continue;
     }
+    if (!chars::is(c, chars::kTarget))
+      return fail(400, 0, c == '#' ? "fragment in request-target" : "invalid byte in request-target");
   }
+  if (const char* why = classify_target(out)) return fail(400, 0, why);
+  ParseResult r;
+  r.status = ParseStatus::Done;
+  r = interpret_fields({}, out, r);
+  if (r.status == ParseStatus::Error) r.error_offset = 0;
   return r;
 }
 

@@ -82,6 +82,13 @@ struct ResponseHead {
 ParseResult parse_request(std::string_view buf, RequestHead& out, std::span<Header> storage,
                           const Limits& limits);
 
+// A request head that arrived in another codec (HTTP/2 fields, later HTTP/3), checked and
+// completed by the same rules as parse_request: `method_text`, `target` and `headers` are filled
+// in by the caller (the authority as a "host" field); this sets method, path, query, authority,
+// host, body framing, keep_alive, expect_continue and upgrade, or returns Error (status and
+// reason; offsets are 0). HTTP/1.1 semantics, so a missing host is a 400 as in HTTP/1.1.
+ParseResult interpret_request(RequestHead& out);
+
 // request_method decides bodiless responses (HEAD, and 2xx to CONNECT).
 ParseResult parse_response(std::string_view buf, ResponseHead& out, std::span<Header> storage,
                            const Limits& limits, Method request_method);

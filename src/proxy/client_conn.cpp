@@ -391,13 +391,13 @@ void ClientConn::begin_request(const http::RequestHead& req, size_t head_len) {
 void ClientConn::choose_affinity(const http::RequestHead& req) {
   const BackendRuntime& b = view_->snap->backends[static_cast<size_t>(backend_)];
   std::string_view key;
-  has_key_hash_ = extract_key(b.hash_key, req, client_ip_, key);
+  has_key_hash_ = model::extract_key(b.hash_key, req, client_ip_, key);
   key_hash_ = has_key_hash_ ? balance::hash_key(key) : 0;
   sticky_server_ = -1;
   if (b.sticky) {
-    KeySpec cookie{KeySpec::Kind::Cookie, b.sticky->cookie};
+    model::KeySpec cookie{model::KeySpec::Kind::Cookie, b.sticky->cookie};
     std::string_view token;
-    if (extract_key(cookie, req, client_ip_, token)) sticky_server_ = b.sticky->find(token);
+    if (model::extract_key(cookie, req, client_ip_, token)) sticky_server_ = b.sticky->find(token);
   }
 }
 

@@ -9,7 +9,7 @@
 #include "net/tls/tls.hpp"
 #include "proxy/client_conn.hpp"
 #include "proxy/h2_session.hpp"
-#include "proxy/passive.hpp"
+#include "health/passive.hpp"
 #include "proxy/upstream_conn.hpp"
 
 namespace weir::proxy {
@@ -216,10 +216,10 @@ void ClientConn::use_server(int idx, bool allow_pooled) {
   srv.state->active.fetch_add(1, std::memory_order_relaxed);
   view_->balancers[static_cast<size_t>(backend_)]->on_taken(idx);
   auto& counts = w_.stats().server_requests;
-  if (counts.size() <= srv.id) counts.resize(srv.id + 1);
-  ++counts[srv.id];
+  if (counts.size() <= srv.uid) counts.resize(srv.uid + 1);
+  ++counts[srv.uid];
 
-  UpstreamConn* up = allow_pooled ? w_.pool().take(srv.id) : nullptr;
+  UpstreamConn* up = allow_pooled ? w_.pool().take(srv.uid) : nullptr;
   if (up) {
     ++w_.stats().upstream_reuses;
     attach_upstream(up, false);
@@ -232,7 +232,7 @@ void ClientConn::use_server(int idx, bool allow_pooled) {
     return;
   }
   ++w_.stats().upstream_connects;
-  up = new UpstreamConn(w_, fd, srv.id);
+  up = new UpstreamConn(w_, fd, srv.uid);
   if (srv.tls)
     up->stream.transport = std::make_unique<net::tls::TlsTransport>(srv.tls->new_session());
   w_.reactor().add(fd, up);
@@ -476,9 +476,9 @@ bool ClientConn::handle_response_head() {
       srv.state->observe_latency(secs);
       const BackendRuntime& br = view_->snap->backends[static_cast<size_t>(backend_)];
       if (resp.status >= 500) {
-        passive_failure(br, static_cast<size_t>(server_), "status", resp.status);
+        health::passive_failure(br, static_cast<size_t>(server_), "status", resp.status);
       } else {
-        passive_success(br, static_cast<size_t>(server_));
+        health::passive_success(br, static_cast<size_t>(server_));
       }
       view_->balancers[static_cast<size_t>(backend_)]->on_response(server_, secs);
     }
@@ -544,7 +544,7 @@ void ClientConn::upstream_failed(Failure why) {
   if (server >= 0 && !(was_reused && why == Failure::Reset)) {
     static constexpr std::string_view kReasons[] = {"connection refused", "connection reset",
                                                     "timeout", "invalid response"};
-    passive_failure(view_->snap->backends[static_cast<size_t>(backend_)],
+    health::passive_failure(view_->snap->backends[static_cast<size_t>(backend_)],
                     static_cast<size_t>(server), kReasons[static_cast<size_t>(why)]);
   }
   release_upstream(false);

@@ -13,11 +13,20 @@
 #include "core/buffer_pool.hpp"
 #include "core/reactor.hpp"
 #include "http/parser.hpp"
-#include "proxy/snapshot.hpp"
+#include "model/snapshot.hpp"
 #include "proxy/stats.hpp"
 #include "proxy/upstream_pool.hpp"
 
 namespace weir::proxy {
+
+// The proxy's vocabulary for the shared model (src/model).
+using model::BackendId;
+using model::BackendRuntime;
+using model::ListenerRuntime;
+using model::ServerId;
+using model::ServerRuntime;
+using model::Snapshot;
+using model::SnapshotPtr;
 
 class ClientConn;
 

@@ -177,7 +177,7 @@ struct Fixture {
   }
 
   // One backend "web" with servers s1..sN at `addresses`, using states[index[i]].
-  proxy::SnapshotPtr snapshot(const std::vector<std::string>& addresses,
+  model::SnapshotPtr snapshot(const std::vector<std::string>& addresses,
                               const std::vector<size_t>& index,
                               std::optional<config::HealthCheck> hc) {
     auto cfg = std::make_shared<config::Config>();
@@ -185,14 +185,14 @@ struct Fixture {
     b.name = "web";
     b.health_check = hc;
     cfg->backends.push_back(b);
-    auto snap = std::make_shared<proxy::Snapshot>();
+    auto snap = std::make_shared<model::Snapshot>();
     snap->config = cfg;
-    proxy::BackendRuntime br;
+    model::BackendRuntime br;
     br.cfg = &cfg->backends[0];
     for (size_t i = 0; i < addresses.size(); ++i) {
       while (states.size() <= index[i])
         states.push_back(std::make_shared<balance::ServerState>());
-      proxy::ServerRuntime sr;
+      model::ServerRuntime sr;
       sr.name = "s" + std::to_string(index[i] + 1);
       sr.address_text = addresses[i];
       std::string host;
@@ -200,7 +200,7 @@ struct Fixture {
       EXPECT_TRUE(net::split_host_port(addresses[i], host, port));
       sr.addr = *net::parse_numeric(host, port);
       sr.state = states[index[i]];
-      sr.id = static_cast<uint32_t>(index[i]);
+      sr.uid = static_cast<uint32_t>(index[i]);
       br.servers.push_back(sr);
     }
     snap->backends.push_back(std::move(br));

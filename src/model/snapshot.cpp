@@ -1,37 +1,10 @@
-#include "proxy/snapshot.hpp"
+#include "model/snapshot.hpp"
 
 #include "core/log.hpp"
 
 #include <thread>
 
-namespace weir::proxy {
-
-std::pair<std::shared_ptr<balance::ServerState>, uint32_t> ServerRegistry::get(
-    const std::string& key) {
-  std::lock_guard lock(mu_);
-  auto it = states_.find(key);
-  if (it != states_.end()) return it->second;
-  auto entry = std::make_pair(std::make_shared<balance::ServerState>(), next_id_++);
-  states_.emplace(key, entry);
-  return entry;
-}
-
-const std::string& ServerRegistry::process_sticky_key() {
-  std::lock_guard lock(mu_);
-  if (sticky_key_.empty()) sticky_key_ = random_key();
-  return sticky_key_;
-}
-
-bool ServerRegistry::warned_random_key(const std::string& backend) {
-  std::lock_guard lock(mu_);
-  return !warned_.insert(backend).second;
-}
-
-const std::shared_ptr<net::tls::TicketKeys>& ServerRegistry::ticket_keys() {
-  std::lock_guard lock(mu_);
-  if (!ticket_keys_) ticket_keys_ = std::make_shared<net::tls::TicketKeys>();
-  return ticket_keys_;
-}
+namespace weir::model {
 
 SnapshotPtr build_snapshot(config::ConfigPtr cfg, ServerRegistry& registry,
                            std::vector<std::string>& errors) {
@@ -79,7 +52,7 @@ SnapshotPtr build_snapshot(config::ConfigPtr cfg, ServerRegistry& registry,
       sr.weight = s.weight;
       auto [state, id] = registry.get(b.name + "/" + s.name + "@" + a->to_string());
       sr.state = state;
-      sr.id = id;
+      sr.uid = id;
       if (s.tls) {
         sr.tls = net::tls::ClientContext::build(*s.tls, s.host, err);
         if (!sr.tls) {
@@ -116,4 +89,4 @@ SnapshotPtr build_snapshot(config::ConfigPtr cfg, ServerRegistry& registry,
   return snap;
 }
 
-}  // namespace weir::proxy
+}  // namespace weir::model

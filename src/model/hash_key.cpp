@@ -1,6 +1,6 @@
-#include "proxy/hash_key.hpp"
+#include "model/hash_key.hpp"
 
-namespace weir::proxy {
+namespace weir::model {
 namespace {
 
 std::string_view trim(std::string_view s) {
@@ -75,4 +75,4 @@ bool extract_key(const KeySpec& spec, const http::RequestHead& req, std::string_
   return false;
 }
 
-}  // namespace weir::proxy
+}  // namespace weir::model

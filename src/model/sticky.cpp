@@ -1,4 +1,4 @@
-#include "proxy/sticky.hpp"
+#include "model/sticky.hpp"
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -7,7 +7,7 @@
 
 #include <stdexcept>
 
-namespace weir::proxy {
+namespace weir::model {
 
 int StickyTable::find(std::string_view token) const {
   int found = -1;
@@ -59,4 +59,4 @@ std::string random_key() {
   return key;
 }
 
-}  // namespace weir::proxy
+}  // namespace weir::model

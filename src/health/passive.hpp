@@ -6,14 +6,14 @@
 // cannot empty it.
 #include <string_view>
 
-#include "proxy/snapshot.hpp"
+#include "model/snapshot.hpp"
 
-namespace weir::proxy {
+namespace weir::health {
 
 // `status` (a 5xx answer) is appended to `reason` only if a log line is written: counting a
 // failure allocates nothing.
-void passive_failure(const BackendRuntime& backend, size_t server, std::string_view reason,
+void passive_failure(const model::BackendRuntime& backend, size_t server, std::string_view reason,
                      uint16_t status = 0);
-void passive_success(const BackendRuntime& backend, size_t server);
+void passive_success(const model::BackendRuntime& backend, size_t server);
 
-}  // namespace weir::proxy
+}  // namespace weir::health

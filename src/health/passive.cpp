@@ -1,12 +1,12 @@
-#include "proxy/passive.hpp"
+#include "health/passive.hpp"
 
 #include <algorithm>
 
 #include "core/log.hpp"
 
-namespace weir::proxy {
+namespace weir::health {
 
-void passive_failure(const BackendRuntime& b, size_t server, std::string_view reason,
+void passive_failure(const model::BackendRuntime& b, size_t server, std::string_view reason,
                      uint16_t status) {
   if (!b.cfg->passive) return;
   const config::Passive& p = *b.cfg->passive;
@@ -32,7 +32,7 @@ void passive_failure(const BackendRuntime& b, size_t server, std::string_view re
             status ? fmt::format("{} {}", reason, status) : std::string(reason));
 }
 
-void passive_success(const BackendRuntime& b, size_t server) {
+void passive_success(const model::BackendRuntime& b, size_t server) {
   auto& st = *b.servers[server].state;
   if (st.consecutive_failures.load(std::memory_order_relaxed) != 0)
     st.consecutive_failures.store(0, std::memory_order_relaxed);
@@ -42,4 +42,4 @@ void passive_success(const BackendRuntime& b, size_t server) {
   }
 }
 
-}  // namespace weir::proxy
+}  // namespace weir::health

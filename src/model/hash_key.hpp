@@ -6,7 +6,7 @@
 
 #include "http/parser.hpp"
 
-namespace weir::proxy {
+namespace weir::model {
 
 struct KeySpec {
   enum class Kind : uint8_t { ClientIp, Path, Header, Cookie, Query };
@@ -22,4 +22,4 @@ struct KeySpec {
 bool extract_key(const KeySpec& spec, const http::RequestHead& req, std::string_view client_ip,
                  std::string_view& out);
 
-}  // namespace weir::proxy
+}  // namespace weir::model

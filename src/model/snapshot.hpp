@@ -10,22 +10,24 @@
 #include <string>
 #include <vector>
 
-#include "balance/balancer.hpp"
 #include "config/config.hpp"
 #include "net/address.hpp"
 #include "net/tls/tls.hpp"
-#include "proxy/hash_key.hpp"
-#include "proxy/sticky.hpp"
+#include "model/hash_key.hpp"
+#include "model/ids.hpp"
+#include "model/registry.hpp"
+#include "model/server_state.hpp"
+#include "model/sticky.hpp"
 
-namespace weir::proxy {
+namespace weir::model {
 
 struct ServerRuntime {
   std::string name;
   std::string address_text;  // as configured, for the admin API
   net::SocketAddress addr;
   uint32_t weight = 1;
-  std::shared_ptr<balance::ServerState> state;
-  uint32_t id = 0;  // process-wide id (stable across reloads) for pools and counters
+  std::shared_ptr<ServerState> state;
+  uint32_t uid = 0;  // process-wide number (stable across reloads) for pools and counters
   std::shared_ptr<net::tls::ClientContext> tls;  // re-encryption (servers[].tls), else null
 };
 
@@ -34,9 +36,13 @@ struct BackendRuntime {
   // Requests waiting for a server slot (limits.max_active_per_server), all workers.
   std::shared_ptr<std::atomic<int64_t>> queued = std::make_shared<std::atomic<int64_t>>(0);
   std::vector<ServerRuntime> servers;
-  std::vector<balance::ServerInfo> infos;  // what the balancer sees, parallel to servers
+  std::vector<ServerInfo> infos;  // what the balancer sees, parallel to servers
   KeySpec hash_key;                        // ip_hash: client_ip; consistent_hash: hash_key
   std::optional<StickyTable> sticky;
+
+  const ServerRuntime& server(ServerId id) const { return servers[id.index()]; }
+  ServerState& state(ServerId id) const { return *servers[id.index()].state; }
+  bool has(ServerId id) const { return id.valid() && id.index() < servers.size(); }
 };
 
 struct ListenerRuntime {
@@ -50,32 +56,13 @@ struct Snapshot {
   std::vector<ListenerRuntime> listeners;
   std::vector<BackendRuntime> backends;
   unsigned workers = 1;
+
+  const BackendRuntime& backend(BackendId id) const { return backends[id.index()]; }
 };
 using SnapshotPtr = std::shared_ptr<const Snapshot>;
-
-// Keeps ServerState (health, in-flight counts) and ids alive across reloads, keyed by
-// backend name, server name and address.
-class ServerRegistry {
- public:
-  std::pair<std::shared_ptr<balance::ServerState>, uint32_t> get(const std::string& key);
-  // The key for sticky cookies of backends without a secret_file: made once per process.
-  const std::string& process_sticky_key();
-  // True if the random-key warning for this backend was already logged.
-  bool warned_random_key(const std::string& backend);
-  // TLS session-ticket keys of the process: every listener and worker, across reloads.
-  const std::shared_ptr<net::tls::TicketKeys>& ticket_keys();
-
- private:
-  std::mutex mu_;
-  std::map<std::string, std::pair<std::shared_ptr<balance::ServerState>, uint32_t>> states_;
-  uint32_t next_id_ = 0;
-  std::string sticky_key_;
-  std::set<std::string> warned_;
-  std::shared_ptr<net::tls::TicketKeys> ticket_keys_;
-};
 
 // Builds a snapshot; on failure returns null and appends messages to `errors`.
 SnapshotPtr build_snapshot(config::ConfigPtr cfg, ServerRegistry& registry,
                            std::vector<std::string>& errors);
 
-}  // namespace weir::proxy
+}  // namespace weir::model

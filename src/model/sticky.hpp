@@ -10,7 +10,7 @@
 
 #include "config/config.hpp"
 
-namespace weir::proxy {
+namespace weir::model {
 
 struct StickyTable {
   std::string cookie;               // cookie name
@@ -29,4 +29,4 @@ std::string sticky_token(std::string_view key, std::string_view backend, std::st
 // 32 random bytes from the system's CSPRNG.
 std::string random_key();
 
-}  // namespace weir::proxy
+}  // namespace weir::model

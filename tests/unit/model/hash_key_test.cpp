@@ -1,10 +1,10 @@
-#include "proxy/hash_key.hpp"
+#include "model/hash_key.hpp"
 
 #include <gtest/gtest.h>
 
 #include <vector>
 
-namespace weir::proxy {
+namespace weir::model {
 namespace {
 
 struct Req {
@@ -48,4 +48,4 @@ TEST(HashKey, AbsentKeys) {
 }
 
 }  // namespace
-}  // namespace weir::proxy
+}  // namespace weir::model

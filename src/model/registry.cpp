@@ -1,0 +1,34 @@
+#include "model/registry.hpp"
+
+#include "model/sticky.hpp"
+
+namespace weir::model {
+
+std::pair<std::shared_ptr<ServerState>, uint32_t> ServerRegistry::get(
+    const std::string& key) {
+  std::lock_guard lock(mu_);
+  auto it = states_.find(key);
+  if (it != states_.end()) return it->second;
+  auto entry = std::make_pair(std::make_shared<ServerState>(), next_id_++);
+  states_.emplace(key, entry);
+  return entry;
+}
+
+const std::string& ServerRegistry::process_sticky_key() {
+  std::lock_guard lock(mu_);
+  if (sticky_key_.empty()) sticky_key_ = random_key();
+  return sticky_key_;
+}
+
+bool ServerRegistry::warned_random_key(const std::string& backend) {
+  std::lock_guard lock(mu_);
+  return !warned_.insert(backend).second;
+}
+
+const std::shared_ptr<net::tls::TicketKeys>& ServerRegistry::ticket_keys() {
+  std::lock_guard lock(mu_);
+  if (!ticket_keys_) ticket_keys_ = std::make_shared<net::tls::TicketKeys>();
+  return ticket_keys_;
+}
+
+}  // namespace weir::model

@@ -1,0 +1,38 @@
+#pragma once
+// What outlives a snapshot: per-server state and numbers, the sticky key made at start-up and
+// the TLS ticket keys. One registry per process, consulted (under a lock) only when a snapshot
+// is built, never on the request path.
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <utility>
+
+#include "model/server_state.hpp"
+#include "net/tls/tls.hpp"
+
+namespace weir::model {
+
+// Keeps ServerState (health, in-flight counts) and ids alive across reloads, keyed by
+// backend name, server name and address.
+class ServerRegistry {
+ public:
+  std::pair<std::shared_ptr<ServerState>, uint32_t> get(const std::string& key);
+  // The key for sticky cookies of backends without a secret_file: made once per process.
+  const std::string& process_sticky_key();
+  // True if the random-key warning for this backend was already logged.
+  bool warned_random_key(const std::string& backend);
+  // TLS session-ticket keys of the process: every listener and worker, across reloads.
+  const std::shared_ptr<net::tls::TicketKeys>& ticket_keys();
+
+ private:
+  std::mutex mu_;
+  std::map<std::string, std::pair<std::shared_ptr<ServerState>, uint32_t>> states_;
+  uint32_t next_id_ = 0;
+  std::string sticky_key_;
+  std::set<std::string> warned_;
+  std::shared_ptr<net::tls::TicketKeys> ticket_keys_;
+};
+
+}  // namespace weir::model

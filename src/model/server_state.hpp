@@ -1,0 +1,59 @@
+#pragma once
+// The state of one server that every worker sees and that survives reloads (health, in-flight
+// count, latency, passive ejection, slow-start ramp), and ServerInfo, what a balancer reads of a
+// server. Owned by the ServerRegistry; snapshots and probes hold shared_ptrs to it.
+#include <atomic>
+#include <bit>
+#include <chrono>
+#include <cstdint>
+#include <string_view>
+
+namespace weir::model {
+
+// Per-server state shared by all workers and kept across reloads (same backend/server/address).
+// Written with relaxed atomics only: a lost update of the latency average is harmless, a lock
+// on the request path is not.
+struct ServerState {
+  std::atomic<bool> up{true};
+  std::atomic<int64_t> active{0};  // in-flight requests, all workers
+  // Decaying average of response time in seconds (stored as double bits; 0 = no sample yet),
+  // fed by live responses and by health-check probes.
+  std::atomic<uint64_t> latency_bits{0};
+
+  void observe_latency(double seconds, double weight = 0.3) {
+    double old = latency();
+    double next = old == 0 ? seconds : old + weight * (seconds - old);
+    latency_bits.store(std::bit_cast<uint64_t>(next), std::memory_order_relaxed);
+  }
+  double latency() const {
+    return std::bit_cast<double>(latency_bits.load(std::memory_order_relaxed));
+  }
+
+  // Passive health (live traffic): out of rotation until this steady-clock time in ns
+  // (0 = not ejected). Separate from `up`, which belongs to the active health checker.
+  std::atomic<int64_t> ejected_until_ns{0};
+  std::atomic<uint32_t> consecutive_failures{0};
+  std::atomic<uint32_t> ejections{0};  // ejections in a row: each doubles the cooldown
+  // slow_start: when the server last came back into rotation (steady-clock ns; 0 = never).
+  std::atomic<int64_t> ramp_start_ns{0};
+
+  bool ejected() const {
+    int64_t until = ejected_until_ns.load(std::memory_order_relaxed);
+    return until != 0 && std::chrono::steady_clock::now().time_since_epoch().count() < until;
+  }
+  // Up by the health checks and not ejected by passive checks.
+  bool in_rotation() const { return up.load(std::memory_order_relaxed) && !ejected(); }
+};
+
+struct ServerInfo {
+  uint32_t weight = 1;
+  ServerState* state = nullptr;
+  // Stable identity (the config's server name): the consistent hashes place a server by its name,
+  // never by its position, so every worker and every weir instance builds the same table.
+  // Empty = "#<index>".
+  std::string_view name;
+  int64_t slow_start_ns = 0;  // the backend's slow_start (0 = off)
+  bool available() const { return weight > 0 && state->in_rotation(); }
+};
+
+}  // namespace weir::model
