@@ -20,14 +20,15 @@ debug: deps
 demo: release
 	./build/release/weir demo
 
-# Every test (unit + end-to-end) under ASan/UBSan, through CTest.
-test: debug
+# Every test (unit + end-to-end) under ASan/UBSan, through CTest. The memory-bound e2e tests
+# measure the release binary (sanitizers change memory use), so it is built too.
+test: debug release
 	cd build/debug && ctest --output-on-failure -j $(JOBS) --timeout 900
 
 unit: debug
 	cd build/debug && ctest --output-on-failure -j $(JOBS) -E '^e2e\.'
 
-e2e: debug
+e2e: debug release
 	cd build/debug && ctest --output-on-failure -R '^e2e\.'
 
 # Runs every libFuzzer target for FUZZ_SECONDS each (clang).

@@ -5,7 +5,7 @@ Standard library only (Debian's /usr/bin/python3). Entry points are the shell wr
 bench/run.sh, bench/callgrind.sh and bench/syscalls.sh; see bench/README.md.
 
 Subcommands:
-  scenarios   run scenarios 1-9 on the three proxies, alternating A B C A B C ...
+  scenarios   run scenarios 1-10 on the three proxies, alternating A B C A B C ...
               (7-9, TLS and HTTP/2, live in bench/tls_scenarios.py)
   callgrind   instructions per request of each proxy (valgrind --tool=callgrind)
   syscalls    system calls per request of each proxy (strace -c -f)
@@ -81,12 +81,17 @@ def proc_cpu_ticks(pid):
     return int(fields[11]) + int(fields[12])
 
 
-def proc_rss_kib(pid):
+def proc_status_kib(pid, key):
+    """A kB field of /proc/PID/status (VmRSS, VmHWM, RssAnon, ...); 0 if absent."""
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(key + ":"):
                 return int(line.split()[1])
     return 0
+
+
+def proc_rss_kib(pid):
+    return proc_status_kib(pid, "VmRSS")
 
 
 def free_ports(n):
@@ -427,6 +432,11 @@ SCENARIOS = [
      "conns": 10000},
     {"id": "s6", "title": "6. 1,000 conns at a fixed 2,000 req/s (latency from intended send)",
      "kind": "rate", "conns": 1000, "rate": 2000, "fresh": True},
+    # plain HTTP/1.1 like 1-6 (so it runs in their bed, before the TLS scenarios 7-9): scenario
+    # 5's procedure with 5,000 connections, the redesign issue's "idle keep-alive after one
+    # request" figure (KiB per connection, before -> after)
+    {"id": "s10", "title": "10. idle keep-alive after one request, 5,000 conns: RSS per conn",
+     "kind": "idle", "conns": 5000},
 ]
 
 
@@ -495,6 +505,7 @@ def run_idle(bed, name, sc, rundir, tag):
                    timeout=60)
     time.sleep(0.5)
     before = proc_rss_kib(pid)
+    hwm_before = proc_status_kib(pid, "VmHWM")
     p = _spawn_client(["idle-client", "--port", str(bed.ports[name]), "--conns",
                        str(sc["conns"])])
     try:
@@ -507,6 +518,7 @@ def run_idle(bed, name, sc, rundir, tag):
         time.sleep(1.0)
         alive = bed.alive(name)
         after = proc_rss_kib(pid) if alive else 0
+        hwm_after = proc_status_kib(pid, "VmHWM") if alive else 0
         p.stdin.write("GO\n")
         p.stdin.flush()
         closed_line = _read_line(p, 60) or ""
@@ -525,6 +537,10 @@ def run_idle(bed, name, sc, rundir, tag):
         "rss_before_mib": before / 1024.0,
         "rss_mib": after / 1024.0,
         "kib_per_conn": ((after - before) / ok) if ok else None,
+        # VmHWM (peak RSS since the proxy started), before and after: how far the transient
+        # of opening the connections (256 requests in flight) went above what stays
+        "hwm_before_mib": hwm_before / 1024.0,
+        "hwm_mib": hwm_after / 1024.0,
         "errors": info["failed"] + closed,
         "closed_while_idle": closed,
         "alive": alive,
@@ -699,7 +715,8 @@ def summarize_run(sc, r):
                 f"core) RSS {r['rss_mib']:.1f} MiB errors {r['errors']}")
     if sc["kind"] == "idle":
         return (f"{r['idle_conns']} conns, RSS {r['rss_before_mib']:.1f} -> {r['rss_mib']:.1f} MiB,"
-                f" {r['kib_per_conn']:.2f} KiB/conn, errors {r['errors']}")
+                f" {fmt(r['kib_per_conn'], 2)} KiB/conn (peak RSS {r.get('hwm_mib', 0):.1f} MiB),"
+                f" errors {r['errors']}")
     cpu = r.get("cpu_us_per_req")
     return (f"{r['rps']:.0f} req/s p50 {fmt(r['p50_ms'], 3)} ms p99 {fmt(r['p99_ms'], 3)} ms "
             f"cpu {fmt(cpu, 1)} us/req ({r['cpu_util'] * 100:.0f}% of a core) "
@@ -1164,7 +1181,7 @@ def aggregate(sc):
              "fail_msgs": sorted({r["failed"].splitlines()[0][:160] for r in runs
                                   if r.get("failed")})}
         for key in ("rps", "p50_ms", "p99_ms", "cpu_us_per_req", "rss_mib", "kib_per_conn",
-                    "rss_before_mib", "idle_conns", "gen_send_lag_p99_ms", "requests",
+                    "rss_before_mib", "idle_conns", "hwm_mib", "gen_send_lag_p99_ms", "requests",
                     "cpu_util", "mean_ms", "hs_per_s", "cpu_us_per_hs", "resumed_pct"):
             a[key] = med([r.get(key) for r in good])
         agg[name] = a
@@ -1212,7 +1229,7 @@ def cmd_report(a):
     L.append(f"- HAProxy: {env['haproxy']}, `nbthread 1`")
     L.append(f"- NGINX: {env['nginx']}, `worker_processes 1` (`master_process off`)")
     L.append(f"- load generator: {env['wrk']} (`-t1`), plus the harness's own Python generators "
-             f"for scenarios 5 and 6")
+             f"for scenarios 5, 6 and 10")
     if scen and any(sc["kind"] in ("handshake", "h2load") for sc in scen["scenarios"].values()):
         L.append(f"- TLS: {env.get('openssl', '?')} (`openssl s_time`, scenario 7), "
                  f"{env.get('h2load', '?')} (scenario 9)")
@@ -1230,36 +1247,38 @@ def cmd_report(a):
                  f"ratios are to HAProxy's median")
     L.append("")
     if scen:
-        L.append("## Throughput, latency, CPU and memory")
-        L.append("")
-        L.append("| scenario | proxy | req/s | ÷ HAProxy | p50 ms | p99 ms | CPU µs/req | "
-                 "÷ HAProxy | proxy CPU % | RSS MiB | errors |")
-        L.append("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
         notes = []
-        for sid, sc in scen["scenarios"].items():
-            if sc["kind"] in ("idle", "handshake"):
-                continue
-            agg = aggregate(sc)
-            base = agg.get(BASELINE, {})
-            for name in PROXIES:
-                x = agg.get(name)
-                if x is None:
+        # no such table when only memory / handshake scenarios ran (e.g. BENCH_SCENARIOS=s10)
+        if any(sc["kind"] not in ("idle", "handshake") for sc in scen["scenarios"].values()):
+            L.append("## Throughput, latency, CPU and memory")
+            L.append("")
+            L.append("| scenario | proxy | req/s | ÷ HAProxy | p50 ms | p99 ms | CPU µs/req | "
+                     "÷ HAProxy | proxy CPU % | RSS MiB | errors |")
+            L.append("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+            for sid, sc in scen["scenarios"].items():
+                if sc["kind"] in ("idle", "handshake"):
                     continue
-                err = error_cell(x, sc, name, notes)
-                L.append(f"| {sc['title']} | {name} | {fmt(x['rps'], 0)} | "
-                         f"{ratio(x['rps'], base.get('rps'))} | {fmt(x['p50_ms'], 3)} | "
-                         f"{fmt(x['p99_ms'], 3)} | {fmt(x['cpu_us_per_req'], 1)} | "
-                         f"{ratio(x['cpu_us_per_req'], base.get('cpu_us_per_req'))} | "
-                         f"{fmt(x['cpu_util'] * 100 if x['cpu_util'] is not None else None, 0)} | "
-                         f"{fmt(x['rss_mib'], 1)} | {err} |")
-        L.append("")
-        L.append("How to read it: *proxy CPU %* is the share of one core the proxy used during "
-                 "the run. Below 100 % the proxy was not the bottleneck: the load generator and "
-                 "the origin share the other core, so req/s and latency also reflect how the "
-                 "proxy's pattern of reads/writes loads *that* core. *CPU µs/req* (utime + stime "
-                 "of the proxy ÷ requests) is the proxy's own cost and the most robust "
-                 "efficiency figure here.")
-        L.append("")
+                agg = aggregate(sc)
+                base = agg.get(BASELINE, {})
+                for name in PROXIES:
+                    x = agg.get(name)
+                    if x is None:
+                        continue
+                    err = error_cell(x, sc, name, notes)
+                    L.append(f"| {sc['title']} | {name} | {fmt(x['rps'], 0)} | "
+                             f"{ratio(x['rps'], base.get('rps'))} | {fmt(x['p50_ms'], 3)} | "
+                             f"{fmt(x['p99_ms'], 3)} | {fmt(x['cpu_us_per_req'], 1)} | "
+                             f"{ratio(x['cpu_us_per_req'], base.get('cpu_us_per_req'))} | "
+                             f"{fmt(x['cpu_util'] * 100 if x['cpu_util'] is not None else None, 0)} | "
+                             f"{fmt(x['rss_mib'], 1)} | {err} |")
+            L.append("")
+            L.append("How to read it: *proxy CPU %* is the share of one core the proxy used during "
+                     "the run. Below 100 % the proxy was not the bottleneck: the load generator and "
+                     "the origin share the other core, so req/s and latency also reflect how the "
+                     "proxy's pattern of reads/writes loads *that* core. *CPU µs/req* (utime + stime "
+                     "of the proxy ÷ requests) is the proxy's own cost and the most robust "
+                     "efficiency figure here.")
+            L.append("")
         L.extend(tls_scenarios.table_notes(scen))
         if "s6" in scen["scenarios"]:
             agg = aggregate(scen["scenarios"]["s6"])
@@ -1268,15 +1287,18 @@ def cmd_report(a):
             L.append(f"Scenario 6 req/s is the achieved rate (the target is fixed); the "
                      f"generator's own p99 send lag (actual − intended send time) was: {lags}.")
             L.append("")
-        if "s5" in scen["scenarios"]:
-            sc = scen["scenarios"]["s5"]
+        for sid, sc in scen["scenarios"].items():
+            if sc["kind"] != "idle":
+                continue  # scenarios 5 and 10: one table each
             agg = aggregate(sc)
             base = agg.get(BASELINE, {})
-            L.append("## Idle keep-alive connections (scenario 5)")
+            what = " after one request" if sid == "s10" else ""
+            L.append(f"## Idle keep-alive connections{what} (scenario {sid[1:]}, "
+                     f"{sc['spec']['conns']:,} connections)")
             L.append("")
             L.append("| proxy | idle conns held | RSS before MiB | RSS after MiB | KiB per conn | "
-                     "÷ HAProxy | errors |")
-            L.append("| --- | ---: | ---: | ---: | ---: | ---: | --- |")
+                     "÷ HAProxy | peak RSS MiB | errors |")
+            L.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
             for name in PROXIES:
                 x = agg.get(name)
                 if x is None:
@@ -1287,7 +1309,8 @@ def cmd_report(a):
                     notes.append(f"- {sc['title']} / {name}: " + "; ".join(x["fail_msgs"]))
                 L.append(f"| {name} | {fmt(x['idle_conns'], 0)} | {fmt(x['rss_before_mib'], 1)} | "
                          f"{fmt(x['rss_mib'], 1)} | {fmt(x['kib_per_conn'], 2)} | "
-                         f"{ratio(x['kib_per_conn'], base.get('kib_per_conn'))} | {err} |")
+                         f"{ratio(x['kib_per_conn'], base.get('kib_per_conn'))} | "
+                         f"{fmt(x['hwm_mib'], 1)} | {err} |")
             L.append("")
         L.extend(tls_scenarios.handshake_section(scen, notes))
         if notes:
@@ -1357,9 +1380,10 @@ def plot(scen, md_dir, data_dir):
         return
     short = {"s1": "1 keep-alive", "s2": "2 close", "s3": "3 1 MiB", "s4": "4 POST",
              "s5": "5 idle mem", "s6": "6 rate", "s7-full": "7 TLS full",
-             "s7-resumed": "7 TLS resumed", "s8": "8 HTTPS h1", "s9": "9 HTTPS h2"}
+             "s7-resumed": "7 TLS resumed", "s8": "8 HTTPS h1", "s9": "9 HTTPS h2",
+             "s10": "10 idle 1 req"}
     # throughput: not for 5 (memory) and 6 (fixed rate); cost: CPU per request / handshake,
-    # memory per connection for 5
+    # memory per connection for 5 and 10
     thr_key = {"wrk": "rps", "h2load": "rps", "handshake": "hs_per_s"}
     cost_key = {"idle": "kib_per_conn", "handshake": "cpu_us_per_hs"}
     thr, cost = [], []
@@ -1376,6 +1400,8 @@ def plot(scen, md_dir, data_dir):
             thr.append([short.get(sid, sid)] + [rel(agg, n, key, base.get(key)) for n in PROXIES])
         key = cost_key.get(sc["kind"], "cpu_us_per_req")
         cost.append([short.get(sid, sid)] + [rel(agg, n, key, base.get(key)) for n in PROXIES])
+    if not cost:
+        return
     f1 = os.path.join(data_dir, "plot-throughput.dat")
     f2 = os.path.join(data_dir, "plot-cost.dat")
     for path, rows in ((f1, thr), (f2, cost)):
@@ -1384,10 +1410,15 @@ def plot(scen, md_dir, data_dir):
             for r in rows:
                 f.write(f'"{r[0]}" ' + " ".join(f"{v:.4f}" for v in r[1:]) + "\n")
     png = os.path.join(md_dir, "latest.png")
+    # no throughput chart when no scenario has one (e.g. BENCH_SCENARIOS=s5 or s10)
+    thr_plot = (f'set title "requests/s (higher is better)"\n'
+                f'plot "{f1}" using 2:xtic(1) title "weir" lc rgb "#d62728", \'\' using 3 '
+                f'title "HAProxy" lc rgb "#1f77b4", \'\' using 4 title "NGINX" lc rgb "#2ca02c"\n'
+                if thr else "")
     gp = f"""
-set terminal pngcairo size 1600,560 font "sans,11"
+set terminal pngcairo size {1600 if thr else 800},560 font "sans,11"
 set output "{png}"
-set multiplot layout 1,2 title "weir vs HAProxy vs NGINX (one worker each) — relative to HAProxy = 1.0"
+set multiplot layout 1,{2 if thr else 1} title "weir vs HAProxy vs NGINX (one worker each) — relative to HAProxy = 1.0"
 set style data histograms
 set style histogram clustered gap 1
 set style fill solid 0.85 border -1
@@ -1397,9 +1428,7 @@ set yrange [0:*]
 set key outside bottom center horizontal
 set xtics nomirror rotate by -30
 set arrow from graph 0, first 1 to graph 1, first 1 nohead dt 2 lc rgb "#444444"
-set title "requests/s (higher is better)"
-plot "{f1}" using 2:xtic(1) title "weir" lc rgb "#d62728", '' using 3 title "HAProxy" lc rgb "#1f77b4", '' using 4 title "NGINX" lc rgb "#2ca02c"
-set title "CPU µs per request; 5: KiB per idle connection; 7: CPU µs per handshake (lower is better)"
+{thr_plot}set title "CPU µs per request; 5, 10: KiB per idle connection; 7: CPU µs per handshake (lower is better)"
 plot "{f2}" using 2:xtic(1) title "weir" lc rgb "#d62728", '' using 3 title "HAProxy" lc rgb "#1f77b4", '' using 4 title "NGINX" lc rgb "#2ca02c"
 unset multiplot
 """
@@ -1436,7 +1465,7 @@ def main():
     p.add_argument("--rounds", type=int, default=int(os.environ.get("BENCH_ROUNDS", "3")))
     p.add_argument("--duration", type=int, default=int(os.environ.get("BENCH_DURATION", "10")))
     p.add_argument("--scenarios", default=os.environ.get("BENCH_SCENARIOS", ""),
-                   help="comma-separated subset, e.g. s1,s5 or s7,s8,s9")
+                   help="comma-separated subset, e.g. s1,s5 or s7,s8,s9 or s10")
     p = sub.add_parser("callgrind")
     common(p)
     p.add_argument("--requests", type=int, default=int(os.environ.get("BENCH_CG_REQUESTS", "20000")))
@@ -1464,6 +1493,12 @@ def main():
     if a.cmd == "rate-client":
         return cmd_rate_client(a)
 
+    # BENCH_OUT=DIR: raw data and report both go to DIR (e.g. a baseline binary measured
+    # without touching the committed bench/results/latest.md)
+    out_dir = os.environ.get("BENCH_OUT")
+    if out_dir:
+        a.data_dir = a.data_dir or os.path.abspath(out_dir)
+        a.md_dir = a.md_dir or os.path.abspath(out_dir)
     if a.quick:
         a.data_dir = a.data_dir or os.path.join(RESULTS, "raw", "quick")
         a.md_dir = a.md_dir or os.path.join(RESULTS, "raw", "quick")

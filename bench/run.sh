@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Benchmarks weir against HAProxy and NGINX (one worker each, same origin) in one run.
 #
-#   bash bench/run.sh           all scenarios, 1-6 plain HTTP/1.1, 7-9 TLS and HTTP/2
+#   bash bench/run.sh           all scenarios, 1-6 and 10 plain HTTP/1.1, 7-9 TLS and HTTP/2
 #                               (BENCH_ROUNDS rounds of BENCH_DURATION s each, default
 #                               3 x 10 s), then callgrind and strace; writes
-#                               bench/results/latest.md and latest.png (~17 minutes)
+#                               bench/results/latest.md and latest.png (~18 minutes)
 #   bash bench/run.sh --quick   smoke test: 1 round, 3 s per run, fewer callgrind/strace
 #                               requests; writes bench/results/raw/quick/latest.md
 #   BENCH_SCENARIOS=s7,s8,s9 bash bench/run.sh
@@ -12,8 +12,9 @@
 #                               scenario 1's load) run only when the subset includes s1
 #
 # Environment: WEIR_BIN (default build/release/weir), BENCH_ROUNDS, BENCH_DURATION,
-# BENCH_SCENARIOS (e.g. s1,s5), BENCH_PROXIES (e.g. haproxy,nginx), BENCH_TLS_CLIENTS,
-# BENCH_CG_REQUESTS, BENCH_STRACE_REQUESTS, BENCH_NO_PIN=1. See bench/README.md.
+# BENCH_SCENARIOS (e.g. s1,s5 or s10), BENCH_PROXIES (e.g. haproxy,nginx), BENCH_TLS_CLIENTS,
+# BENCH_CG_REQUESTS, BENCH_STRACE_REQUESTS, BENCH_NO_PIN=1, BENCH_OUT (data + report dir).
+# See bench/README.md.
 
 source "$(dirname "$0")/common.sh"
 

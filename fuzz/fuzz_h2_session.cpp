@@ -15,7 +15,7 @@
 #include "config/loader.hpp"
 #include "fuzz_util.hpp"
 #include "net/socket.hpp"
-#include "proxy/client_conn.hpp"
+#include "proxy/h1_connection.hpp"
 #include "model/snapshot.hpp"
 #include "proxy/worker.hpp"
 
@@ -80,13 +80,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   (void)!::write(sv[1], kPreface.data(), kPreface.size());
   (void)!::write(sv[1], data, size);
 
-  sockaddr_storage peer{};
-  auto* sin = reinterpret_cast<sockaddr_in*>(&peer);
-  sin->sin_family = AF_INET;
-  sin->sin_addr.s_addr = htonl(0x7f000001);
   auto& stats = w.worker->stats();
   stats.connections_open = 1;
-  auto* conn = new proxy::ClientConn(*w.worker, sv[0], peer, 0);
+  auto* conn = new proxy::H1Connection(*w.worker, sv[0], "127.0.0.1", 0);
+  w.worker->add_connection(conn);
   conn->start();
   Reactor& r = w.worker->reactor();
   for (int turn = 0; turn < 20 && stats.connections_open > 0; ++turn) {

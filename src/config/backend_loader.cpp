@@ -21,14 +21,6 @@ constexpr uint32_t kMaxWeight = 1000;
 constexpr uint32_t kMaxRetries = 10;
 constexpr size_t kMinSecretBytes = 16;
 
-std::string quote(std::string_view s) {
-  return "\"" + std::string(s) + "\"";
-}
-
-std::string line_of(const Diagnostics& d, const YAML::Mark& mark) {
-  return std::to_string(d.pos(mark).line);
-}
-
 constexpr std::array<std::pair<std::string_view, Balance>, 6> kBalances{{
     {"random", Balance::Random},
     {"round_robin", Balance::RoundRobin},

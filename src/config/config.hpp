@@ -6,6 +6,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace weir::config {
@@ -100,11 +101,24 @@ struct RouteMatch {
   std::string path_prefix;  // "" = any
 };
 
+// One `request_headers:` or `response_headers:` block of a route, applied in the order remove,
+// set, add. Names keep the spelling written in the file (sent as written) and are compared
+// case-insensitively; every name is an RFC 9110 token and every value is free of control
+// characters other than HTAB and of leading or trailing whitespace (checked by the loader).
+struct HeaderRules {
+  std::vector<std::string> remove;                       // names: every field of each is removed
+  std::vector<std::pair<std::string, std::string>> set;  // name, value: replaces every field
+  std::vector<std::pair<std::string, std::string>> add;  // name, value: appended, in file order
+  bool empty() const { return remove.empty() && set.empty() && add.empty(); }
+};
+
 struct Route {
   RouteMatch match;
   std::string backend;       // name
   size_t backend_index = 0;  // resolved index into Config::backends
   SourcePos pos;
+  HeaderRules request_headers;   // on the request forwarded to the backend
+  HeaderRules response_headers;  // on the response sent back to the client
 };
 
 struct ListenerTimeouts {

@@ -3,19 +3,12 @@
 #include <map>
 
 #include "config/address.hpp"
+#include "config/header_rules_loader.hpp"
 #include "config/loader_parts.hpp"
 #include "config/tls_loader.hpp"
 
 namespace weir::config {
 namespace {
-
-std::string quote(std::string_view s) {
-  return "\"" + std::string(s) + "\"";
-}
-
-std::string line_of(const Diagnostics& d, const YAML::Mark& mark) {
-  return std::to_string(d.pos(mark).line);
-}
 
 // Exact host or "*.suffix", lower-cased; compared against the Host header without its port.
 bool read_route_host(Diagnostics& d, const Field& f, std::string& out) {
@@ -85,11 +78,17 @@ void load_routes(LoadState& s, const Field& f, Listener& l, size_t listener_inde
   if (items.empty()) s.diag.error(f.mark, "\"routes\" needs at least one route");
   const YAML::Mark* catch_all = nullptr;
   for (const Field& item : items) {
-    MapReader m(s.diag, item, "route", {"match", "backend"});
+    MapReader m(s.diag, item, "route", {"match", "request_headers", "response_headers", "backend"});
     if (!m.ok()) continue;
     Route route;
     route.pos = s.diag.pos(item.mark);
     if (const Field* match = m.find("match")) load_match(s, *match, route.match);
+    if (const Field* rules = m.find("request_headers")) {
+      load_header_rules(s.diag, *rules, true, route.request_headers);
+    }
+    if (const Field* rules = m.find("response_headers")) {
+      load_header_rules(s.diag, *rules, false, route.response_headers);
+    }
     if (catch_all != nullptr) {
       s.diag.warning(item.mark, "this route is never used: the route at line " +
                                     line_of(s.diag, *catch_all) + " matches every request");
@@ -236,7 +235,7 @@ void load_listener(LoadState& s, const Field& item,
     }
   }
   load_listener_protocols(s, m, l);
-  // The shorthand is a catch-all route after any explicit ones.
+  // The shorthand is a catch-all route after any explicit ones, with no header rules.
   if (backend != nullptr) {
     Route route;
     route.pos = s.diag.pos(backend->key_mark);

@@ -24,10 +24,6 @@ constexpr uint64_t kGiB = 1024ULL * 1024 * 1024;
 constexpr uint64_t kMaxH2Window = 2147483647;  // 2^31 - 1, the largest window HTTP/2 allows
 constexpr Duration kMinTicketRotation{1000};
 
-std::string quote(std::string_view s) {
-  return "\"" + std::string(s) + "\"";
-}
-
 std::string lower(std::string s) {
   std::transform(s.begin(), s.end(), s.begin(),
                  [](unsigned char c) { return static_cast<char>(std::tolower(c)); });

@@ -12,10 +12,6 @@ namespace {
 
 constexpr Duration kMinHsts{1000};  // max-age is in whole seconds
 
-std::string quote(std::string_view s) {
-  return "\"" + std::string(s) + "\"";
-}
-
 bool is_plain(const YAML::Node& node) {
   return node.Tag() == "?";
 }

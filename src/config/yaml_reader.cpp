@@ -28,10 +28,6 @@ bool is_plain(const YAML::Node& node) {
   return node.Tag() == "?";
 }
 
-std::string quote(std::string_view s) {
-  return "\"" + std::string(s) + "\"";
-}
-
 // What a message is about: "listen" for a map entry, "an item of "listen"" for a list item.
 std::string subject(const Field& f) {
   return f.is_item ? "an item of " + quote(f.label) : quote(f.label);

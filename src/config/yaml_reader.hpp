@@ -87,4 +87,14 @@ class MapReader {
   std::vector<Field> entries_;
 };
 
+// "text" in double quotes, for messages.
+inline std::string quote(std::string_view s) {
+  return "\"" + std::string(s) + "\"";
+}
+
+// The 1-based line of a YAML position, as text (for "first defined at line N").
+inline std::string line_of(const Diagnostics& d, const YAML::Mark& mark) {
+  return std::to_string(d.pos(mark).line);
+}
+
 }  // namespace weir::config

@@ -163,7 +163,7 @@ void Probe::send_request() {
     ssize_t n = write_some(request_.data() + sent_, request_.size() - sent_);
     if (n == net::kWouldBlock) return;
     if (n < 0) {
-      finish(false, tls_ ? "TLS: " + tls_->last_error() : socket_error_reason(errno));
+      finish(false, tls_ ? "TLS: " + std::string(tls_->last_error()) : socket_error_reason(errno));
       return;
     }
     sent_ += static_cast<size_t>(n);
@@ -181,7 +181,7 @@ void Probe::read_response() {
     ssize_t n = read_some(buf_.data() + used_, buf_.size() - used_);
     if (n == net::kWouldBlock) return;
     if (n == net::kIoError) {
-      finish(false, tls_ ? "TLS: " + tls_->last_error() : socket_error_reason(errno));
+      finish(false, tls_ ? "TLS: " + std::string(tls_->last_error()) : socket_error_reason(errno));
       return;
     }
     if (n == 0) {

@@ -41,6 +41,12 @@ bool BodyDecoder::finish_eof() {
   return state_ == State::Finished;
 }
 
+void BodyDecoder::skip(uint64_t n) {
+  if (kind_ != BodyKind::ContentLength || state_ == State::Finished) return;
+  remaining_ -= std::min(n, remaining_);
+  if (remaining_ == 0) state_ = State::Finished;
+}
+
 BodyDecoder::Step BodyDecoder::decode(std::string_view in) {
   Step step;
   if (state_ == State::Finished) {

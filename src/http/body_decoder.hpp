@@ -34,6 +34,9 @@ class BodyDecoder {
   bool done() const;
   // The peer closed: true if that is a valid end of the body (UntilClose, or already done).
   bool finish_eof();
+  // Payload that went around the decoder (spliced from socket to socket): Content-Length and
+  // until-close bodies only, where payload and framing are the same bytes. At most remaining().
+  void skip(uint64_t n);
   BodyKind kind() const { return kind_; }
   uint64_t remaining() const { return remaining_; }  // ContentLength: payload bytes left
 

@@ -458,7 +458,8 @@ ParseResult interpret_fields(std::string_view buf, RequestHead& out, ParseResult
   const bool http11 = out.version_minor == 1;
   if (s.error != nullptr) return fail(s.error_status, at(s.error_field->name), s.error);
   if (s.host_count > 1) return fail(400, at(s.host->name), "duplicate Host");
-  if (s.host_count == 0 && http11) return fail(400, buf.empty() ? 0 : r.consumed - 2, "missing Host");
+  if (s.host_count == 0 && http11)
+    return fail(400, buf.empty() ? 0 : r.consumed - 2, "missing Host");
   if (s.host != nullptr) {
     // An empty Host is what RFC 9110 7.2 asks for when the target has no authority.
     if (!s.host->value.empty() && !valid_authority(s.host->value, false)) {
@@ -529,7 +530,8 @@ ParseResult interpret_request(RequestHead& out) {
       continue;
     }
     if (!chars::is(c, chars::kTarget))
-      return fail(400, 0, c == '#' ? "fragment in request-target" : "invalid byte in request-target");
+      return fail(400, 0,
+                  c == '#' ? "fragment in request-target" : "invalid byte in request-target");
   }
   if (const char* why = classify_target(out)) return fail(400, 0, why);
   ParseResult r;

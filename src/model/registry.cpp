@@ -4,8 +4,7 @@
 
 namespace weir::model {
 
-std::pair<std::shared_ptr<ServerState>, uint32_t> ServerRegistry::get(
-    const std::string& key) {
+std::pair<std::shared_ptr<ServerState>, uint32_t> ServerRegistry::get(const std::string& key) {
   std::lock_guard lock(mu_);
   auto it = states_.find(key);
   if (it != states_.end()) return it->second;

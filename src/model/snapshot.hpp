@@ -11,13 +11,13 @@
 #include <vector>
 
 #include "config/config.hpp"
-#include "net/address.hpp"
-#include "net/tls/tls.hpp"
 #include "model/hash_key.hpp"
 #include "model/ids.hpp"
 #include "model/registry.hpp"
 #include "model/server_state.hpp"
 #include "model/sticky.hpp"
+#include "net/address.hpp"
+#include "net/tls/tls.hpp"
 
 namespace weir::model {
 
@@ -37,7 +37,7 @@ struct BackendRuntime {
   std::shared_ptr<std::atomic<int64_t>> queued = std::make_shared<std::atomic<int64_t>>(0);
   std::vector<ServerRuntime> servers;
   std::vector<ServerInfo> infos;  // what the balancer sees, parallel to servers
-  KeySpec hash_key;                        // ip_hash: client_ip; consistent_hash: hash_key
+  KeySpec hash_key;               // ip_hash: client_ip; consistent_hash: hash_key
   std::optional<StickyTable> sticky;
 
   const ServerRuntime& server(ServerId id) const { return servers[id.index()]; }

@@ -21,8 +21,8 @@ int StickyTable::find(std::string_view token) const {
   return found;
 }
 
-void StickyTable::append_set_cookie(int server, bool secure, std::string& out) const {
-  out += "Set-Cookie: ";
+void StickyTable::cookie_value(int server, bool secure, std::string& out) const {
+  out.clear();
   out += cookie;
   out += '=';
   out += tokens[static_cast<size_t>(server)];
@@ -32,7 +32,6 @@ void StickyTable::append_set_cookie(int server, bool secure, std::string& out) c
     out += std::to_string(std::chrono::duration_cast<std::chrono::seconds>(*max_age).count());
   }
   if (secure) out += "; Secure";
-  out += "\r\n";
 }
 
 std::string sticky_token(std::string_view key, std::string_view backend, std::string_view server) {

@@ -19,8 +19,9 @@ struct StickyTable {
 
   // The server a cookie value names, or -1 (unknown, forged or stale tokens are simply ignored).
   int find(std::string_view token) const;
-  // "Set-Cookie: NAME=TOKEN; Path=/; HttpOnly; SameSite=Lax[; Max-Age=N][; Secure]\r\n"
-  void append_set_cookie(int server, bool secure, std::string& out) const;
+  // The Set-Cookie value "NAME=TOKEN; Path=/; HttpOnly; SameSite=Lax[; Max-Age=N][; Secure]",
+  // into `out` (replaced).
+  void cookie_value(int server, bool secure, std::string& out) const;
 };
 
 // 32 hex digits: the first 128 bits of HMAC-SHA256(key, backend "\n" server).

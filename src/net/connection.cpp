@@ -11,7 +11,9 @@ Connection::Connection(Reactor& reactor, BufferPool& buffers, int fd)
   timer_.set_callback([this] { fire_timer(); });
 }
 
-Connection::~Connection() = default;
+Connection::~Connection() {
+  close_fd(io_.fd);  // freed without close(): still no leaked socket
+}
 
 void Connection::on_event(uint32_t events) {
   if (state_ == State::Closed) return;
@@ -33,7 +35,11 @@ void Connection::fire_timer() {
     close();
     return;
   }
+  // The protocol may answer (408...): its buffers may have gone back to the pool while idle.
+  buffers_.acquire(io_.in);
+  buffers_.acquire(io_.out);
   on_timeout();
+  if (state_ != State::Closed) run();
 }
 
 void Connection::schedule_turn() {
@@ -128,7 +134,20 @@ void Connection::linger_turn() {
     if (!io_.fill()) break;
   }
   io_.in.clear();
-  if (io_.eof || io_.failed) close();
+  if (io_.eof || io_.failed) {
+    close();
+    return;
+  }
+  if (io_.readable && !yield_pending_) {
+    // More to drop than one go takes: go on after the others (the peer's close may be behind
+    // it, and its edge is spent).
+    yield_pending_ = true;
+    ++queued_turns_;
+    reactor_.yield([this] {
+      yield_pending_ = false;
+      queued_turn_done();
+    });
+  }
 }
 
 void Connection::close() {

@@ -57,6 +57,7 @@ class Connection : public EventHandler {
   // true if anything moved. May call close() or close_after_flush().
   virtual bool turn() = 0;
   // The timer armed with arm_timer() fired (never while lingering: that timer is the driver's).
+  // Buffers are there; a turn follows.
   virtual void on_timeout() = 0;
   // Once, from close(), before the socket is closed: let go of protocol state.
   virtual void on_close() {}

@@ -4,9 +4,10 @@
 
 namespace weir::net {
 
-bool Stream::fill() {
+bool Stream::fill(size_t max) {
   if (!readable || eof || failed || in.free_space() == 0) return false;
   auto room = in.writable();
+  if (room.size() > max) room = room.first(max);
   ssize_t n = transport ? transport->read(fd, room.data(), room.size())
                         : read_some(fd, room.data(), room.size());
   if (n > 0) {
@@ -29,6 +30,24 @@ bool Stream::fill() {
     return true;
   }
   return false;
+}
+
+ssize_t Stream::read_direct(char* data, size_t len) {
+  if (!readable || eof || failed || len == 0) return kWouldBlock;
+  ssize_t n = transport ? transport->read(fd, data, len) : read_some(fd, data, len);
+  if (n > 0) {
+    if (static_cast<size_t>(n) < len && !peer_closed && (!transport || transport->drained()))
+      readable = false;
+    return n;
+  }
+  readable = false;
+  if (n == 0) {
+    eof = true;
+  } else if (n == kIoError) {
+    failed = true;
+    error = errno;
+  }
+  return n;
 }
 
 ssize_t Stream::write_direct(const char* data, size_t len) {

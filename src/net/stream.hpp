@@ -4,7 +4,9 @@
 // is plain TCP; TLS (a later issue) plugs in as a Transport that reads/writes through OpenSSL.
 #include <sys/epoll.h>
 
+#include <cstdint>
 #include <memory>
+#include <string_view>
 
 #include "core/buffer.hpp"
 #include "net/socket.hpp"
@@ -25,6 +27,11 @@ class Transport {
   virtual bool needs_write_for_read() const { return false; }
   // Best-effort orderly close (TLS close_notify) before the socket is closed.
   virtual void shutdown(int /*fd*/) {}
+  // TLS: whether the handshake has finished, the ALPN protocol it chose, and why the last
+  // kIoError happened. A plain transport has nothing to negotiate.
+  virtual bool handshake_done() const { return true; }
+  virtual std::string_view alpn() const { return {}; }
+  virtual std::string_view last_error() const { return {}; }
 };
 
 struct Stream {
@@ -50,15 +57,18 @@ struct Stream {
     if (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR)) writable = true;
   }
 
-  // Reads once into `in` if the socket may have data and there is room.
+  // Reads once into `in` if the socket may have data and there is room, at most `max` bytes.
   // Returns true if something changed (bytes arrived, EOF or an error).
-  bool fill();
+  bool fill(size_t max = SIZE_MAX);
   // Writes what `out` holds while the socket takes it. Returns true if bytes left.
   bool flush();
   bool has_pending_output() const { return !out.empty(); }
   // Writes bytes that bypass `out` (which must be empty); same result conventions as
   // write_some, and the readiness/failure flags are kept up to date.
   ssize_t write_direct(const char* data, size_t len);
+  // Reads into the caller's memory, bypassing `in` (which must be empty); same conventions and
+  // flag upkeep as fill().
+  ssize_t read_direct(char* data, size_t len);
 };
 
 }  // namespace weir::net

@@ -56,6 +56,7 @@ void build_request_head(const http::RequestHead& req, const RequestForward& fwd,
   for (const auto& h : req.headers) {
     if (http::iequals(h.name, "host") || http::iequals(h.name, "content-length")) continue;
     if (http::is_hop_by_hop(h.name, req.headers)) continue;
+    if (fwd.edits && fwd.edits->removes(h.name)) continue;
     if (is_forwarded_header(h.name)) {
       if (fwd.trusted_client) {
         if (http::iequals(h.name, "x-forwarded-for")) {
@@ -97,6 +98,9 @@ void build_request_head(const http::RequestHead& req, const RequestForward& fwd,
     default:
       break;
   }
+  if (fwd.edits)
+    fwd.edits->for_each_added(
+        [&](std::string_view n, std::string_view v) { append_header(out, n, v); });
   if (fwd.upgrade) {
     append_header(out, "Connection", "upgrade");
     append_header(out, "Upgrade", req.upgrade_protocol);
@@ -104,32 +108,31 @@ void build_request_head(const http::RequestHead& req, const RequestForward& fwd,
   out.append("\r\n");
 }
 
-void build_response_head(const http::ResponseHead& resp, OutFraming framing, bool close,
-                         bool keep_alive_10, std::string& out, std::string_view extra_headers) {
+void build_response_head(const ResponseOut& resp, OutFraming framing, bool close,
+                         bool keep_alive_10, std::string& out) {
   out.append("HTTP/1.1 ");
   append_uint(out, resp.status);
   out.push_back(' ');
   out.append(resp.reason.empty() ? http::reason_phrase(resp.status) : resp.reason);
   out.append("\r\n");
   bool upgrade = resp.status == 101;
-  for (const auto& h : resp.headers) {
-    if (http::iequals(h.name, "content-length")) {
+  resp.for_each_field([&](std::string_view name, std::string_view value) {
+    if (http::iequals(name, "content-length")) {
       // Kept as sent where it describes no body of ours to frame (HEAD, 304).
-      if (framing == OutFraming::None) append_header(out, h.name, h.value);
-      continue;
+      if (framing == OutFraming::None) append_header(out, name, value);
+      return;
     }
-    if (upgrade && http::iequals(h.name, "upgrade")) {
-      append_header(out, h.name, h.value);
-      continue;
+    if (upgrade && http::iequals(name, "upgrade")) {
+      append_header(out, name, value);
+      return;
     }
-    if (http::is_hop_by_hop(h.name, resp.headers)) continue;
-    append_header(out, h.name, h.value);
-  }
-  out.append(extra_headers);
+    if (http::is_hop_by_hop(name, resp.fields)) return;
+    append_header(out, name, value);
+  });
   switch (framing) {
     case OutFraming::ContentLength:
       out.append("Content-Length: ");
-      append_uint(out, resp.content_length);
+      append_uint(out, resp.local ? resp.local_body.size() : resp.content_length);
       out.append("\r\n");
       break;
     case OutFraming::Chunked:
@@ -146,21 +149,6 @@ void build_response_head(const http::ResponseHead& resp, OutFraming framing, boo
     out.append("Connection: keep-alive\r\n");
   }
   out.append("\r\n");
-}
-
-void build_local_response(uint16_t status, std::string_view body, bool close,
-                          std::string_view extra_headers, std::string& out) {
-  out.append("HTTP/1.1 ");
-  append_uint(out, status);
-  out.push_back(' ');
-  out.append(http::reason_phrase(status));
-  out.append("\r\nContent-Type: text/plain\r\nContent-Length: ");
-  append_uint(out, body.size());
-  out.append("\r\n");
-  out.append(extra_headers);
-  if (close) out.append("Connection: close\r\n");
-  out.append("\r\n");
-  out.append(body);
 }
 
 }  // namespace weir::proxy

@@ -1,89 +1,113 @@
 #pragma once
-// One HTTP/2 stream seen as an HTTP/1.1 exchange: the request pipe (HTTP/1.1 bytes built from
-// HEADERS and DATA) and the response pipe (HTTP/1.1 bytes written by the exchange, turned back
-// into HEADERS and DATA). The functions here translate; H2Session (h2_session.hpp) drives.
+// One HTTP/2 stream: the request as it arrives in HEADERS and DATA frames, and the Downstream
+// its exchange answers through. The exchange sees the same parsed request head an HTTP/1.1
+// connection gives it (checked by http::interpret_request, so HTTP/1.1's rules apply to both),
+// reads the body straight from the DATA payload, and its answer goes out as HEADERS plus a data
+// source that pulls body bytes from the exchange when the client's window allows: no HTTP/1.1
+// bytes are built or parsed in between.
+//
+// Memory per stream is bounded: request payload waits here at most up to the stream's receive
+// window (WINDOW_UPDATE is sent only as the exchange takes bytes), and the response waits in the
+// exchange's server buffer (one block) until the client's window lets nghttp2 take it.
+#include <nghttp2/nghttp2.h>
+
 #include <cstdint>
-#include <map>
 #include <string>
 #include <string_view>
+#include <vector>
 
-#include "http/body_decoder.hpp"
-#include "net/stream.hpp"
+#include "core/block_queue.hpp"
+#include "http/parser.hpp"
+#include "proxy/downstream.hpp"
+#include "proxy/h2_request.hpp"
 
 namespace weir::proxy {
 
-class ClientConn;
-class H2Session;
-class H2Pipe;
+class Exchange;
+class H2Connection;
 
-// The response pipe: an exchange may run this far ahead of what the client's window takes.
-constexpr size_t kH2ResponsePipe = 64 * 1024;
-
-// One stream: the request bytes waiting for its exchange, the response bytes coming back.
-struct H2Stream {
-  int32_t id = 0;
-  H2Session* session = nullptr;
-  ClientConn* exchange = nullptr;  // null once the exchange has closed
-  H2Pipe* pipe = nullptr;          // owned by the exchange's Stream
-
-  // request: head fields until END_HEADERS, then HTTP/1.1 bytes for the exchange to read
-  std::string method, path, authority, cookie, fields;
-  size_t header_bytes = 0;  // HPACK-decoded size (RFC 9113 §6.5.2 accounting)
-  uint32_t header_count = 0;
-  bool too_large = false;
-  bool has_content_length = false;
-  bool chunked_body = false;              // no content-length: the body is sent on as chunked
-  std::string req;                        // HTTP/1.1 request bytes not yet read by the exchange
-  size_t req_read = 0;                    // offset of the first unread byte in `req`
-  uint64_t req_total = 0;                 // bytes ever appended (stream position of req.end())
-  uint64_t req_taken = 0;                 // bytes ever read by the exchange
-  std::map<uint64_t, size_t> data_marks;  // stream position where DATA ends → DATA bytes
-  size_t unconsumed = 0;                  // DATA bytes received and not yet returned as window
-  bool req_ended = false;                 // END_STREAM seen (and the chunked terminator appended)
-  bool head_done = false;                 // the request head is complete (END_HEADERS)
-  bool wants_start = false;               // head done: start the exchange on the next turn
-  bool started = false;                   // the exchange was started (or answered locally)
-
-  // response: HTTP/1.1 bytes written by the exchange, parsed into HEADERS and DATA
-  std::string resp;
-  size_t resp_read = 0;
-  bool head_sent = false;  // final HEADERS submitted
-  bool body_done = false;
-  bool deferred = false;         // the data source said DEFERRED: resume when bytes arrive
-  bool exchange_closed = false;  // the exchange finished (or aborted)
-  bool reset_sent = false;
-  bool closed = false;         // nghttp2 closed the stream: remove at the end of the turn
-  bool response_done = false;  // END_STREAM sent with the response
-  bool wants_run = false;      // the exchange has bytes to read or room to write
-  bool raw_body = false;       // the pipe carries payload bytes only (the head went over parsed)
-  bool response_complete = false;  // the exchange wrote its whole response into the pipe
-  http::BodyDecoder body;
-  http::Method req_method = http::Method::Get;
-
-  size_t resp_avail() const { return resp.size() - resp_read; }
-  size_t req_avail() const { return req.size() - req_read; }
-};
-
-// The Transport of a stream exchange: reads the request pipe, writes the response pipe.
-class H2Pipe final : public net::Transport {
+class H2Stream final : public Downstream {
  public:
-  explicit H2Pipe(H2Stream* s) : s_(s) {}
-  ssize_t read(int fd, char* buf, size_t len) override;
-  ssize_t write(int fd, const char* buf, size_t len) override;
-  bool drained() const override { return !s_ || s_->req_avail() == 0; }
-  void shutdown(int fd) override;  // the exchange is closing
-  void detach() { s_ = nullptr; }
+  H2Stream(H2Connection& conn, int32_t id);
+  ~H2Stream() override;
+
+  int32_t id() const { return id_; }
+
+  // --- request, from nghttp2's callbacks
+  // One field of the request head; false once the head is too large (431 when it ends).
+  void add_field(std::string_view name, std::string_view value);
+  void end_head(bool end_stream);
+  void append_data(std::string_view data);
+  void end_request();
+  bool head_done() const { return head_ == Head::Complete; }
+
+  // --- the session's turn
+  // Starts the exchange once the head is complete; pumps it when it asked for a turn.
+  bool run_exchange();
+  // nghttp2's data source for this stream's response body.
+  ssize_t read_response(uint8_t* buf, size_t len, uint32_t* flags);
+  // nghttp2 closed the stream (either side ended or reset it): nothing may reach it any more.
+  void on_closed();
+  // The connection is going away: the exchange is cancelled.
+  void abandon();
+  bool closed() const { return closed_; }
+  // END_STREAM went out with the response / RST_STREAM was sent.
+  bool response_sent() const { return answer_ == Answer::Sent; }
+  bool reset_sent() const { return answer_ == Answer::Reset; }
+  bool request_ended() const { return req_ended_; }
+  void mark_response_sent() { answer_ = Answer::Sent; }
+  void reset(uint32_t code);
+  size_t unconsumed() const { return unconsumed_; }
+  bool has_exchange() const { return ex_ != nullptr; }
+
+  // --- Downstream
+  const ClientInfo& client() const override;
+  BodyRead read_body(BodySink& sink) override;
+  bool has_body_in_place() const override { return true; }
+  BodyRead body_in_place(std::string_view& bytes) override;
+  void consume_body(size_t n) override;
+  void send_interim(const http::ResponseHead& head) override;
+  HeadResult send_head(const ResponseOut& head) override;
+  size_t send_body(std::string_view) override { return 0; }
+  bool finish_body() override { return true; }
+  bool pulls_body() const override { return true; }
+  void body_available() override;
+  void wake() override;
+  bool upgrade(UpstreamConn*, ServerSlot&) override { return false; }
+  void exchange_done(bool response_complete, bool request_complete) override;
 
  private:
-  H2Stream* s_;
-};
+  enum class Head : uint8_t { Receiving, TooLarge, Complete };
+  enum class Answer : uint8_t {
+    Pending,    // no final HEADERS yet
+    Streaming,  // HEADERS submitted; the body is read by the data source
+    Sent,       // END_STREAM went out
+    Reset,      // RST_STREAM sent
+  };
+  void start_exchange();
+  int submit(const ResponseOut& head, bool final_head);
 
-// Request side (called from nghttp2 callbacks): one header field of the request head (pseudo
-// fields, cookie crumbs joined, host folded into :authority), body bytes, END_STREAM.
-void add_request_field(H2Stream& s, std::string_view name, std::string_view value);
-void append_request_data(H2Stream& s, std::string_view data);
-void end_request(H2Stream& s);
-// Response side: the nghttp2 data source of a stream: decodes body bytes from the response pipe.
-ssize_t response_body(H2Stream& s, uint8_t* buf, size_t len, uint32_t* flags);
+  H2Connection& conn_;
+  int32_t id_;
+  Exchange* ex_ = nullptr;
+
+  H2RequestHead head_fields_;
+  Head head_ = Head::Receiving;
+  Answer answer_ = Answer::Pending;
+  bool started_ = false;  // the exchange was started (it may be over by now)
+
+  // request body: DATA payload not yet taken by the exchange
+  BlockQueue body_;
+  size_t unconsumed_ = 0;  // DATA bytes received and not yet returned as window
+  bool req_ended_ = false;
+
+  // response
+  std::string local_body_;  // weir's own answer (the exchange is gone when it is read)
+  size_t local_read_ = 0;
+  bool local_ = false;      // the answer is weir's own (its body is local_body_)
+  bool deferred_ = false;   // the data source said DEFERRED: resume when bytes arrive
+  bool wants_run_ = false;  // the exchange asked for a turn
+  bool closed_ = false;     // nghttp2 closed the stream: removed at the end of the turn
+};
 
 }  // namespace weir::proxy

@@ -28,16 +28,23 @@ static bool host_matches(const std::string& pattern, std::string_view host) {
   return host == pattern;
 }
 
-int match_route(const std::vector<config::Route>& routes, std::string_view host,
-                std::string_view path) {
-  for (const auto& r : routes) {
+int find_route(const std::vector<config::Route>& routes, std::string_view host,
+               std::string_view path) {
+  for (size_t i = 0; i < routes.size(); ++i) {
+    const auto& r = routes[i];
     if (!host_matches(r.match.host, host)) continue;
     if (!r.match.path_prefix.empty() &&
         path.substr(0, r.match.path_prefix.size()) != r.match.path_prefix)
       continue;
-    return static_cast<int>(r.backend_index);
+    return static_cast<int>(i);
   }
   return -1;
+}
+
+int match_route(const std::vector<config::Route>& routes, std::string_view host,
+                std::string_view path) {
+  int i = find_route(routes, host, path);
+  return i < 0 ? -1 : static_cast<int>(routes[static_cast<size_t>(i)].backend_index);
 }
 
 }  // namespace weir::proxy

@@ -8,6 +8,10 @@
 
 namespace weir::proxy {
 
+// Returns the index of the first matching route, or -1.
+int find_route(const std::vector<config::Route>& routes, std::string_view host,
+               std::string_view path);
+
 // Returns the backend index of the first matching route, or -1.
 int match_route(const std::vector<config::Route>& routes, std::string_view host,
                 std::string_view path);

@@ -1,9 +1,9 @@
-// After a 101 Switching Protocols: bytes flow both ways unchanged until both sides finish.
-// Each direction half-closes the other side when its source ends.
+#include "proxy/tunnel.hpp"
+
 #include <sys/socket.h>
 
-#include "proxy/client_conn.hpp"
-#include "proxy/upstream_conn.hpp"
+#include "net/connection.hpp"
+#include "proxy/worker.hpp"
 
 namespace weir::proxy {
 namespace {
@@ -17,36 +17,45 @@ bool move_bytes(Buffer& from, Buffer& to) {
 
 }  // namespace
 
-bool ClientConn::pump_tunnel() {
-  if (!up_) {
-    close();
-    return true;
-  }
+Tunnel::Tunnel(Worker& w, net::Connection& client, UpstreamConn* up, ServerSlot slot)
+    : w_(w), client_(client), up_(up), slot_(std::move(slot)) {
+  up_->owner = this;
+  w_.buffers().acquire(up_->stream.in);
+  w_.buffers().acquire(up_->stream.out);
+}
+
+Tunnel::~Tunnel() {
+  up_->owner = nullptr;
+  up_->close();
+  slot_.release(w_);
+}
+
+void Tunnel::on_upstream_event(uint32_t events) {
+  up_->stream.note_events(events);
+  client_.run();
+}
+
+bool Tunnel::pump(net::Stream& client) {
+  if (finished_) return false;
   auto& us = up_->stream;
   bool progress = us.fill();
-  progress |= move_bytes(client_.in, us.out);
-  progress |= move_bytes(us.in, client_.out);
+  progress |= move_bytes(client.in, us.out);
+  progress |= move_bytes(us.in, client.out);
   progress |= us.flush();
-  if (us.failed || us.write_failed || client_.write_failed) {
-    close();
+  if (us.failed || us.write_failed || client.write_failed) {
+    finished_ = true;
     return true;
   }
   // A finished direction: forward the end as a half-close once its bytes are out.
-  if (client_.eof && client_.in.empty() && us.out.empty() && !up_shut_wr_) {
+  if (client.eof && client.in.empty() && us.out.empty() && !upstream_shut_) {
     ::shutdown(us.fd, SHUT_WR);
-    up_shut_wr_ = true;
+    upstream_shut_ = true;
   }
-  if (us.eof && us.in.empty() && client_.out.empty() && !shut_wr_) {
-    ::shutdown(client_.fd, SHUT_WR);
-    shut_wr_ = true;
+  if (us.eof && us.in.empty() && client.out.empty() && !client_shut_) {
+    ::shutdown(client.fd, SHUT_WR);
+    client_shut_ = true;
   }
-  if (up_shut_wr_ && shut_wr_) {
-    close();
-    return true;
-  }
-  if (progress) {
-    arm(TimerKind::Tunnel, listener_cfg().timeouts.idle);
-  }
+  if (upstream_shut_ && client_shut_) finished_ = true;
   return progress;
 }
 

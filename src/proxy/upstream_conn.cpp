@@ -1,6 +1,5 @@
 #include "proxy/upstream_conn.hpp"
 
-#include "proxy/client_conn.hpp"
 #include "proxy/worker.hpp"
 
 namespace weir::proxy {

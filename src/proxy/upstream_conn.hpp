@@ -1,6 +1,6 @@
 #pragma once
 // A connection to one server. Owned by the worker's pool while idle, attached to one
-// ClientConn (its `owner`) while a request uses it; events go to whoever holds it.
+// exchange or tunnel (its `owner`) while a request uses it; events go to whoever holds it.
 #include <cstdint>
 
 #include "core/reactor.hpp"
@@ -10,8 +10,14 @@
 
 namespace weir::proxy {
 
-class ClientConn;
 class Worker;
+
+// Whoever uses an upstream connection gets its events: an exchange, or a tunnel.
+class UpstreamOwner {
+ public:
+  virtual ~UpstreamOwner() = default;
+  virtual void on_upstream_event(uint32_t events) = 0;
+};
 
 class UpstreamConn final : public EventHandler {
  public:
@@ -24,7 +30,7 @@ class UpstreamConn final : public EventHandler {
 
   net::Stream stream;
   uint32_t server_id;
-  ClientConn* owner = nullptr;
+  UpstreamOwner* owner = nullptr;
   bool connecting = true;
   bool reused = false;
   bool closed = false;

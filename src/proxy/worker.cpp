@@ -1,5 +1,6 @@
 #include "proxy/worker.hpp"
 
+#include <malloc.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -7,8 +8,11 @@
 #include <cstring>
 
 #include "core/log.hpp"
+#include "net/address.hpp"
 #include "net/socket.hpp"
-#include "proxy/client_conn.hpp"
+#include "proxy/exchange.hpp"
+#include "proxy/h1_connection.hpp"
+#include "proxy/tcp_connection.hpp"
 
 namespace weir::proxy {
 
@@ -46,10 +50,12 @@ class Worker::Acceptor final : public EventHandler {
       gate.open.fetch_add(1, std::memory_order_relaxed);
       ++w_.stats_.connections_accepted;
       ++w_.stats_.connections_open;
-      auto* c = new ClientConn(w_, fd, peer, sock_.slot);
-      c->next = w_.conns_;
-      if (w_.conns_) w_.conns_->prev = c;
-      w_.conns_ = c;
+      ClientConn* c;
+      if (lc.mode == config::ListenerMode::Tcp)
+        c = new TcpConnection(w_, fd, net::peer_ip(peer), sock_.slot);
+      else
+        c = new H1Connection(w_, fd, net::peer_ip(peer), sock_.slot);
+      w_.add_connection(c);
       c->start();
     }
     // Still more to accept: come back after this batch instead of starving other events.
@@ -79,7 +85,8 @@ Worker::Worker(unsigned index, SnapshotPtr snap, std::vector<ListenSocket> socke
     : index_(index),
       pool_(*this),
       slot_addresses_(std::move(slot_addresses)),
-      gates_(std::move(gates)) {
+      gates_(std::move(gates)),
+      exchanges_(std::make_unique<ExchangePool>(*this)) {
   rng_state_ = 0x9E3779B97F4A7C15ull * (index + 1) ^
                static_cast<uint64_t>(Clock::now().time_since_epoch().count());
   install_view(std::move(snap));
@@ -124,6 +131,8 @@ void Worker::install_view(SnapshotPtr snap) {
   buffers_.set_block_size(std::max<size_t>(cfg.limits.buffer_size, cfg.limits.max_header_bytes));
   pool_.set_limits(cfg.limits.max_idle_upstream_per_server, cfg.limits.upstream_idle_timeout);
   v->queues.resize(v->snap->backends.size());
+  for (const auto& l : v->snap->listeners)
+    v->filters.push_back(build_filters(*l.cfg));
   for (const auto& b : v->snap->backends) {
     v->balancers.push_back(balance::make_balancer(
         b.cfg->balance, b.infos, random(), {.hash_balance_factor = b.cfg->hash_balance_factor}));
@@ -154,12 +163,28 @@ void Worker::start() {
   thread_ = std::thread([this] { run(); });
 }
 
+// Every half second: once a burst is over (far fewer buffer blocks in use than at its peak),
+// cached blocks and exchanges beyond a few are freed and the heap's free pages go back to the
+// kernel. Never under steady load, where that would only make the next requests fault the
+// same pages in again.
+void Worker::housekeep() {
+  if (buffers_.shrink_after_burst(64, 8)) {
+    exchanges_->trim(16);
+    pipes_.trim(2);
+    ::malloc_trim(0);
+  }
+  housekeeping_.arm(reactor_.timers(), reactor_.now() + Millis(500));
+}
+
 void Worker::run() {
+  housekeeping_.set_callback([this] { housekeep(); });
+  housekeeping_.arm(reactor_.timers(), reactor_.now() + Millis(500));
   for (auto& a : acceptors_) {
     reactor_.add(a->fd(), a.get(), EPOLLIN | EPOLLET);
     a->accept_all();
   }
   reactor_.run();
+  housekeeping_.cancel();
   // Stopped: close what is left.
   for (auto& a : acceptors_)
     a->stop();
@@ -215,6 +240,23 @@ void Worker::maybe_finish_drain() {
 
 void Worker::collect_stats(std::function<void(WorkerStats)> done) {
   reactor_.post([this, done = std::move(done)] { done(stats_); });
+}
+
+void Worker::add_connection(ClientConn* c) {
+  c->next = conns_;
+  if (conns_) conns_->prev = c;
+  conns_ = c;
+}
+
+void Worker::replace_connection(ClientConn* from, ClientConn* to) {
+  to->prev = from->prev;
+  to->next = from->next;
+  if (from->prev)
+    from->prev->next = to;
+  else
+    conns_ = to;
+  if (from->next) from->next->prev = to;
+  from->prev = from->next = nullptr;
 }
 
 void Worker::connection_closed(ClientConn* c, size_t slot) {

@@ -14,6 +14,8 @@
 #include "core/reactor.hpp"
 #include "http/parser.hpp"
 #include "model/snapshot.hpp"
+#include "proxy/filter.hpp"
+#include "proxy/splice.hpp"
 #include "proxy/stats.hpp"
 #include "proxy/upstream_pool.hpp"
 
@@ -29,11 +31,13 @@ using model::Snapshot;
 using model::SnapshotPtr;
 
 class ClientConn;
+class Exchange;
+class ExchangePool;
 
 // Requests of this worker waiting for a server slot of one backend, first come first served.
 struct WaitQueue {
-  ClientConn* head = nullptr;
-  ClientConn* tail = nullptr;
+  Exchange* head = nullptr;
+  Exchange* tail = nullptr;
 };
 
 // What a worker derives from a snapshot: its own balancer per backend and counter pointers.
@@ -44,10 +48,13 @@ struct WorkerView {
   // by listener index × (backend index + 1); slot 0 = no backend
   std::vector<CodeCounts*> counters;
   http::Limits limits;
-  std::vector<size_t> slot_listener;  // listen socket slot → listener index in snap
+  std::vector<size_t> slot_listener;     // listen socket slot → listener index in snap
+  std::vector<ListenerFilters> filters;  // by listener index
   CodeCounts* counts(size_t listener, int backend) const {
     return counters[listener * (snap->backends.size() + 1) + static_cast<size_t>(backend + 1)];
   }
+  balance::Balancer& balancer(BackendId id) const { return *balancers[id.index()]; }
+  WaitQueue& queue(BackendId id) { return queues[id.index()]; }
 };
 using ViewPtr = std::shared_ptr<WorkerView>;
 
@@ -107,15 +114,22 @@ class Worker {
   std::string& scratch_header() { return scratch_header_; }  // one extra header line
   BufferPool& buffers() { return buffers_; }
   RetryBudget& retry_budget() { return retry_budget_; }
+  ExchangePool& exchanges() { return *exchanges_; }
+  PipePool& pipes() { return pipes_; }
   unsigned index() const { return index_; }
   bool draining() const { return draining_; }
+  // A new connection of this worker (accepted, or taking over another's socket).
+  void add_connection(ClientConn* c);
   void connection_closed(ClientConn* c, size_t slot);
+  // `to` continues `from`'s socket (ALPN h2, h2c): same place in the list, same gate count.
+  void replace_connection(ClientConn* from, ClientConn* to);
   uint64_t random();
 
  private:
   class Acceptor;
   void install_view(SnapshotPtr snap);
   void maybe_finish_drain();
+  void housekeep();
   void run();
 
   unsigned index_;
@@ -131,12 +145,14 @@ class Worker {
   std::string scratch_header_;
   BufferPool buffers_;
   RetryBudget retry_budget_;
+  std::unique_ptr<ExchangePool> exchanges_;
+  PipePool pipes_;
   ClientConn* conns_ = nullptr;  // intrusive list of open client connections
   bool draining_ = false;
   Timer drain_timer_;
+  Timer housekeeping_;  // gives memory back after a burst (housekeep())
   uint64_t rng_state_;
   std::thread thread_;
-  friend class ClientConn;
 };
 
 }  // namespace weir::proxy

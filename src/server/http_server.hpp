@@ -2,16 +2,20 @@
 // A small HTTP/1.1 origin server on weir's own reactor and codec, for `weir whoami` and the
 // admin listener. Keep-alive, pipelining, 100-continue, bodies of any size streamed (counted,
 // and kept up to a small cap), answers possibly delayed, large generated bodies streamed.
+// Its connections run on net::Connection, the driver the proxy's connections share; it has a
+// header timeout, an idle timeout and a cap on open connections (ServerOptions).
 #include <sys/socket.h>
 
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
-#include <utility>
 #include <unordered_set>
+#include <utility>
 #include <vector>
 
+#include "core/buffer_pool.hpp"
+#include "core/clock.hpp"
 #include "core/reactor.hpp"
 #include "http/parser.hpp"
 
@@ -25,9 +29,9 @@ struct Request {
   uint8_t version_minor = 1;
   std::vector<std::pair<std::string, std::string>> headers;
   uint64_t body_length = 0;
-  std::string body;  // the first kBodyKeep bytes
-  std::string peer;  // "ip:port"
-  std::string local; // "ip:port"
+  std::string body;   // the first kBodyKeep bytes
+  std::string peer;   // "ip:port"
+  std::string local;  // "ip:port"
   bool upgrade = false;
   std::string upgrade_protocol;
 
@@ -49,18 +53,43 @@ struct Response {
 
 using Handler = std::function<Response(const Request&)>;
 
+struct ServerOptions {
+  // From accept, or from the first byte of a request head, until the whole head is in: a partial
+  // head then gets 408 and the connection closes; a connection that sent nothing just closes.
+  Millis header_timeout{10000};
+  // Between keep-alive requests. Also how long a request body, the reading of an answer or an
+  // upgraded connection may stall (no byte moving either way) before the connection closes.
+  Millis idle_timeout{60000};
+  // Open connections (lingering ones included); at the cap the listener stops accepting, so new
+  // connections wait in the kernel's backlog until one closes. 0: no cap.
+  size_t max_connections = 1000;
+};
+
 class HttpServer {
  public:
-  HttpServer(Reactor& reactor, int listen_fd, Handler handler);
+  // Takes `listen_fd` (non-blocking, listening) and registers it with `reactor`.
+  HttpServer(Reactor& reactor, int listen_fd, Handler handler, ServerOptions options = {});
+  // With the reactor not running (stopped, or not yet run): closes and frees every connection.
   ~HttpServer();
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
   void close_listener();
   size_t open_connections() const { return conns_.size(); }
+  const ServerOptions& options() const { return options_; }
 
  private:
   class Acceptor;
   class Conn;
+  bool at_cap() const;
+  void connection_closed(Conn* c);
+
   Reactor& reactor_;
   Handler handler_;
+  ServerOptions options_;
+  // Every connection buffer is one 64 KiB block, big enough for a whole head.
+  BufferPool buffers_;
+  std::vector<http::Header> scratch_headers_;  // parse_request's storage, for every connection
   std::unique_ptr<Acceptor> acceptor_;
   std::unordered_set<Conn*> conns_;
 };

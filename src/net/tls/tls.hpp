@@ -99,11 +99,11 @@ class TlsTransport final : public Transport {
   bool needs_write_for_read() const override { return true; }
   void shutdown(int fd) override;
 
-  bool handshake_done() const;
-  std::string_view alpn() const;  // the negotiated protocol, "" if none
+  bool handshake_done() const override;
+  std::string_view alpn() const override;  // the negotiated protocol, "" if none
   bool resumed() const;
   // Why the last kIoError happened (handshake failure, verify error…), for logs.
-  const std::string& last_error() const { return last_error_; }
+  std::string_view last_error() const override { return last_error_; }
   // The last write() returned kWouldBlock because OpenSSL must read first (handshake): a
   // read-readiness edge means "write again" too.
   bool write_needs_read() const { return write_needs_read_; }

@@ -12,7 +12,6 @@ namespace {
 
 using namespace weir::config::test;  // NOLINT(google-build-using-namespace)
 using std::chrono::milliseconds;
-namespace fs = std::filesystem;
 
 // Verbatim from the user contract (spec/contract.md, "Configuration file").
 constexpr std::string_view kContractExample =
@@ -150,12 +149,6 @@ TEST(ContractExample, EveryFieldLands) {
   EXPECT_EQ(b.servers[0].pos.col, 9);
   EXPECT_EQ(c.backends[1].name, "api");
   EXPECT_EQ(c.backends[1].servers[0].name, "api-1");
-}
-
-// examples/weir.yaml, found from this file's path (or $WEIR_SOURCE_DIR when set).
-fs::path example_path() {
-  if (const char* dir = std::getenv("WEIR_SOURCE_DIR")) return fs::path(dir) / "examples/weir.yaml";
-  return fs::path(__FILE__).parent_path() / "../../../examples/weir.yaml";
 }
 
 TEST(ExampleFile, LoadsCleanly) {

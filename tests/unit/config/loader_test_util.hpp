@@ -73,6 +73,14 @@ inline Config ok(const LoadResult& r) {
   return r.ok() ? *r.config : Config{};
 }
 
+// examples/weir.yaml, found from this file's path (or $WEIR_SOURCE_DIR when set).
+inline std::filesystem::path example_path() {
+  if (const char* dir = getenv("WEIR_SOURCE_DIR")) {
+    return std::filesystem::path(dir) / "examples/weir.yaml";
+  }
+  return std::filesystem::path(__FILE__).parent_path() / "../../../examples/weir.yaml";
+}
+
 // A directory under /tmp removed with everything in it at the end of the test.
 class TempDir {
  public:

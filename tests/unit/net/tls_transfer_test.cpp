@@ -30,7 +30,7 @@ struct Conn {
         server(ctx->new_session()),
         client(client_session(ClientOpts{.sni = "ec.test", .max_version = version})) {
     auto r = handshake(server, sock.server(), client, sock.client());
-    if (!r.ok) throw std::runtime_error("handshake failed: " + server.last_error());
+    if (!r.ok) throw std::runtime_error("handshake failed: " + std::string(server.last_error()));
   }
 };
 

@@ -54,7 +54,8 @@ TEST(Forward, ReplacesUntrustedForwardedHeaders) {
 
 TEST(Forward, TrustedProxyChainIsExtended) {
   Parsed p(
-      "GET / HTTP/1.1\r\nHost: site\r\nX-Forwarded-For: 1.1.1.1\r\nX-Forwarded-Proto: https\r\n\r\n");
+      "GET / HTTP/1.1\r\nHost: site\r\nX-Forwarded-For: 1.1.1.1\r\nX-Forwarded-Proto: "
+      "https\r\n\r\n");
   RequestForward f;
   f.trusted_client = true;
   std::string out = forward(p, f);
@@ -101,20 +102,84 @@ TEST(Forward, ResponseHeadFraming) {
   http::ResponseHead h;
   auto r = http::parse_response(raw, h, storage, http::Limits{}, http::Method::Get);
   ASSERT_EQ(r.status, http::ParseStatus::Done);
+  HeaderEdits edits;
+  ResponseOut head;
+  head.status = h.status;
+  head.reason = h.reason;
+  head.fields = h.headers;
+  head.body = h.body;
+  head.edits = &edits;
   std::string out;
-  build_response_head(h, OutFraming::Chunked, false, false, out);
+  build_response_head(head, OutFraming::Chunked, false, false, out);
   EXPECT_EQ(out, "HTTP/1.1 200 OK\r\nServer: app\r\nTransfer-Encoding: chunked\r\n\r\n");
   out.clear();
-  build_response_head(h, OutFraming::Close, true, false, out);
+  build_response_head(head, OutFraming::Close, true, false, out);
   EXPECT_EQ(out, "HTTP/1.1 200 OK\r\nServer: app\r\nConnection: close\r\n\r\n");
 }
 
-TEST(Forward, LocalResponse) {
+TEST(Forward, ResponseHeadEdits) {
+  std::string raw =
+      "HTTP/1.1 200 OK\r\nServer: app\r\nX-Internal: 1\r\nCache-Control: public\r\n"
+      "Content-Length: 2\r\n\r\n";
+  std::vector<http::Header> storage(100);
+  http::ResponseHead h;
+  ASSERT_EQ(http::parse_response(raw, h, storage, http::Limits{}, http::Method::Get).status,
+            http::ParseStatus::Done);
+  HeaderEdits edits;
+  edits.remove("x-internal");              // case-insensitive
+  edits.set("Cache-Control", "no-store");  // replaces the server's field
+  edits.add("Via", "1.1 weir");
+  edits.add("Via", "1.1 edge");  // adds keep their order
+  ResponseOut head;
+  head.status = 200;
+  head.fields = h.headers;
+  head.body = h.body;
+  head.content_length = h.content_length;
+  head.edits = &edits;
   std::string out;
-  build_local_response(503, "Service Unavailable\n", true, "Retry-After: 1\r\n", out);
+  build_response_head(head, OutFraming::ContentLength, false, false, out);
   EXPECT_EQ(out,
-            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 20\r\n"
-            "Retry-After: 1\r\nConnection: close\r\n\r\nService Unavailable\n");
+            "HTTP/1.1 200 OK\r\nServer: app\r\nCache-Control: no-store\r\nVia: 1.1 weir\r\n"
+            "Via: 1.1 edge\r\nContent-Length: 2\r\n\r\n");
+}
+
+TEST(Forward, LocalResponse) {
+  HeaderEdits edits;
+  edits.set("Content-Type", "text/plain");
+  edits.set("Retry-After", "1");
+  ResponseOut head;
+  head.status = 503;
+  head.local = true;
+  head.local_body = "Service Unavailable\n";
+  head.body = http::BodyKind::ContentLength;
+  head.edits = &edits;
+  std::string out;
+  build_response_head(head, OutFraming::ContentLength, true, false, out);
+  out.append(head.local_body);
+  EXPECT_EQ(out,
+            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nRetry-After: 1\r\n"
+            "Content-Length: 20\r\nConnection: close\r\n\r\nService Unavailable\n");
+}
+
+TEST(Forward, RequestHeadEdits) {
+  std::string raw = "GET /x HTTP/1.1\r\nHost: a\r\nX-Debug: 1\r\nX-Env: dev\r\n\r\n";
+  std::vector<http::Header> storage(100);
+  http::RequestHead req;
+  ASSERT_EQ(http::parse_request(raw, req, storage, http::Limits{}).status, http::ParseStatus::Done);
+  HeaderEdits edits;
+  edits.remove("X-Debug");
+  edits.set("X-Env", "prod");
+  RequestForward fwd;
+  fwd.target = "/x";
+  fwd.host = "a";
+  fwd.client_ip = "10.0.0.1";
+  fwd.edits = &edits;
+  std::string out;
+  build_request_head(req, fwd, out);
+  EXPECT_EQ(out.find("X-Debug"), std::string::npos);
+  EXPECT_EQ(out.find("X-Env: dev"), std::string::npos);
+  EXPECT_NE(out.find("X-Env: prod\r\n"), std::string::npos);
+  EXPECT_NE(out.find("X-Forwarded-For: 10.0.0.1\r\n"), std::string::npos);
 }
 
 }  // namespace

@@ -1,13 +1,11 @@
-// HTTP/2 server session: nghttp2 glue, stream lifecycle and the budgets against hostile
-// clients. The translation of a stream to and from HTTP/1.1 bytes is in h2_stream.cpp.
-#include "proxy/h2_session.hpp"
+// HTTP/2 connection: nghttp2 glue, stream lifecycle and the budgets against hostile clients.
+// What a stream does with its request and answer is in h2_stream.cpp.
+#include "proxy/h2_connection.hpp"
 
 #include <algorithm>
-#include <cstring>
 
 #include "config/config.hpp"
 #include "core/log.hpp"
-#include "proxy/client_conn.hpp"
 #include "proxy/worker.hpp"
 
 namespace weir::proxy {
@@ -23,10 +21,10 @@ constexpr double kGlitchRate = 200;
 }  // namespace
 
 struct H2Callbacks {
-  static H2Session& S(void* p) { return *static_cast<H2Session*>(p); }
+  static H2Connection& C(void* p) { return *static_cast<H2Connection*>(p); }
 
   static ssize_t send(nghttp2_session*, const uint8_t* data, size_t len, int, void* user) {
-    Buffer& out = S(user).io_.out;
+    Buffer& out = C(user).io_.out;
     size_t room = out.free_space();
     if (room == 0) return NGHTTP2_ERR_WOULDBLOCK;
     size_t n = std::min(room, len);
@@ -35,72 +33,65 @@ struct H2Callbacks {
   }
 
   static int on_begin_headers(nghttp2_session*, const nghttp2_frame* f, void* user) {
-    H2Session& s = S(user);
+    H2Connection& c = C(user);
     if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
-    auto st = std::make_unique<H2Stream>();
-    st->id = f->hd.stream_id;
-    st->session = &s;
-    s.streams_[st->id] = std::move(st);
+    c.streams_[f->hd.stream_id] = std::make_unique<H2Stream>(c, f->hd.stream_id);
     return 0;
   }
 
   static int on_header(nghttp2_session*, const nghttp2_frame* f, const uint8_t* name,
                        size_t namelen, const uint8_t* value, size_t valuelen, uint8_t, void* user) {
-    H2Session& s = S(user);
     if (f->hd.type != NGHTTP2_HEADERS) return 0;
-    H2Stream* st = s.find(f->hd.stream_id);
-    if (!st || st->started || st->head_done) return 0;  // trailers are not forwarded
-    st->header_bytes += namelen + valuelen + 32;
-    if (++st->header_count > s.max_headers_ || st->header_bytes > s.max_header_bytes_) {
-      st->too_large = true;  // answered 431 once the block ends; the rest is only counted
-      return 0;
-    }
-    if (st->too_large) return 0;
-    add_request_field(*st, std::string_view(reinterpret_cast<const char*>(name), namelen),
-                      std::string_view(reinterpret_cast<const char*>(value), valuelen));
+    H2Stream* st = C(user).find(f->hd.stream_id);
+    if (!st || st->head_done()) return 0;  // trailers are not forwarded
+    st->add_field(std::string_view(reinterpret_cast<const char*>(name), namelen),
+                  std::string_view(reinterpret_cast<const char*>(value), valuelen));
     return 0;
   }
 
   static int on_frame_recv(nghttp2_session*, const nghttp2_frame* f, void* user) {
-    H2Session& s = S(user);
+    H2Connection& c = C(user);
     const bool end = (f->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
     switch (f->hd.type) {
       case NGHTTP2_HEADERS:
-        if (H2Stream* st = s.find(f->hd.stream_id)) {
-          if (!st->head_done) {
-            s.finish_request_head(*st, end);
+        if (H2Stream* st = c.find(f->hd.stream_id)) {
+          if (!st->head_done()) {
+            st->end_head(end);
+            // Started at once: its fields become the forwarded head now, instead of a whole
+            // burst of streams each holding its decoded fields until the end of the read.
+            st->run_exchange();
           } else if (end) {
-            end_request(*st);  // trailers end the body; their fields are dropped
+            st->end_request();  // trailers end the body; their fields are dropped
           }
         }
         break;
       case NGHTTP2_DATA:
-        if (f->hd.length == 0 && !end) s.glitch("empty DATA frames");
+        if (f->hd.length == 0 && !end) c.glitch("empty DATA frames");
         if (end) {
-          if (H2Stream* st = s.find(f->hd.stream_id)) end_request(*st);
+          if (H2Stream* st = c.find(f->hd.stream_id)) st->end_request();
         }
         break;
       case NGHTTP2_RST_STREAM:
-        if (H2Stream* st = s.find(f->hd.stream_id); st && !st->response_done) {
-          if (!s.spend(s.reset_tokens_, s.reset_last_, kResetRate, kResetBurst))
-            s.calm_down("streams reset faster than they finish (rapid reset)");
+        if (H2Stream* st = c.find(f->hd.stream_id); st && !st->response_sent()) {
+          if (!c.spend(c.reset_tokens_, c.reset_last_, kResetRate, kResetBurst))
+            c.calm_down("streams reset faster than they finish (rapid reset)");
         }
         break;
       case NGHTTP2_PING:
-        if (!(f->hd.flags & NGHTTP2_FLAG_ACK)) s.glitch("PING frames");
+        if (!(f->hd.flags & NGHTTP2_FLAG_ACK)) c.glitch("PING frames");
         break;
       case NGHTTP2_SETTINGS:
-        if (!(f->hd.flags & NGHTTP2_FLAG_ACK)) s.glitch("SETTINGS frames");
+        if (!(f->hd.flags & NGHTTP2_FLAG_ACK)) c.glitch("SETTINGS frames");
         break;
       case NGHTTP2_PRIORITY:
-        s.glitch("PRIORITY frames");
+        c.glitch("PRIORITY frames");
         break;
       case NGHTTP2_WINDOW_UPDATE:
         // A client opens windows as our DATA arrives: updates beyond that do no work.
-        if (s.window_credit_ > 0)
-          --s.window_credit_;
+        if (c.window_credit_ > 0)
+          --c.window_credit_;
         else
-          s.glitch("WINDOW_UPDATE frames");
+          c.glitch("WINDOW_UPDATE frames");
         break;
       default:
         break;
@@ -110,47 +101,58 @@ struct H2Callbacks {
 
   static int on_data_chunk(nghttp2_session* ses, uint8_t, int32_t id, const uint8_t* data,
                            size_t len, void* user) {
-    H2Session& s = S(user);
-    H2Stream* st = s.find(id);
-    if (!st || !st->head_done || st->exchange_closed || st->too_large) {
+    H2Stream* st = C(user).find(id);
+    if (!st || !st->head_done() || st->closed()) {
       // Nobody reads it: give the window back at once.
-      if (st && !st->closed)
+      if (st && !st->closed())
         nghttp2_session_consume(ses, id, len);
       else
         nghttp2_session_consume_connection(ses, len);
       return 0;
     }
-    append_request_data(*st, std::string_view(reinterpret_cast<const char*>(data), len));
+    st->append_data(std::string_view(reinterpret_cast<const char*>(data), len));
     return 0;
   }
 
   static int on_frame_send(nghttp2_session*, const nghttp2_frame* f, void* user) {
-    H2Session& s = S(user);
+    H2Connection& c = C(user);
     if (f->hd.type == NGHTTP2_DATA) {
       // Each DATA frame may earn a stream and a connection WINDOW_UPDATE.
-      s.window_credit_ = std::min<uint64_t>(s.window_credit_ + 2, 100000);
+      c.window_credit_ = std::min<uint64_t>(c.window_credit_ + 2, 100000);
     }
     if ((f->hd.type == NGHTTP2_HEADERS || f->hd.type == NGHTTP2_DATA) &&
         (f->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
-      if (H2Stream* st = s.find(f->hd.stream_id)) st->response_done = true;
+      if (H2Stream* st = c.find(f->hd.stream_id)) st->mark_response_sent();
     }
     return 0;
   }
 
   static int on_stream_close(nghttp2_session*, int32_t id, uint32_t, void* user) {
-    if (H2Stream* st = S(user).find(id)) st->closed = true;  // removed after this turn
+    if (H2Stream* st = C(user).find(id)) st->on_closed();  // removed after this turn
     return 0;
   }
 };
 
-H2Session::H2Session(Worker& w, ClientConn& conn, net::Stream& io) : w_(w), conn_(conn), io_(io) {}
+H2Connection::H2Connection(Worker& w, std::string ip, size_t slot, bool tls)
+    : ClientConn(w, -1, std::move(ip), slot, tls) {}
 
-H2Session::~H2Session() {
-  abort_all();
+H2Connection::~H2Connection() {
   if (session_) nghttp2_session_del(session_);
 }
 
-bool H2Session::start(const config::GlobalLimits& limits) {
+void H2Connection::start() {
+  if (!setup()) {
+    log::error("client {}: cannot start an HTTP/2 session", ip_);
+    close();
+    return;
+  }
+  ++w_.stats().h2_connections;
+  arm_timer(listener().timeouts.idle);
+  run();
+}
+
+bool H2Connection::setup() {
+  const config::GlobalLimits& limits = w_.view()->snap->config->limits;
   max_header_bytes_ = limits.max_header_bytes;
   max_headers_ = limits.max_headers;
   double now = now_seconds();
@@ -197,16 +199,16 @@ bool H2Session::start(const config::GlobalLimits& limits) {
   return true;
 }
 
-double H2Session::now_seconds() const {
+double H2Connection::now_seconds() const {
   return std::chrono::duration<double>(w_.reactor().now().time_since_epoch()).count();
 }
 
-H2Stream* H2Session::find(int32_t id) {
+H2Stream* H2Connection::find(int32_t id) {
   auto it = streams_.find(id);
   return it == streams_.end() ? nullptr : it->second.get();
 }
 
-bool H2Session::spend(double& tokens, double& last, double rate, double cap) {
+bool H2Connection::spend(double& tokens, double& last, double rate, double cap) {
   double now = now_seconds();
   tokens = std::min(cap, tokens + (now - last) * rate);
   last = now;
@@ -215,19 +217,19 @@ bool H2Session::spend(double& tokens, double& last, double rate, double cap) {
   return true;
 }
 
-void H2Session::glitch(const char* what) {
+void H2Connection::glitch(const char* what) {
   if (!spend(glitch_tokens_, glitch_last_, kGlitchRate, kGlitchBurst)) calm_down(what);
 }
 
-void H2Session::calm_down(const char* why) {
+void H2Connection::calm_down(const char* why) {
   if (failed_) return;
-  log::warn("client {}: HTTP/2: {}; sending GOAWAY and closing", conn_.peer_ip(), why);
+  log::warn("client {}: HTTP/2: {}; sending GOAWAY and closing", ip_, why);
   ++w_.stats().h2_abuse;
   nghttp2_session_terminate_session(session_, NGHTTP2_ENHANCE_YOUR_CALM);
   failed_ = true;
 }
 
-bool H2Session::pump() {
+bool H2Connection::turn() {
   bool progress = false;
   if (!io_.in.empty()) {
     if (!failed_) {
@@ -235,7 +237,7 @@ bool H2Session::pump() {
       ssize_t n = nghttp2_session_mem_recv(session_, reinterpret_cast<const uint8_t*>(data.data()),
                                            data.size());
       if (n < 0) {
-        log::debug("client {}: HTTP/2 connection error: {}", conn_.peer_ip(),
+        log::debug("client {}: HTTP/2 connection error: {}", ip_,
                    nghttp2_strerror(static_cast<int>(n)));
         failed_ = true;
       }
@@ -244,11 +246,11 @@ bool H2Session::pump() {
     progress = true;
   }
   for (int round = 0; round < 8; ++round) {
-    bool moved = run_exchanges();
+    bool moved = run_streams();
     size_t before = io_.out.size();
     int rv = nghttp2_session_send(session_);
     if (rv != 0) {
-      log::debug("client {}: HTTP/2 send: {}", conn_.peer_ip(), nghttp2_strerror(rv));
+      log::debug("client {}: HTTP/2 send: {}", ip_, nghttp2_strerror(rv));
       failed_ = true;
     }
     moved |= io_.out.size() != before;
@@ -257,134 +259,70 @@ bool H2Session::pump() {
     progress = true;
     if (io_.out.full()) break;  // the socket takes it first
   }
+  if (finished() || (io_.eof && io_.in.empty())) {
+    close_after_flush(true);
+    return true;
+  }
+  // The idle timeout runs while no stream is open.
+  if (streams_.empty()) {
+    if (!timer_armed()) arm_timer(listener().timeouts.idle);
+  } else if (timer_armed()) {
+    cancel_timer();
+  }
   return progress;
 }
 
-bool H2Session::finished() const {
+bool H2Connection::finished() const {
   if (failed_) return !nghttp2_session_want_write(session_) || io_.write_failed;
   return !nghttp2_session_want_read(session_) && !nghttp2_session_want_write(session_);
 }
 
-void H2Session::goaway() {
+void H2Connection::goaway() {
   if (goaway_sent_ || !session_) return;
   goaway_sent_ = true;
   nghttp2_submit_goaway(session_, NGHTTP2_FLAG_NONE,
                         nghttp2_session_get_last_proc_stream_id(session_), NGHTTP2_NO_ERROR,
                         nullptr, 0);
+  schedule_turn();
 }
 
-void H2Session::abort_all() {
-  for (auto& [id, st] : streams_) {
-    if (st->exchange) {
-      ClientConn* c = st->exchange;
-      detach_exchange(*st);
-      c->close();
-    }
+void H2Connection::on_timeout() {
+  // No stream for the idle timeout: say goodbye, then close.
+  if (goaway_sent_) {
+    close();
+    return;
   }
+  goaway();
+  arm_timer(Millis(1000));
+}
+
+void H2Connection::on_close() {
+  for (auto& [id, st] : streams_)
+    st->abandon();  // every stream's exchange ends with its connection
   streams_.clear();
+  ClientConn::on_close();
 }
 
-void H2Session::detach_exchange(H2Stream& s) {
-  if (s.exchange) s.exchange->detach_stream();
-  if (s.pipe) s.pipe->detach();
-  s.pipe = nullptr;
-  s.exchange = nullptr;
-}
-
-void H2Session::stream_changed(H2Stream&) {
-  conn_.schedule_turn();
-}
-
-void H2Session::stream_exchange_closed(H2Stream& s) {
-  if (s.exchange) s.exchange->detach_stream();
-  s.pipe = nullptr;  // the pipe is going away with the exchange
-  s.exchange = nullptr;
-  s.exchange_closed = true;
-  // What the exchange left unread will not be read: its window goes back.
-  if (s.unconsumed > 0 && session_ && !s.closed)
-    nghttp2_session_consume(session_, s.id, s.unconsumed);
-  s.unconsumed = 0;
-  s.data_marks.clear();
-  s.req.clear();
-  s.req_read = 0;
-  conn_.schedule_turn();
-}
-
-void H2Session::consume_request(H2Stream& s, uint64_t taken) {
-  size_t bytes = 0;
-  while (!s.data_marks.empty() && s.data_marks.begin()->first <= taken) {
-    bytes += s.data_marks.begin()->second;
-    s.data_marks.erase(s.data_marks.begin());
-  }
-  if (bytes == 0) return;
-  s.unconsumed -= bytes;
-  if (!s.closed) nghttp2_session_consume(session_, s.id, bytes);
-  conn_.schedule_turn();  // a WINDOW_UPDATE to send
-}
-
-void H2Session::reset(H2Stream& s, uint32_t code) {
-  if (s.reset_sent || s.closed) return;
-  s.reset_sent = true;
-  nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, s.id, code);
-  if (s.exchange) {
-    ClientConn* c = s.exchange;
-    detach_exchange(s);
-    s.exchange_closed = true;
-    c->close();
-  }
-}
-
-bool H2Session::run_exchanges() {
+bool H2Connection::run_streams() {
   bool moved = false;
-  for (auto& [id, sp] : streams_) {
-    H2Stream& s = *sp;
-    if (s.closed || s.reset_sent) continue;
-    if (s.wants_start) {
-      s.wants_start = false;
-      start_exchange(s);
-      moved = true;
-    } else if (s.wants_run && s.exchange) {
-      s.wants_run = false;
-      s.exchange->on_pipe_ready();
-      moved = true;
-    }
-    moved |= emit_response(s);
-  }
+  for (auto& [id, st] : streams_)
+    moved |= st->run_exchange();
   return moved;
 }
 
-void H2Session::start_exchange(H2Stream& s) {
-  s.started = true;
-  if (s.too_large) {
-    // Answered here: the head never reaches the proxy logic.
-    local_response(s, 431, "Request Header Fields Too Large\n");
-    return;
-  }
-  auto pipe = std::make_unique<H2Pipe>(&s);
-  s.pipe = pipe.get();
-  auto* c = new ClientConn(w_, conn_, std::move(pipe), &s);
-  s.exchange = c;
-  c->start_stream();
-}
-
-void H2Session::collect_closed() {
+void H2Connection::collect_closed() {
   for (auto it = streams_.begin(); it != streams_.end();) {
     H2Stream& s = *it->second;
-    if (!s.closed && s.response_done && !s.req_ended && !s.reset_sent) {
+    if (!s.closed() && s.response_sent() && !s.request_ended() && !s.reset_sent()) {
       // The answer is complete but the client is still sending a body nobody will read.
-      s.reset_sent = true;
-      nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, s.id, NGHTTP2_NO_ERROR);
+      s.reset(NGHTTP2_NO_ERROR);
     }
-    if (!s.closed) {
+    if (!s.closed()) {
       ++it;
       continue;
     }
-    if (s.exchange) {
-      ClientConn* c = s.exchange;  // the client reset the stream mid-exchange
-      detach_exchange(s);
-      c->close();
-    }
-    if (s.unconsumed > 0) nghttp2_session_consume_connection(session_, s.unconsumed);
+    s.abandon();  // the client reset the stream mid-exchange, or it ended
+    if (s.unconsumed() > 0) nghttp2_session_consume_connection(session_, s.unconsumed());
     it = streams_.erase(it);
   }
 }

@@ -1,0 +1,196 @@
+#pragma once
+// One request's trip through weir, whatever codec carried it:
+//
+//   start() ─ route ─ filters.on_request ─ affinity (hash key, sticky cookie) ─ pick ─┬─ connect
+//           (answered locally: 404, redirect, 431 ...)          (all full: wait queue)┘  or reuse
+//   ─ request head (filters.on_upstream_request) and body up ─ response head (filters.on_response,
+//   sticky cookie) ─ body down ─ done: the upstream connection back to the pool.
+//
+// Failures before any response byte retry on another server within `retries` and the retry
+// budget; after, the only honest signal left is aborting the downstream. The upstream side
+// speaks HTTP/1.1 (exchange_io.cpp); picking, queueing, connecting and retrying are in
+// exchange_pick.cpp.
+//
+// An exchange lives in the worker's ExchangePool between requests: a connection holds one only
+// while a request is in flight, so an idle keep-alive connection holds no per-request state.
+#include <cstdint>
+#include <string>
+
+#include "balance/balancer.hpp"
+#include "core/timer.hpp"
+#include "http/body_decoder.hpp"
+#include "model/ids.hpp"
+#include "proxy/downstream.hpp"
+#include "proxy/filter.hpp"
+#include "proxy/head_edits.hpp"
+#include "proxy/splice.hpp"
+#include "proxy/upstream_conn.hpp"
+#include "proxy/worker.hpp"
+
+namespace weir::proxy {
+
+class Exchange final : public UpstreamOwner {
+ public:
+  explicit Exchange(Worker& w);
+  ~Exchange() override;
+
+  // An HTTP request whose head is parsed (views valid during the call only; `head_len` bytes of
+  // the client's buffer hold it, for HTTP/1.1). Answers locally or starts the upstream side.
+  void start(Downstream& ds, const http::RequestHead& req);
+  // A request that could not even be read whole (400, 408, 431, a bad HTTP/2 head): weir's own
+  // answer through the listener's filters, and the connection ends after it.
+  void start_error(Downstream& ds, uint16_t status);
+  // Layer 4: connect to a server of `backend` (retrying elsewhere), then hand the connection to
+  // the downstream (upgrade()). Nothing is parsed.
+  void start_tcp(Downstream& ds, BackendId backend);
+  // Moves the request body up and the response down, as far as both sides allow. Returns true
+  // if anything moved.
+  bool pump();
+  // HTTP/2: the stream's data source pulls response payload (a copy into `buf`). Sets `eof`
+  // when the body is complete; returns -1 if the body cannot complete (the stream is reset).
+  ssize_t pull_body(char* buf, size_t len, bool& eof);
+  // The client is gone: release the server slot and connection, say nothing more.
+  void cancel();
+  // Back into the pool: cancel() and let go of the view.
+  void recycle();
+  // A new view or drain: nothing to do for an exchange in flight (it keeps its view).
+  bool in_flight() const { return phase_ != Phase::Idle && phase_ != Phase::Done; }
+  bool answered_locally() const { return local_answer_; }
+  uint16_t status() const { return status_; }
+
+  void on_upstream_event(uint32_t events) override;
+  // The head of a wait queue: a server slot was freed on this worker.
+  void on_queue_wake();
+
+  Exchange* queue_prev = nullptr;  // WaitQueue of its backend while queued
+  Exchange* queue_next = nullptr;
+  Exchange* pool_next = nullptr;  // ExchangePool free list
+
+ private:
+  enum class Phase : uint8_t {
+    Idle,       // in the pool
+    Queued,     // every server is full: waiting for a slot
+    Upstream,   // connecting, sending, waiting for the response head
+    Streaming,  // the response head went to the client; the body follows
+    Done,
+  };
+  enum class Failure : uint8_t { Refused, Reset, Timeout, Garbage };
+  enum class TimerKind : uint8_t { None, Connect, Response, Queue };
+
+  // exchange.cpp
+  void reset_state(Downstream& ds);
+  bool route_and_filter(const http::RequestHead& req, std::string_view target,
+                        std::string_view host);
+  void choose_affinity(const http::RequestHead& req);
+  bool build_forward_head(const http::RequestHead& req, std::string_view target,
+                          std::string_view host, std::string_view route_host);
+  void answer(uint16_t status, std::string_view body, bool close = false);
+  void finish(bool response_complete);
+  void count(uint16_t status);
+  void arm(TimerKind kind, Millis after);
+  void on_timer();
+  const BackendRuntime& backend() const { return view_->snap->backend(backend_); }
+  const config::Listener& listener() const;
+
+  // exchange_pick.cpp
+  void start_attempt();
+  ServerId pick_server(bool& saw_full);
+  bool sticky_usable(ServerId id) const;
+  void enqueue();
+  void leave_queue();
+  void queue_tick();
+  void use_server(ServerId id, bool allow_pooled);
+  void attach_upstream(UpstreamConn* up, bool fresh);
+  void upstream_failed(Failure why);
+  void release_upstream(bool reusable);
+  void abort();
+
+  // exchange_io.cpp
+  bool flush_upstream(std::string_view in_place = {}, size_t* in_place_taken = nullptr);
+  bool pump_request();
+  bool pump_response();
+  bool handle_response_head();
+  bool send_response_head(const http::ResponseHead& resp, size_t head_len);
+  void hand_over();
+  bool push_body();
+  enum class Feed : uint8_t { Idle, Moved, Failed };
+  Feed feed_filter();
+  bool push_filtered();
+  bool check_truncated();
+  net::Stream* splice_target();
+  bool splice_body(net::Stream& dst);
+  void drop_body_state();  // splice pipe and body filter of this response
+  void response_done();
+  void on_connected();
+
+  Worker& w_;
+  Downstream* ds_ = nullptr;
+  ViewPtr view_;
+  const FilterChain* filters_ = nullptr;
+  Phase phase_ = Phase::Idle;
+  Timer timer_;
+  TimerKind timer_kind_ = TimerKind::None;
+
+  // the request
+  BackendId backend_;
+  ServerId server_;
+  ServerId sticky_server_;  // the server the request's sticky cookie names, if valid
+  http::Method method_ = http::Method::Get;
+  bool tcp_mode_ = false;
+  bool idempotent_ = true;
+  bool want_upgrade_ = false;
+  bool local_answer_ = false;
+  bool has_key_hash_ = false;
+  uint64_t key_hash_ = 0;
+  std::string fwd_head_;  // the forwarded head, kept for retries (capacity kept in the pool)
+  size_t head_sent_ = 0;  // bytes of fwd_head_ written upstream on this attempt
+  bool req_chunked_out_ = false;
+  bool req_done_ = false;            // the whole request body went into the upstream buffer
+  bool req_bytes_consumed_ = false;  // some body bytes left the client: no replay
+  bool body_in_place_ = false;       // the body goes to the server from the downstream's own bytes
+  HeaderEdits edits_;                // request edits, then response edits (kept in the pool)
+  std::string local_body_;           // weir's own answer body (when it is not a literal)
+
+  // attempts
+  balance::TriedSet tried_;
+  uint32_t attempts_ = 0;
+  bool retried_stale_ = false;
+  Failure last_failure_ = Failure::Refused;
+  TimePoint request_start_{};
+  TimePoint attempt_start_{};
+  TimePoint queue_deadline_{};
+  UpstreamConn* up_ = nullptr;
+
+  // the response
+  bool resp_bytes_ = false;     // any response byte reached us on this attempt
+  bool head_filtered_ = false;  // this attempt's final head went through the filters
+  uint16_t status_ = 0;
+  bool resp_keep_alive_ = false;
+  http::BodyDecoder resp_body_;
+  std::unique_ptr<SplicePipe> pipe_;         // while the body is spliced
+  std::unique_ptr<BodyFilter> body_filter_;  // a filter transforms this response's body
+  Buffer filtered_;                          // its output not yet taken by the client (a block)
+  bool filter_done_ = false;                 // every output byte is in filtered_
+};
+
+// Exchanges not in use, per worker: a request takes one, its end gives it back.
+class ExchangePool {
+ public:
+  explicit ExchangePool(Worker& w) : w_(w) {}
+  ~ExchangePool();
+  Exchange* take();
+  void give_back(Exchange* e);
+  // After the current batch of events: the exchange's own call stack may still be running.
+  void give_back_later(Exchange* e);
+  size_t cached() const { return cached_; }
+  // Frees cached exchanges beyond `keep`.
+  void trim(size_t keep);
+
+ private:
+  static constexpr size_t kMaxCached = 256;
+  Worker& w_;
+  Exchange* free_ = nullptr;
+  size_t cached_ = 0;
+};
+
+}  // namespace weir::proxy

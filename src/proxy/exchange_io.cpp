@@ -1,0 +1,329 @@
+// The bytes of an exchange over the HTTP/1.1 upstream codec: connect events, request head and
+// body up (with backpressure), the response head through the filters to the downstream. The
+// response body paths are in exchange_body.cpp.
+#include <sys/uio.h>
+
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+
+#include "core/log.hpp"
+#include "health/passive.hpp"
+#include "net/tls/tls.hpp"
+#include "proxy/exchange.hpp"
+
+namespace weir::proxy {
+namespace {
+
+// Bytes read at a time from a server while its head is awaited for an HTTP/2 stream.
+constexpr size_t kHeadStep = 4096;
+
+}  // namespace
+
+void Exchange::on_upstream_event(uint32_t events) {
+  if (!up_) return;
+  up_->stream.note_events(events);
+  if (up_->connecting) {
+    if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) return;
+    if (net::socket_error(up_->stream.fd) != 0) {
+      upstream_failed(Failure::Refused);
+      ds_->wake();  // a retry to push, or the 502 to flush
+      return;
+    }
+    on_connected();
+  }
+  ds_->wake();
+}
+
+void Exchange::on_connected() {
+  up_->connecting = false;
+  if (tcp_mode_) {
+    // Layer 4: the connection is the answer. The downstream relays bytes from now on.
+    count(0);
+    hand_over();
+    return;
+  }
+  arm(TimerKind::Response, backend().cfg->timeouts.response);
+}
+
+bool Exchange::pump() {
+  if (phase_ != Phase::Upstream && phase_ != Phase::Streaming) return false;
+  bool progress = pump_request();
+  if (phase_ == Phase::Upstream || phase_ == Phase::Streaming) progress |= pump_response();
+  return progress;
+}
+
+// Writes what is due to the server: the rest of the head, then body bytes — from the upstream
+// buffer, or `in_place` (the downstream's own bytes; `*in_place_taken` says how many went).
+bool Exchange::flush_upstream(std::string_view in_place, size_t* in_place_taken) {
+  auto& us = up_->stream;
+  if (in_place_taken) *in_place_taken = 0;
+  if (us.write_failed || !us.writable) return false;
+  if (us.transport) {
+    if (head_sent_ >= fwd_head_.size()) return us.flush();
+    // TLS to the server: the head, then the buffered body, through the session.
+    ssize_t n = us.write_direct(fwd_head_.data() + head_sent_, fwd_head_.size() - head_sent_);
+    if (n <= 0) return n == net::kIoError;
+    head_sent_ += static_cast<size_t>(n);
+    if (head_sent_ >= fwd_head_.size()) us.flush();
+    return true;
+  }
+  // Head and body leave in one writev.
+  std::string_view head =
+      std::string_view(fwd_head_).substr(std::min(head_sent_, fwd_head_.size()));
+  std::string_view body = body_in_place_ ? in_place : us.out.readable();
+  if (head.empty() && body.empty()) return false;
+  iovec iov[2];
+  int count = 0;
+  if (!head.empty()) iov[count++] = {const_cast<char*>(head.data()), head.size()};
+  if (!body.empty()) iov[count++] = {const_cast<char*>(body.data()), body.size()};
+  ssize_t n = net::writev_some(us.fd, iov, count);
+  if (n == net::kWouldBlock) {
+    us.writable = false;
+    return false;
+  }
+  if (n < 0) {
+    us.write_failed = true;
+    us.error = errno;
+    return true;
+  }
+  size_t from_head = std::min<size_t>(static_cast<size_t>(n), head.size());
+  size_t from_body = static_cast<size_t>(n) - from_head;
+  head_sent_ += from_head;
+  if (body_in_place_) {
+    if (in_place_taken) *in_place_taken = from_body;
+  } else {
+    us.out.consume(from_body);
+  }
+  if (static_cast<size_t>(n) < head.size() + body.size()) us.writable = false;
+  return true;
+}
+
+bool Exchange::pump_request() {
+  if (!up_ || up_->connecting) return false;
+  bool progress = false;
+  if (!req_done_ && body_in_place_) {
+    std::string_view body;
+    BodyRead state = ds_->body_in_place(body);
+    if (state == BodyRead::Gone) {
+      abort();  // the client went away in the middle of its body
+      return true;
+    }
+    size_t taken = 0;
+    progress |= flush_upstream(body, &taken);
+    if (taken > 0) {
+      req_bytes_consumed_ = true;
+      ds_->consume_body(taken);
+    }
+    if (state == BodyRead::Done && taken == body.size()) req_done_ = true;
+    if (req_done_) progress |= flush_upstream();  // a head not all sent yet
+  } else if (!req_done_) {
+    BodySink sink(up_->stream.out, req_chunked_out_);
+    switch (ds_->read_body(sink)) {
+      case BodyRead::Idle:
+        break;
+      case BodyRead::Progress:
+        req_bytes_consumed_ = progress = true;
+        break;
+      case BodyRead::Done:
+        req_bytes_consumed_ = progress = true;
+        req_done_ = sink.finish();  // the chunked terminator, once there is room for it
+        break;
+      case BodyRead::Error:
+        log::debug("client {}: bad request body", ds_->client().ip);
+        release_upstream(false);
+        answer(400, "Bad Request\n", true);
+        return true;
+      case BodyRead::Gone:
+        abort();  // the client went away in the middle of its body
+        return true;
+    }
+  }
+  if (!body_in_place_) progress |= flush_upstream();
+  if (req_bytes_consumed_ && !fwd_head_.empty() && head_sent_ >= fwd_head_.size()) {
+    // Body bytes have left the client: no retry can resend this head any more.
+    std::string().swap(fwd_head_);
+    head_sent_ = 0;
+  }
+  auto& us = up_->stream;
+  if (us.write_failed && us.transport && !resp_bytes_) {
+    const net::Transport* t = us.transport.get();
+    if (!t->handshake_done()) {
+      // The request never reached the server: safe to try another one.
+      log::warn("backend {} server {}: TLS handshake failed: {}", backend().cfg->name,
+                backend().server(server_).name, t->last_error());
+      upstream_failed(Failure::Refused);
+      return true;
+    }
+  }
+  if (progress && phase_ == Phase::Upstream)
+    arm(TimerKind::Response, backend().cfg->timeouts.response);
+  return progress;
+}
+
+bool Exchange::pump_response() {
+  if (!up_ || up_->connecting) return false;
+  if (phase_ == Phase::Streaming) {
+    if (net::Stream* dst = splice_target()) return splice_body(*dst);
+  }
+  // HTTP/2 takes body bytes from the socket when the client's window allows: the head is read
+  // in small steps so a stalled stream does not hold a whole block of body bytes.
+  auto& in = up_->stream.in;
+  bool small = phase_ == Phase::Upstream && ds_->pulls_body() && in.size() < 16 * 1024;
+  bool progress = up_->stream.fill(small ? kHeadStep : SIZE_MAX);
+  if (phase_ == Phase::Upstream) {
+    if (!handle_response_head()) return progress;
+    // The head may have failed instead: a retry then runs on another connection, or an error
+    // answer ended the exchange. Either way this attempt's stream is gone.
+    if (phase_ != Phase::Streaming || !up_) return true;
+    progress = true;
+  }
+  if (ds_->pulls_body()) {
+    // HTTP/2: the stream's data source takes the bytes when the client's window allows, for a
+    // body that is its own framing straight from the socket (the buffer is given back once the
+    // head has left it).
+    auto& us = up_->stream;
+    auto kind = resp_body_.kind();
+    if (us.in.empty() && !body_filter_ &&
+        (kind == http::BodyKind::ContentLength || kind == http::BodyKind::UntilClose))
+      w_.buffers().release(us.in);
+    if (!us.in.empty() || us.readable || us.eof || us.failed) ds_->body_available();
+    return progress;
+  }
+  return push_body() || progress;
+}
+
+bool Exchange::handle_response_head() {
+  auto& us = up_->stream;
+  for (;;) {
+    if (us.in.empty()) {
+      if (us.eof || us.failed) {
+        upstream_failed(resp_bytes_ ? Failure::Garbage : Failure::Reset);
+        return true;
+      }
+      return false;
+    }
+    resp_bytes_ = true;
+    http::ResponseHead resp;
+    auto r =
+        http::parse_response(us.in.readable(), resp, w_.scratch_headers(), view_->limits, method_);
+    if (r.status == http::ParseStatus::NeedMore) {
+      if (us.eof || us.failed || us.in.full()) {
+        upstream_failed(Failure::Garbage);
+        return true;
+      }
+      return false;
+    }
+    if (r.status == http::ParseStatus::Error) {
+      log::debug("server sent an invalid response head: {}", r.error_reason);
+      upstream_failed(Failure::Garbage);
+      return true;
+    }
+    if (resp.status < 200 && resp.status != 101) {
+      ds_->send_interim(resp);  // 100 Continue, 103 Early Hints
+      us.in.consume(r.consumed);
+      continue;
+    }
+    if (resp.status == 101 && !want_upgrade_) {
+      upstream_failed(Failure::Garbage);
+      return true;
+    }
+    return send_response_head(resp, r.consumed);
+  }
+}
+
+// The final head: latency and passive health first, then the filters, then the client's codec.
+bool Exchange::send_response_head(const http::ResponseHead& resp, size_t head_len) {
+  const BackendRuntime& b = backend();
+  ResponseOut head;
+  head.status = resp.status;
+  head.reason = resp.reason;
+  head.fields = resp.headers;
+  head.body = resp.body;
+  head.content_length = resp.content_length;
+  head.edits = &edits_;
+  if (!head_filtered_) {
+    // Once per head, even when the client's side has no room for it yet and it comes back.
+    head_filtered_ = true;
+    edits_.clear();
+    if (b.sticky && server_ != sticky_server_) {
+      // No valid cookie for the server that answered: (re-)stick the client to it.
+      std::string& cookie = w_.scratch_string();
+      b.sticky->cookie_value(server_.as_int(), ds_->client().tls, cookie);
+      edits_.add("Set-Cookie", cookie);
+    }
+    filters_->on_response(head);
+    body_filter_.reset();
+    if (head.body != http::BodyKind::None && resp.status != 101) {
+      body_filter_ = filters_->on_response_body(head);
+      if (body_filter_) {
+        edits_.remove("Content-Length");
+        w_.buffers().acquire(filtered_);
+        filtered_.clear();
+        filter_done_ = false;
+      }
+    }
+  }
+  // A transformed body's length is not known up front: the codec frames it.
+  if (body_filter_) head.body = http::BodyKind::Chunked;
+  switch (ds_->send_head(head)) {
+    case HeadResult::Sent:
+      break;
+    case HeadResult::Later:
+      return false;  // wait until the previous response drains
+    case HeadResult::Refused:
+      upstream_failed(Failure::Garbage);  // a head the client's codec cannot carry at all
+      return true;
+  }
+  up_->stream.in.consume(head_len);
+  phase_ = Phase::Streaming;
+  // Time to first response byte feeds the server's latency average (least_response_time).
+  double secs = std::chrono::duration<double>(w_.reactor().now() - attempt_start_).count();
+  b.state(server_).observe_latency(secs);
+  if (resp.status >= 500) {
+    health::passive_failure(b, server_.index(), "status", resp.status);
+  } else {
+    health::passive_success(b, server_.index());
+  }
+  view_->balancer(backend_).on_response(server_.as_int(), secs);
+  status_ = resp.status;
+  resp_keep_alive_ = resp.keep_alive;
+  if (resp.status == 101) {
+    count(101);
+    hand_over();
+    return true;
+  }
+  resp_body_.reset(resp.body, resp.content_length);
+  arm(TimerKind::Response, b.cfg->timeouts.response);
+  return true;
+}
+
+// 101 or a tcp-mode connect: the connection and the server slot go to the downstream's tunnel.
+void Exchange::hand_over() {
+  timer_.cancel();
+  timer_kind_ = TimerKind::None;
+  UpstreamConn* up = up_;
+  up_ = nullptr;
+  up->owner = nullptr;
+  phase_ = Phase::Done;
+  ServerSlot slot{view_, backend_, server_};
+  server_ = {};
+  bool ok = ds_->upgrade(up, slot);
+  if (!ok) {
+    slot.release(w_);
+    up->close();
+  }
+  ds_->exchange_done(ok, true);
+}
+
+void Exchange::response_done() {
+  drop_body_state();
+  auto& us = up_->stream;
+  bool reusable = resp_keep_alive_ && req_done_ && head_sent_ >= fwd_head_.size() &&
+                  us.out.empty() && us.in.empty() && !us.eof && !us.failed && !us.write_failed;
+  release_upstream(reusable);
+  count(status_);
+  finish(true);
+}
+
+}  // namespace weir::proxy

@@ -1,0 +1,265 @@
+// Choosing a server, waiting for a slot, connecting or reusing a pooled connection, and what a
+// failure before the response head leads to: a retry elsewhere, or 502/503/504.
+#include <cerrno>
+#include <cstring>
+
+#include "core/log.hpp"
+#include "health/passive.hpp"
+#include "net/tls/tls.hpp"
+#include "proxy/exchange.hpp"
+
+namespace weir::proxy {
+
+// The balancer's choice among servers not yet tried and not at max_active_per_server.
+// `saw_full` tells whether some server was skipped for being at its limit.
+ServerId Exchange::pick_server(bool& saw_full) {
+  const BackendRuntime& b = backend();
+  uint32_t max_active = b.cfg->limits.max_active_per_server;
+  balance::PickContext ctx{ds_->client().ip, {}, key_hash_, has_key_hash_};
+  balance::TriedSet skip = tried_;
+  saw_full = false;
+  for (int i = 0; i < 16; ++i) {
+    ServerId id = ServerId::from_int(view_->balancer(backend_).pick(ctx, skip));
+    if (!id.valid()) return {};
+    if (max_active == 0 ||
+        b.state(id).active.load(std::memory_order_relaxed) < static_cast<int64_t>(max_active)) {
+      return id;
+    }
+    saw_full = true;
+    skip.add(id.as_int());
+  }
+  return {};
+}
+
+// A valid sticky cookie wins over the strategy while its server can serve: a weight-0 server
+// keeps its sessions (draining it), but a down or full one does not.
+bool Exchange::sticky_usable(ServerId id) const {
+  const BackendRuntime& b = backend();
+  if (!b.has(id)) return false;
+  const auto& st = b.state(id);
+  uint32_t max_active = b.cfg->limits.max_active_per_server;
+  return st.in_rotation() &&
+         (max_active == 0 || st.active.load(std::memory_order_relaxed) < max_active);
+}
+
+void Exchange::start_attempt() {
+  phase_ = Phase::Upstream;
+  bool saw_full = false;
+  ServerId id;
+  if (sticky_server_.valid() && attempts_ == 0 && sticky_usable(sticky_server_)) {
+    id = sticky_server_;
+  } else {
+    id = pick_server(saw_full);
+  }
+  if (!id.valid()) {
+    if (saw_full) {
+      enqueue();
+    } else if (attempts_ == 0) {
+      edits_.set("Retry-After", "1");
+      answer(503, "Service Unavailable\n");
+    } else if (last_failure_ == Failure::Timeout) {
+      answer(504, "Gateway Timeout\n");
+    } else {
+      answer(502, "Bad Gateway\n");
+    }
+    return;
+  }
+  tried_.add(id.as_int());
+  ++attempts_;
+  use_server(id, !tcp_mode_);
+}
+
+// Every server is at max_active_per_server: wait in the backend's FIFO queue for a slot, up to
+// queue_timeout; a full queue answers 503 at once.
+void Exchange::enqueue() {
+  const BackendRuntime& b = backend();
+  const auto& lim = b.cfg->limits;
+  if (phase_ != Phase::Queued) {
+    if (b.queued->load(std::memory_order_relaxed) >= static_cast<int64_t>(lim.queue_size)) {
+      edits_.set("Retry-After", "1");
+      answer(503, "Service Unavailable\n");
+      return;
+    }
+    b.queued->fetch_add(1, std::memory_order_relaxed);
+    phase_ = Phase::Queued;
+    WaitQueue& q = view_->queue(backend_);
+    queue_prev = q.tail;
+    queue_next = nullptr;
+    if (q.tail)
+      q.tail->queue_next = this;
+    else
+      q.head = this;
+    q.tail = this;
+    if (queue_deadline_ == TimePoint{}) queue_deadline_ = w_.reactor().now() + lim.queue_timeout;
+  }
+  // A slot freed on another worker is not announced here: look again every few milliseconds.
+  // Rounded up, so the last look comes at or after the deadline and not in a loop before it.
+  auto left = std::chrono::ceil<Millis>(queue_deadline_ - w_.reactor().now());
+  arm(TimerKind::Queue, std::max(Millis(1), std::min(Millis(5), left)));
+}
+
+void Exchange::leave_queue() {
+  if (phase_ != Phase::Queued) return;
+  phase_ = Phase::Upstream;
+  WaitQueue& q = view_->queue(backend_);
+  if (queue_prev)
+    queue_prev->queue_next = queue_next;
+  else
+    q.head = queue_next;
+  if (queue_next)
+    queue_next->queue_prev = queue_prev;
+  else
+    q.tail = queue_prev;
+  queue_prev = queue_next = nullptr;
+  backend().queued->fetch_sub(1, std::memory_order_relaxed);
+}
+
+void Exchange::queue_tick() {
+  if (phase_ != Phase::Queued) return;
+  bool saw_full = false;
+  ServerId id = pick_server(saw_full);
+  if (id.valid()) {
+    leave_queue();
+    tried_.add(id.as_int());
+    ++attempts_;
+    use_server(id, !tcp_mode_);
+    return;
+  }
+  if (w_.reactor().now() >= queue_deadline_ || !saw_full) {
+    // Waited too long, or the servers went away while waiting.
+    edits_.set("Retry-After", "1");
+    answer(503, "Service Unavailable\n");
+    return;
+  }
+  enqueue();  // re-arms the timer; keeps the place in the queue
+}
+
+void Exchange::use_server(ServerId id, bool allow_pooled) {
+  const BackendRuntime& b = backend();
+  server_ = id;
+  attempt_start_ = w_.reactor().now();
+  const ServerRuntime& srv = b.server(id);
+  srv.state->active.fetch_add(1, std::memory_order_relaxed);
+  view_->balancer(backend_).on_taken(id.as_int());
+  auto& counts = w_.stats().server_requests;
+  if (counts.size() <= srv.uid) counts.resize(srv.uid + 1);
+  ++counts[srv.uid];
+
+  UpstreamConn* up = allow_pooled ? w_.pool().take(srv.uid) : nullptr;
+  if (up) {
+    ++w_.stats().upstream_reuses;
+    attach_upstream(up, false);
+    return;
+  }
+  int fd = net::connect_nonblocking(srv.addr);
+  if (fd < 0) {
+    log::debug("connect to server {}/{} failed: {}", b.cfg->name, srv.name, strerror(errno));
+    upstream_failed(Failure::Refused);
+    return;
+  }
+  ++w_.stats().upstream_connects;
+  up = new UpstreamConn(w_, fd, srv.uid);
+  if (srv.tls)
+    up->stream.transport = std::make_unique<net::tls::TlsTransport>(srv.tls->new_session());
+  w_.reactor().add(fd, up);
+  attach_upstream(up, true);
+}
+
+void Exchange::attach_upstream(UpstreamConn* up, bool fresh) {
+  up_ = up;
+  up->owner = this;
+  w_.buffers().acquire(up->stream.in);
+  // The head goes from fwd_head_ itself: an output buffer only for a request body that is not
+  // written from where the downstream holds it (HTTP/2 DATA with a content-length, plain TCP).
+  body_in_place_ =
+      !req_done_ && !req_chunked_out_ && ds_->has_body_in_place() && !up->stream.transport;
+  if (!req_done_ && !body_in_place_) w_.buffers().acquire(up->stream.out);
+  up->stream.out.clear();
+  head_sent_ = 0;
+  resp_bytes_ = false;
+  head_filtered_ = false;
+  const auto& t = backend().cfg->timeouts;
+  arm(fresh ? TimerKind::Connect : TimerKind::Response, fresh ? t.connect : t.response);
+}
+
+void ServerSlot::release(Worker& w) {
+  if (!server.valid() || !view) return;
+  const BackendRuntime& b = view->snap->backend(backend);
+  b.state(server).active.fetch_sub(1, std::memory_order_relaxed);
+  view->balancer(backend).on_released(server.as_int());
+  // A slot is free: the first request waiting for this backend may take it.
+  // Looked up when the deferred call runs: the waiting exchange may be gone by then.
+  if (view->queue(backend).head) {
+    w.reactor().defer([v = view, id = backend] {
+      if (Exchange* waiting = v->queue(id).head) waiting->on_queue_wake();
+    });
+  }
+  server = {};
+}
+
+void Exchange::release_upstream(bool reusable) {
+  if (server_.valid() && view_ && backend_.valid()) {
+    ServerSlot slot{view_, backend_, server_};
+    slot.release(w_);
+  }
+  server_ = {};
+  if (!up_) return;
+  UpstreamConn* up = up_;
+  up_ = nullptr;
+  up->owner = nullptr;
+  if (reusable) {
+    w_.pool().put(up);
+  } else {
+    up->close();
+  }
+}
+
+void Exchange::upstream_failed(Failure why) {
+  last_failure_ = why;
+  bool was_reused = up_ && up_->reused;
+  ServerId server = server_;
+  // A pooled connection the server closed while idle says nothing about the server's health.
+  if (server.valid() && !(was_reused && why == Failure::Reset)) {
+    static constexpr std::string_view kReasons[] = {"connection refused", "connection reset",
+                                                    "timeout", "invalid response"};
+    health::passive_failure(backend(), server.index(), kReasons[static_cast<size_t>(why)]);
+  }
+  release_upstream(false);
+  if (phase_ == Phase::Streaming) {
+    abort();
+    return;
+  }
+  // The request can go out again only if no byte of its body was taken from the client.
+  bool replayable = !req_bytes_consumed_;
+  if (replayable && was_reused && idempotent_ && why != Failure::Timeout && !retried_stale_) {
+    // A pooled connection the server had closed meanwhile: one fresh connection to the same
+    // server, not counted as a retry.
+    retried_stale_ = true;
+    use_server(server, false);
+    return;
+  }
+  const auto& b = *backend().cfg;
+  bool retry = replayable && why != Failure::Garbage && (idempotent_ || why == Failure::Refused) &&
+               attempts_ <= b.retries && !w_.draining();
+  if (retry && !w_.retry_budget().try_spend()) {
+    log::debug("backend {}: retry budget spent, not retrying", b.name);
+    retry = false;
+  }
+  if (retry) {
+    start_attempt();
+    return;
+  }
+  uint16_t status = why == Failure::Timeout ? 504 : 502;
+  answer(status, status == 504 ? "Gateway Timeout\n" : "Bad Gateway\n");
+}
+
+// Part of the response already reached the client (or the body cannot complete): the only
+// honest signal left is ending the client's connection or stream.
+void Exchange::abort() {
+  drop_body_state();
+  release_upstream(false);
+  count(phase_ == Phase::Streaming ? status_ : 502);
+  finish(false);
+}
+
+}  // namespace weir::proxy

@@ -1,0 +1,89 @@
+// The built-in filters and the chains a listener's config makes of them.
+#include <chrono>
+#include <string>
+
+#include "config/config.hpp"
+#include "proxy/filter.hpp"
+
+namespace weir::proxy {
+namespace {
+
+// redirect_https: every request on this plain listener gets 308 to the same URL over HTTPS.
+class RedirectHttps final : public Filter {
+ public:
+  explicit RedirectHttps(uint16_t port) : port_(port) {}
+  FilterStatus on_request(const RequestView& r, LocalAnswer& a) override {
+    if (r.host.empty()) {
+      a.status = 400;
+      a.body = "Bad Request\n";
+      a.close = true;
+      return FilterStatus::Answered;
+    }
+    std::string& loc = scratch_;
+    loc.assign("https://").append(r.host);
+    if (port_ != 443) loc.append(":").append(std::to_string(port_));
+    loc.append(r.target.empty() ? "/" : r.target);
+    a.status = 308;
+    a.body = "Permanent Redirect\n";
+    a.edits->set("Location", loc);
+    return FilterStatus::Answered;
+  }
+
+ private:
+  uint16_t port_;
+  std::string scratch_;  // one worker's filter: no sharing across threads
+};
+
+// tls.hsts: Strict-Transport-Security on every answer of a TLS listener.
+class Hsts final : public Filter {
+ public:
+  explicit Hsts(config::Duration max_age)
+      : value_("max-age=" +
+               std::to_string(std::chrono::duration_cast<std::chrono::seconds>(max_age).count())) {}
+  void on_response(ResponseOut& h) override { h.edits->set("Strict-Transport-Security", value_); }
+
+ private:
+  std::string value_;
+};
+
+// A route's request_headers / response_headers: remove, then set, then add.
+class HeaderRulesFilter final : public Filter {
+ public:
+  explicit HeaderRulesFilter(const config::Route& route) : route_(route) {}
+  void on_upstream_request(const RequestView&, HeaderEdits& e) override {
+    apply(route_.request_headers, e);
+  }
+  void on_response(ResponseOut& h) override { apply(route_.response_headers, *h.edits); }
+
+ private:
+  static void apply(const config::HeaderRules& rules, HeaderEdits& e) {
+    for (const auto& name : rules.remove)
+      e.remove(name);
+    for (const auto& [name, value] : rules.set)
+      e.set(name, value);
+    for (const auto& [name, value] : rules.add)
+      e.add(name, value);
+  }
+  const config::Route& route_;
+};
+
+}  // namespace
+
+ListenerFilters build_filters(const config::Listener& l) {
+  ListenerFilters f;
+  if (l.redirect_https != 0) f.owned.push_back(std::make_unique<RedirectHttps>(l.redirect_https));
+  if (l.tls && l.tls->hsts) f.owned.push_back(std::make_unique<Hsts>(*l.tls->hsts));
+  for (const auto& p : f.owned)
+    f.listener.filters.push_back(p.get());
+  for (const auto& route : l.routes) {
+    FilterChain chain = f.listener;
+    if (!route.request_headers.empty() || !route.response_headers.empty()) {
+      f.owned.push_back(std::make_unique<HeaderRulesFilter>(route));
+      chain.filters.push_back(f.owned.back().get());
+    }
+    f.routes.push_back(std::move(chain));
+  }
+  return f;
+}
+
+}  // namespace weir::proxy
