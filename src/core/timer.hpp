@@ -33,6 +33,41 @@ class Timer {
   TimePoint deadline_{};
 };
 
+// A timeout whose deadline moves all the time (every request, every read) but that rarely
+// fires: the heap is touched only when a deadline comes earlier than the armed one; a wake-up
+// before the current deadline re-arms quietly, and a cleared one does nothing.
+class LazyTimer {
+ public:
+  LazyTimer() {
+    timer_.set_callback([this] { fire(); });
+  }
+  void set_callback(std::function<void()> fn) { fn_ = std::move(fn); }
+  // The callback runs at `due` (unless set again or cleared before).
+  void set(TimerQueue& q, TimePoint due) {
+    due_ = due;
+    if (!timer_.armed() || due < timer_.deadline()) timer_.arm(q, due);
+    queue_ = &q;
+  }
+  void clear() { due_ = TimePoint{}; }
+  bool pending() const { return due_ != TimePoint{}; }
+  TimePoint due() const { return due_; }
+
+ private:
+  void fire() {
+    if (due_ == TimePoint{}) return;  // cleared since it was armed
+    if (due_ > timer_.deadline()) {
+      timer_.arm(*queue_, due_);  // moved later since: wait the rest
+      return;
+    }
+    due_ = TimePoint{};
+    fn_();
+  }
+  Timer timer_;
+  TimePoint due_{};
+  TimerQueue* queue_ = nullptr;
+  std::function<void()> fn_;
+};
+
 class TimerQueue {
  public:
   void insert(Timer* t);

@@ -9,6 +9,7 @@
 // Every string_view in the output points into the caller's buffer, which must stay put while
 // the head is used. The parser keeps no state between calls; it re-scans from the start (heads
 // are small and bounded by Limits), which makes it trivially resumable.
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -103,5 +104,18 @@ bool list_contains(std::string_view list_value, std::string_view token);
 // Transfer-Encoding, Upgrade, Proxy-Authenticate, Proxy-Authorization) or named by any
 // Connection header in `headers`.
 bool is_hop_by_hop(std::string_view name, std::span<const Header> headers);
+
+// The same test for every field of one head: the names the Connection fields list are
+// collected once, so each field costs a length switch and a few comparisons.
+class HopByHop {
+ public:
+  explicit HopByHop(std::span<const Header> headers);
+  bool operator()(std::string_view name) const;
+
+ private:
+  std::array<std::string_view, 8> named_{};  // listed by Connection (beyond the fixed set)
+  size_t count_ = 0;
+  std::span<const Header> overflow_;  // more than named_ holds: the fields, searched per name
+};
 
 }  // namespace weir::http

@@ -22,11 +22,11 @@ void Connection::on_event(uint32_t events) {
 }
 
 void Connection::arm_timer(Millis after) {
-  timer_.arm(reactor_.timers(), reactor_.now() + after);
+  timer_.set(reactor_.timers(), reactor_.now() + after);
 }
 
 void Connection::cancel_timer() {
-  timer_.cancel();
+  timer_.clear();
 }
 
 void Connection::fire_timer() {
@@ -111,7 +111,7 @@ void Connection::close_after_flush(bool clean) {
 
 // Returns true if the connection lingers (and the loop should go on reading), false if closed.
 bool Connection::finish_flush() {
-  if (clean_end_ && io_.in.empty() && !io_.readable) {
+  if (no_linger_ || (clean_end_ && io_.in.empty() && !io_.readable)) {
     // The last request was read whole and nothing followed it: closing now cannot reset an
     // answer the peer has not read yet.
     close();
@@ -153,7 +153,7 @@ void Connection::linger_turn() {
 void Connection::close() {
   if (state_ == State::Closed) return;
   state_ = State::Closed;
-  timer_.cancel();
+  timer_.clear();
   on_close();
   io_.in.clear();
   io_.out.clear();

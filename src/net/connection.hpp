@@ -45,6 +45,12 @@ class Connection : public EventHandler {
   // whole, so with no more input waiting the socket closes at once; otherwise the write side is
   // shut and input is read and dropped until EOF or the linger time.
   void close_after_flush(bool clean);
+  // Close once the output is flushed, never lingering: for protocols whose end is a message of
+  // their own (HTTP/2 GOAWAY), so unread input cannot be taken for a cut-off answer.
+  void close_when_flushed() {
+    close_after_flush(true);
+    no_linger_ = true;
+  }
   bool closed() const { return state_ == State::Closed; }
   bool closing() const { return state_ != State::Open; }
 
@@ -68,7 +74,7 @@ class Connection : public EventHandler {
 
   void arm_timer(Millis after);
   void cancel_timer();
-  bool timer_armed() const { return timer_.armed(); }
+  bool timer_armed() const { return timer_.pending(); }
   void set_linger(Millis linger) { linger_ = linger; }
 
   Stream io_;
@@ -82,10 +88,11 @@ class Connection : public EventHandler {
 
   Reactor& reactor_;
   BufferPool& buffers_;
-  Timer timer_;
+  LazyTimer timer_;
   Millis linger_{2000};
   State state_ = State::Open;
   bool clean_end_ = false;
+  bool no_linger_ = false;
   bool turn_pending_ = false;   // schedule_turn queued a turn
   bool yield_pending_ = false;  // the turn budget ran out: a turn is queued with yield
   uint8_t queued_turns_ = 0;    // queued turn callbacks: the last one frees us if we closed

@@ -7,6 +7,7 @@
 
 #include <string>
 
+#include "core/slab.hpp"
 #include "net/connection.hpp"
 #include "proxy/downstream.hpp"
 
@@ -21,6 +22,9 @@ class Worker;
 class ClientConn : public net::Connection {
  public:
   ClientConn(Worker& w, int fd, std::string ip, size_t slot, bool tls);
+  // From the worker's slabs (core/slab.hpp), apart from buffer memory.
+  static void* operator new(size_t size) { return slab::allocate(size); }
+  static void operator delete(void* p, size_t size) { slab::deallocate(p, size); }
   // Registers the socket and starts the protocol.
   virtual void start() = 0;
   // SIGTERM: finish what is in flight, take nothing new.

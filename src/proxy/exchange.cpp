@@ -17,9 +17,7 @@ Exchange::Exchange(Worker& w) : w_(w) {
   timer_.set_callback([this] { on_timer(); });
 }
 
-Exchange::~Exchange() {
-  timer_.cancel();
-}
+Exchange::~Exchange() = default;
 
 const config::Listener& Exchange::listener() const {
   return *view_->snap->listeners[view_->slot_listener[ds_->client().slot]].cfg;
@@ -80,12 +78,12 @@ void Exchange::start(Downstream& ds, const http::RequestHead& req) {
   std::string_view target, authority;
   split_absolute_target(req.target, target, authority);
   std::string_view host = authority.empty() ? req.host : authority;
-  if (!route_and_filter(req, target, host)) return;
+  char host_buf[256];
+  std::string_view route_host = normalize_host(host, host_buf, sizeof host_buf);
+  if (!route_and_filter(req, target, route_host)) return;
   choose_affinity(req);
   w_.retry_budget().on_request();
-  char host_buf[256];
-  if (!build_forward_head(req, target, host, normalize_host(host, host_buf, sizeof host_buf)))
-    return;
+  if (!build_forward_head(req, target, host, route_host)) return;
   start_attempt();
 }
 
@@ -105,9 +103,7 @@ void Exchange::start_tcp(Downstream& ds, BackendId backend) {
 
 // Route → filters.on_request. False if the request was answered here.
 bool Exchange::route_and_filter(const http::RequestHead& req, std::string_view target,
-                                std::string_view host) {
-  char host_buf[256];
-  std::string_view route_host = normalize_host(host, host_buf, sizeof host_buf);
+                                std::string_view route_host) {
   std::string_view path = target.substr(0, target.find('?'));
   size_t li = view_->slot_listener[ds_->client().slot];
   const auto& lr = view_->snap->listeners[li];
@@ -179,7 +175,7 @@ bool Exchange::build_forward_head(const http::RequestHead& req, std::string_view
 void Exchange::answer(uint16_t status, std::string_view body, bool close) {
   leave_queue();
   release_upstream(false);
-  timer_.cancel();
+  timer_.clear();
   timer_kind_ = TimerKind::None;
   local_answer_ = true;
   if (tcp_mode_) {
@@ -221,14 +217,14 @@ void Exchange::count(uint16_t status) {
 
 // The end of a proxied exchange. `response_complete`: the client got the whole answer.
 void Exchange::finish(bool response_complete) {
-  timer_.cancel();
+  timer_.clear();
   timer_kind_ = TimerKind::None;
   phase_ = Phase::Done;
   ds_->exchange_done(response_complete, req_done_);
 }
 
 void Exchange::cancel() {
-  timer_.cancel();
+  timer_.clear();
   timer_kind_ = TimerKind::None;
   drop_body_state();
   if (phase_ == Phase::Idle || phase_ == Phase::Done) return;
@@ -239,7 +235,14 @@ void Exchange::cancel() {
 
 void Exchange::arm(TimerKind kind, Millis after) {
   timer_kind_ = kind;
-  timer_.arm(w_.reactor().timers(), w_.reactor().now() + after);
+  timer_.set(w_.reactor().timers(), w_.reactor().now() + after);
+}
+
+// Inactivity of the response: every bit of progress pushes the deadline, but the timer in the
+// heap moves only when it fires early (no heap update per read or write).
+void Exchange::touch_response_timer() {
+  timer_kind_ = TimerKind::Response;
+  timer_.set(w_.reactor().timers(), w_.reactor().now() + backend().cfg->timeouts.response);
 }
 
 void Exchange::on_timer() {
@@ -271,6 +274,11 @@ void Exchange::on_queue_wake() {
 }
 
 ExchangePool::~ExchangePool() {
+  while (later_) {
+    Exchange* e = later_;
+    later_ = e->pool_next;
+    delete e;
+  }
   while (free_) {
     Exchange* e = free_;
     free_ = e->pool_next;
@@ -306,7 +314,19 @@ void Exchange::recycle() {
 
 void ExchangePool::give_back_later(Exchange* e) {
   if (!e) return;
-  w_.reactor().defer([this, e] { give_back(e); });
+  // One deferred call per event batch gives back every exchange that ended in it.
+  e->pool_next = later_;
+  later_ = e;
+  if (later_scheduled_) return;
+  later_scheduled_ = true;
+  w_.reactor().defer([this] {
+    later_scheduled_ = false;
+    while (later_) {
+      Exchange* x = later_;
+      later_ = x->pool_next;
+      give_back(x);
+    }
+  });
 }
 
 void ExchangePool::give_back(Exchange* e) {

@@ -80,7 +80,7 @@ class Exchange final : public UpstreamOwner {
   // exchange.cpp
   void reset_state(Downstream& ds);
   bool route_and_filter(const http::RequestHead& req, std::string_view target,
-                        std::string_view host);
+                        std::string_view route_host);
   void choose_affinity(const http::RequestHead& req);
   bool build_forward_head(const http::RequestHead& req, std::string_view target,
                           std::string_view host, std::string_view route_host);
@@ -88,6 +88,7 @@ class Exchange final : public UpstreamOwner {
   void finish(bool response_complete);
   void count(uint16_t status);
   void arm(TimerKind kind, Millis after);
+  void touch_response_timer();  // inactivity: every bit of progress pushes the deadline
   void on_timer();
   const BackendRuntime& backend() const { return view_->snap->backend(backend_); }
   const config::Listener& listener() const;
@@ -128,7 +129,7 @@ class Exchange final : public UpstreamOwner {
   ViewPtr view_;
   const FilterChain* filters_ = nullptr;
   Phase phase_ = Phase::Idle;
-  Timer timer_;
+  LazyTimer timer_;
   TimerKind timer_kind_ = TimerKind::None;
 
   // the request
@@ -191,6 +192,8 @@ class ExchangePool {
   Worker& w_;
   Exchange* free_ = nullptr;
   size_t cached_ = 0;
+  Exchange* later_ = nullptr;  // given back at the end of the current batch
+  bool later_scheduled_ = false;
 };
 
 }  // namespace weir::proxy

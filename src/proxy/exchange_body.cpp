@@ -43,7 +43,7 @@ bool Exchange::push_body() {
     }
     break;
   }
-  if (progress) arm(TimerKind::Response, backend().cfg->timeouts.response);
+  if (progress) touch_response_timer();
   if (!resp_body_.done() && us.in.empty()) {
     if (us.eof && resp_body_.finish_eof()) {
       // close-delimited body complete
@@ -116,7 +116,7 @@ bool Exchange::splice_body(net::Stream& dst) {
     progress |= moved;
     if (!moved) break;
   }
-  if (progress) arm(TimerKind::Response, backend().cfg->timeouts.response);
+  if (progress) touch_response_timer();
   if (pipe_->held() > 0) return progress;
   if (!resp_body_.done()) {
     if (us.eof && resp_body_.finish_eof()) {
@@ -134,6 +134,7 @@ bool Exchange::splice_body(net::Stream& dst) {
 }
 
 void Exchange::drop_body_state() {
+  if (!pipe_ && !body_filter_ && !filtered_.allocated()) return;
   if (pipe_) w_.pipes().give_back(std::move(pipe_));
   body_filter_.reset();
   filtered_.clear();
@@ -163,7 +164,7 @@ ssize_t Exchange::pull_body(char* buf, size_t len, bool& eof) {
       if (f == Feed::Idle) break;
     }
     if (n > 0) {
-      arm(TimerKind::Response, backend().cfg->timeouts.response);
+      touch_response_timer();
       ds_->wake();
     }
     if (filter_done_ && filtered_.empty()) {
@@ -202,7 +203,7 @@ ssize_t Exchange::pull_body(char* buf, size_t len, bool& eof) {
     if (st.consumed == 0) break;
   }
   if (n > 0) {
-    arm(TimerKind::Response, backend().cfg->timeouts.response);
+    touch_response_timer();
     ds_->wake();  // room in the server's buffer: read on
   }
   if (!resp_body_.done() && us.in.empty() && us.eof) {
@@ -273,7 +274,7 @@ bool Exchange::push_filtered() {
     if (f == Feed::Idle) break;
     progress = true;
   }
-  if (progress) arm(TimerKind::Response, backend().cfg->timeouts.response);
+  if (progress) touch_response_timer();
   if (filter_done_ && filtered_.empty()) {
     if (!ds_->finish_body()) return progress;
     response_done();

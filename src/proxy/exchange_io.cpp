@@ -43,7 +43,7 @@ void Exchange::on_connected() {
     hand_over();
     return;
   }
-  arm(TimerKind::Response, backend().cfg->timeouts.response);
+  touch_response_timer();
 }
 
 bool Exchange::pump() {
@@ -156,8 +156,7 @@ bool Exchange::pump_request() {
       return true;
     }
   }
-  if (progress && phase_ == Phase::Upstream)
-    arm(TimerKind::Response, backend().cfg->timeouts.response);
+  if (progress && phase_ == Phase::Upstream) touch_response_timer();
   return progress;
 }
 
@@ -294,13 +293,13 @@ bool Exchange::send_response_head(const http::ResponseHead& resp, size_t head_le
     return true;
   }
   resp_body_.reset(resp.body, resp.content_length);
-  arm(TimerKind::Response, b.cfg->timeouts.response);
+  touch_response_timer();
   return true;
 }
 
 // 101 or a tcp-mode connect: the connection and the server slot go to the downstream's tunnel.
 void Exchange::hand_over() {
-  timer_.cancel();
+  timer_.clear();
   timer_kind_ = TimerKind::None;
   UpstreamConn* up = up_;
   up_ = nullptr;

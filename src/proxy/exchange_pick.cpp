@@ -179,7 +179,10 @@ void Exchange::attach_upstream(UpstreamConn* up, bool fresh) {
   resp_bytes_ = false;
   head_filtered_ = false;
   const auto& t = backend().cfg->timeouts;
-  arm(fresh ? TimerKind::Connect : TimerKind::Response, fresh ? t.connect : t.response);
+  if (fresh)
+    arm(TimerKind::Connect, t.connect);
+  else
+    touch_response_timer();
 }
 
 void ServerSlot::release(Worker& w) {

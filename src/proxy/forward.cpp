@@ -22,8 +22,18 @@ void append_uint(std::string& out, uint64_t v) {
 }
 
 bool is_forwarded_header(std::string_view name) {
-  return http::iequals(name, "x-forwarded-for") || http::iequals(name, "x-forwarded-proto") ||
-         http::iequals(name, "x-forwarded-host") || http::iequals(name, "forwarded");
+  switch (name.size()) {  // by length first: most fields are none of these
+    case 9:
+      return http::iequals(name, "forwarded");
+    case 15:
+      return http::iequals(name, "x-forwarded-for");
+    case 16:
+      return http::iequals(name, "x-forwarded-host");
+    case 17:
+      return http::iequals(name, "x-forwarded-proto");
+    default:
+      return false;
+  }
 }
 
 }  // namespace
@@ -53,9 +63,10 @@ void build_request_head(const http::RequestHead& req, const RequestForward& fwd,
   out.append(" HTTP/1.1\r\n");
   append_header(out, "Host", fwd.host);
   std::string_view prior_xff;
+  const http::HopByHop hop_by_hop(req.headers);
   for (const auto& h : req.headers) {
     if (http::iequals(h.name, "host") || http::iequals(h.name, "content-length")) continue;
-    if (http::is_hop_by_hop(h.name, req.headers)) continue;
+    if (hop_by_hop(h.name)) continue;
     if (fwd.edits && fwd.edits->removes(h.name)) continue;
     if (is_forwarded_header(h.name)) {
       if (fwd.trusted_client) {
@@ -116,6 +127,7 @@ void build_response_head(const ResponseOut& resp, OutFraming framing, bool close
   out.append(resp.reason.empty() ? http::reason_phrase(resp.status) : resp.reason);
   out.append("\r\n");
   bool upgrade = resp.status == 101;
+  const http::HopByHop hop_by_hop(resp.fields);
   resp.for_each_field([&](std::string_view name, std::string_view value) {
     if (http::iequals(name, "content-length")) {
       // Kept as sent where it describes no body of ours to frame (HEAD, 304).
@@ -126,7 +138,7 @@ void build_response_head(const ResponseOut& resp, OutFraming framing, bool close
       append_header(out, name, value);
       return;
     }
-    if (http::is_hop_by_hop(name, resp.fields)) return;
+    if (hop_by_hop(name)) return;
     append_header(out, name, value);
   });
   switch (framing) {

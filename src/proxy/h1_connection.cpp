@@ -76,7 +76,10 @@ void H1Connection::arm(TimerKind kind) {
 
 void H1Connection::begin_drain() {
   draining_ = true;
-  if (phase_ == Phase::Head && !ex_ && io_.in.empty() && io_.out.empty()) close();
+  // Nothing in flight (waiting for a request, or still in the TLS handshake): close now.
+  if ((phase_ == Phase::Head || phase_ == Phase::Handshake) && !ex_ && io_.in.empty() &&
+      io_.out.empty())
+    close();
 }
 
 bool H1Connection::turn() {
@@ -102,7 +105,10 @@ bool H1Connection::turn() {
 
 // TLS: once the handshake is done, ALPN says which codec the connection speaks.
 bool H1Connection::check_handshake() {
-  if (!io_.transport->handshake_done()) return false;
+  if (!io_.transport->handshake_done()) {
+    if (io_.eof) close();  // gone before the handshake ended (a port probe, a scanner)
+    return io_.eof;
+  }
   if (io_.transport->alpn() == "h2") {
     hand_over_to(new H2Connection(w_, ip_, client_.slot, true));
     return true;

@@ -260,7 +260,7 @@ bool H2Connection::turn() {
     if (io_.out.full()) break;  // the socket takes it first
   }
   if (finished() || (io_.eof && io_.in.empty())) {
-    close_after_flush(true);
+    close_when_flushed();  // GOAWAY said it all: no lingering
     return true;
   }
   // The idle timeout runs while no stream is open.

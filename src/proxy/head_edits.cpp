@@ -34,6 +34,7 @@ bool HeaderEdits::removes(std::string_view name) const {
 }
 
 void HeaderEdits::clear() {
+  if (empty() && arena_.empty()) return;
   removed_.clear();
   added_.clear();
   arena_.clear();

@@ -68,9 +68,14 @@ struct ResponseOut {
   // Received fields that survive the edits, then the added ones: f(name, value).
   template <class F>
   void for_each_field(F&& f) const {
+    if (!edits || edits->empty()) {
+      for (const auto& h : fields)
+        f(h.name, h.value);
+      return;
+    }
     for (const auto& h : fields)
-      if (!edits || !edits->removes(h.name)) f(h.name, h.value);
-    if (edits) edits->for_each_added(f);
+      if (!edits->removes(h.name)) f(h.name, h.value);
+    edits->for_each_added(f);
   }
 };
 

@@ -26,7 +26,7 @@ void UpstreamConn::on_event(uint32_t events) {
 void UpstreamConn::close() {
   if (closed) return;
   closed = true;
-  idle_timer.cancel();
+  idle_timer.clear();
   stream.in.clear();
   stream.out.clear();
   worker_.buffers().release(stream.in);

@@ -34,7 +34,7 @@ class UpstreamConn final : public EventHandler {
   bool connecting = true;
   bool reused = false;
   bool closed = false;
-  Timer idle_timer;                   // armed while pooled
+  LazyTimer idle_timer;               // set while pooled (moves without heap work)
   UpstreamConn* pool_prev = nullptr;  // intrusive idle list of the pool
   UpstreamConn* pool_next = nullptr;
 

@@ -14,7 +14,7 @@ UpstreamConn* UpstreamPool::take(uint32_t server_id) {
   UpstreamConn* c = lists_[server_id].head;
   if (!c) return nullptr;
   unlink(c);
-  c->idle_timer.cancel();
+  c->idle_timer.clear();
   c->reused = true;
   c->stream.readable = false;
   c->stream.writable = true;  // a write will tell; the socket had room when it went idle
@@ -37,7 +37,7 @@ void UpstreamPool::put(UpstreamConn* c) {
   // Idle connections keep no buffers.
   worker_.buffers().release(c->stream.in);
   worker_.buffers().release(c->stream.out);
-  c->idle_timer.arm(worker_.reactor().timers(), worker_.reactor().now() + idle_timeout_);
+  c->idle_timer.set(worker_.reactor().timers(), worker_.reactor().now() + idle_timeout_);
 }
 
 void UpstreamPool::drop(UpstreamConn* c) {
