@@ -14,9 +14,9 @@
 
 #include "config/loader.hpp"
 #include "fuzz_util.hpp"
+#include "model/snapshot.hpp"
 #include "net/socket.hpp"
 #include "proxy/h1_connection.hpp"
-#include "model/snapshot.hpp"
 #include "proxy/worker.hpp"
 
 namespace {

@@ -20,7 +20,12 @@ struct SourcePos {
 };
 
 enum class Balance : uint8_t {
-  Random, RoundRobin, LeastConnections, LeastResponseTime, IpHash, ConsistentHash
+  Random,
+  RoundRobin,
+  LeastConnections,
+  LeastResponseTime,
+  IpHash,
+  ConsistentHash
 };
 enum class ListenerMode : uint8_t { Http, Tcp };
 enum class HealthType : uint8_t { Http, Tcp };
@@ -34,9 +39,9 @@ struct ServerTls {
 };
 
 struct Server {
-  std::string name;       // default "<backend>-<index>" (index from 1)
-  std::string address;    // as written, "host:port" or "[v6]:port"
-  std::string host;       // host part (without brackets)
+  std::string name;     // default "<backend>-<index>" (index from 1)
+  std::string address;  // as written, "host:port" or "[v6]:port"
+  std::string host;     // host part (without brackets)
   uint16_t port = 0;
   uint32_t weight = 1;
   std::optional<ServerTls> tls;
@@ -90,8 +95,8 @@ struct Backend {
   BackendTimeouts timeouts;
   uint32_t retries = 2;
   std::optional<Passive> passive;
-  Duration slow_start{0};            // a server coming back ramps its weight up over this
-  double hash_balance_factor = 0;    // bounded-load consistent hashing (0 = off, else >= 1)
+  Duration slow_start{0};          // a server coming back ramps its weight up over this
+  double hash_balance_factor = 0;  // bounded-load consistent hashing (0 = off, else >= 1)
   std::vector<Server> servers;
   SourcePos pos;
 };
@@ -135,10 +140,10 @@ struct TlsCertificate {
 
 // `tls:` of a listener: TLS is terminated on the worker's reactor.
 struct ListenerTls {
-  std::vector<TlsCertificate> certificates;  // the first is the default (unknown or no SNI)
-  int min_version = 12;                      // 12 = TLS 1.2, 13 = TLS 1.3
+  std::vector<TlsCertificate> certificates;         // the first is the default (unknown or no SNI)
+  int min_version = 12;                             // 12 = TLS 1.2, 13 = TLS 1.3
   std::vector<std::string> alpn{"h2", "http/1.1"};  // protocols offered, in preference order
-  std::optional<Duration> hsts;              // Strict-Transport-Security max-age, if set
+  std::optional<Duration> hsts;                     // Strict-Transport-Security max-age, if set
   SourcePos pos;
 };
 
@@ -146,7 +151,7 @@ struct Listener {
   std::string name;
   std::vector<std::string> listen;  // each "host:port" or "[v6]:port"
   ListenerMode mode = ListenerMode::Http;
-  std::vector<Route> routes;        // `backend:` shorthand becomes one catch-all route
+  std::vector<Route> routes;  // `backend:` shorthand becomes one catch-all route
   uint32_t max_connections = 10000;
   ListenerTimeouts timeouts;
   std::vector<std::string> trusted_proxies;  // client IPs whose X-Forwarded-* are kept
@@ -162,13 +167,13 @@ struct Admin {
 
 // Sizes that bound per-connection memory (extension keys under `limits:` at top level).
 struct GlobalLimits {
-  uint64_t buffer_size = 16 * 1024;       // per direction per connection
+  uint64_t buffer_size = 16 * 1024;  // per direction per connection
   uint64_t max_request_line = 8 * 1024;
   uint64_t max_header_bytes = 16 * 1024;  // whole head (connection buffers are at least this)
   uint32_t max_headers = 100;
   uint32_t max_idle_upstream_per_server = 64;  // per worker keep-alive pool size
   Duration upstream_idle_timeout{30000};
-  Duration drain_timeout{30000};          // SIGTERM: how long in-flight requests may finish
+  Duration drain_timeout{30000};  // SIGTERM: how long in-flight requests may finish
   // HTTP/2 (per client connection)
   uint32_t h2_max_concurrent_streams = 100;
   uint64_t h2_stream_window = 256 * 1024;  // receive window per stream (bytes buffered per upload)

@@ -50,7 +50,6 @@ class LazyTimer {
   }
   void clear() { due_ = TimePoint{}; }
   bool pending() const { return due_ != TimePoint{}; }
-  TimePoint due() const { return due_; }
 
  private:
   void fire() {

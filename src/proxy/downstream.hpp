@@ -56,12 +56,10 @@ class BodySink {
   void put(std::string_view payload);
   // The body is complete: the chunked terminator. False if there is no room yet.
   bool finish();
-  uint64_t forwarded() const { return forwarded_; }
 
  private:
   Buffer& out_;
   bool chunked_;
-  uint64_t forwarded_ = 0;
 };
 
 enum class BodyRead : uint8_t {

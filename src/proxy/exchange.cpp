@@ -37,7 +37,6 @@ void Exchange::reset_state(Downstream& ds) {
   tcp_mode_ = false;
   idempotent_ = true;
   want_upgrade_ = false;
-  local_answer_ = false;
   has_key_hash_ = false;
   key_hash_ = 0;
   fwd_head_.clear();
@@ -158,11 +157,8 @@ bool Exchange::build_forward_head(const http::RequestHead& req, std::string_view
   fwd.upgrade = want_upgrade_;
   fwd.proto = c.tls ? "https" : "http";
   fwd.edits = edits_.empty() ? nullptr : &edits_;
-  // Built in the worker's scratch, then copied: the kept head takes only its own size.
-  std::string& head = w_.scratch_string();
-  head.clear();
-  build_request_head(req, fwd, head);
-  fwd_head_.assign(head);
+  fwd_head_.clear();  // built in place: the pooled exchange keeps its capacity
+  build_request_head(req, fwd, fwd_head_);
   edits_.clear();  // the response's edits start afresh
   if (fwd_head_.size() > w_.buffers().block_size()) {
     answer(431, "Request Header Fields Too Large\n", true);
@@ -177,7 +173,6 @@ void Exchange::answer(uint16_t status, std::string_view body, bool close) {
   release_upstream(false);
   timer_.clear();
   timer_kind_ = TimerKind::None;
-  local_answer_ = true;
   if (tcp_mode_) {
     // No server could be reached: layer 4 has no way to say so but closing.
     count(status);

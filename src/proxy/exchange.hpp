@@ -53,10 +53,6 @@ class Exchange final : public UpstreamOwner {
   void cancel();
   // Back into the pool: cancel() and let go of the view.
   void recycle();
-  // A new view or drain: nothing to do for an exchange in flight (it keeps its view).
-  bool in_flight() const { return phase_ != Phase::Idle && phase_ != Phase::Done; }
-  bool answered_locally() const { return local_answer_; }
-  uint16_t status() const { return status_; }
 
   void on_upstream_event(uint32_t events) override;
   // The head of a wait queue: a server slot was freed on this worker.
@@ -140,7 +136,6 @@ class Exchange final : public UpstreamOwner {
   bool tcp_mode_ = false;
   bool idempotent_ = true;
   bool want_upgrade_ = false;
-  bool local_answer_ = false;
   bool has_key_hash_ = false;
   uint64_t key_hash_ = 0;
   std::string fwd_head_;  // the forwarded head, kept for retries (capacity kept in the pool)

@@ -39,7 +39,6 @@ void BodySink::put(std::string_view payload) {
     append_chunk(out_, payload);
   else
     out_.append(payload);
-  forwarded_ += payload.size();
 }
 
 bool BodySink::finish() {

@@ -104,8 +104,7 @@ class HttpServer::Conn final : public net::Connection {
     switch (t) {
       case Timeout::Header:
         if (phase_ == Phase::Head && !io().in.empty() && io().out.empty() && pending_.empty()) {
-          send_error(408, "Request Timeout\n");
-          run();
+          send_error(408, "Request Timeout\n");  // the driver runs a turn after on_timeout
         } else {
           close();  // nothing came (or the previous answer is still not read)
         }
@@ -115,7 +114,6 @@ class HttpServer::Conn final : public net::Connection {
           Response resp = std::move(delayed_);
           delayed_ = Response{};
           send(resp);
-          run();
         }
         return;
       case Timeout::Idle:

@@ -10,10 +10,10 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <cstring>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <cstring>
 #include <deque>
 #include <functional>
 #include <string>
@@ -54,7 +54,7 @@ class TestConn : public Connection {
     run();
   }
 
-  bool idle_flag = false;  // what idle() answers
+  bool idle_flag = false;         // what idle() answers
   std::string on_timeout_writes;  // on_timeout puts this into io().out
 
   using Connection::arm_timer;
@@ -340,8 +340,8 @@ TEST_F(ConnectionTest, EchoesAFewKiB) {
   c->start();
   std::string sent = pattern(5000);
   ASSERT_TRUE(peer->write(sent));
-  ASSERT_TRUE(pump_until([&] { return peer->got.size() >= sent.size(); },
-                         [&] { peer->read_available(); }));
+  ASSERT_TRUE(
+      pump_until([&] { return peer->got.size() >= sent.size(); }, [&] { peer->read_available(); }));
   EXPECT_EQ(peer->got, sent);
   EXPECT_EQ(log->closes, 0);
 
@@ -350,8 +350,8 @@ TEST_F(ConnectionTest, EchoesAFewKiB) {
   ASSERT_TRUE(peer->write(more.substr(0, 1000)));
   settle();
   ASSERT_TRUE(peer->write(more.substr(1000)));
-  ASSERT_TRUE(pump_until([&] { return peer->got.size() >= 8000; },
-                         [&] { peer->read_available(); }));
+  ASSERT_TRUE(
+      pump_until([&] { return peer->got.size() >= 8000; }, [&] { peer->read_available(); }));
   EXPECT_EQ(peer->got, sent + more);
 
   // The peer finishes: the echo closes after its output, and the peer sees EOF.
@@ -407,8 +407,10 @@ TEST_F(ConnectionTest, BigEchoWithAConcurrentPeer) {
       if (written < kTotal) {
         ssize_t n = ::send(fd, data.data() + written, std::min<size_t>(kTotal - written, 32768),
                            MSG_NOSIGNAL);
-        if (n > 0) written += static_cast<size_t>(n);
-        else if (n < 0 && errno != EAGAIN && errno != EINTR) peer_error = errno;
+        if (n > 0)
+          written += static_cast<size_t>(n);
+        else if (n < 0 && errno != EAGAIN && errno != EINTR)
+          peer_error = errno;
       } else if (!shut) {
         ::shutdown(fd, SHUT_WR);
         shut = true;
@@ -449,8 +451,8 @@ TEST_F(ConnectionTest, BusyConnectionResumesByItselfAfterTheTurnBudget) {
   // One run() stops at the budget: the rest must follow from the queued yield, with no socket
   // event to wake the connection.
   EXPECT_EQ(log->turns, Connection::kMaxTurns);
-  ASSERT_TRUE(pump_until([&] { return peer->got == "done\n"; }, [&] { peer->read_available(); },
-                         5s, 50))
+  ASSERT_TRUE(
+      pump_until([&] { return peer->got == "done\n"; }, [&] { peer->read_available(); }, 5s, 50))
       << "turns: " << log->turns;
   EXPECT_GE(log->turns, 3 * Connection::kMaxTurns + 6);
   EXPECT_EQ(log->closes, 0);
@@ -498,8 +500,8 @@ TEST_F(SmallBlockConnectionTest, EchoResumesAfterTheTurnBudgetWithoutNewEvents) 
   EXPECT_EQ(log->echoed, static_cast<size_t>(Connection::kMaxTurns) * 1024);
   ASSERT_TRUE(pump_until([&] { return log->echoed == kTotal; }, {}, 5s, 50))
       << "echoed " << log->echoed << " of " << kTotal;
-  ASSERT_TRUE(pump_until([&] { return peer->got.size() >= kTotal; },
-                         [&] { peer->read_available(); }));
+  ASSERT_TRUE(
+      pump_until([&] { return peer->got.size() >= kTotal; }, [&] { peer->read_available(); }));
   EXPECT_TRUE(peer->got == data);
 }
 
@@ -670,8 +672,8 @@ TEST_F(ConnectionTest, TimerFiresOnTimeoutThenATurn) {
   EXPECT_EQ(pool_.in_use(), 0u);
   c->arm_timer(20ms);
   EXPECT_TRUE(c->timer_armed());
-  ASSERT_TRUE(pump_until([&] { return peer->got == "timeout\n"; },
-                         [&] { peer->read_available(); }));
+  ASSERT_TRUE(
+      pump_until([&] { return peer->got == "timeout\n"; }, [&] { peer->read_available(); }));
   EXPECT_EQ(log->timeouts, 1);
   EXPECT_TRUE(log->buffers_at_timeout) << "on_timeout without buffers";
   EXPECT_GT(log->turns, log->turns_at_timeout) << "no turn after on_timeout";

@@ -316,8 +316,8 @@ TEST(Hsts, EveryRouteChainHasItBeforeTheRoutesOwnRules) {
   ResponseOut r0;
   r0.edits = &e0;
   f.routes[0].on_response(r0);
-  EXPECT_EQ(added(e0), (Fields{{"Strict-Transport-Security", "max-age=15552000"},
-                               {"X-Route", "api"}}));
+  EXPECT_EQ(added(e0),
+            (Fields{{"Strict-Transport-Security", "max-age=15552000"}, {"X-Route", "api"}}));
   HeaderEdits e1;
   ResponseOut r1;
   r1.edits = &e1;
@@ -496,11 +496,10 @@ TEST(HeaderRules, SeveralEntriesKeepTheirOrder) {
   ResponseOut resp;
   resp.edits = &edits;
   f.routes[0].on_response(resp);
-  EXPECT_EQ(added(edits), (Fields{{"X-Two", "2"},
-                                  {"X-One", "1b"},
-                                  {"Link", "</a>"},
-                                  {"Link", "</b>"},
-                                  {"Via", "weir"}}));
+  EXPECT_EQ(
+      added(edits),
+      (Fields{
+          {"X-Two", "2"}, {"X-One", "1b"}, {"Link", "</a>"}, {"Link", "</b>"}, {"Via", "weir"}}));
 }
 
 TEST(HeaderRules, ChainsStayValidWhenTheFiltersAreMoved) {

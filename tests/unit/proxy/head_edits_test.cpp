@@ -96,7 +96,7 @@ TEST(HeaderEdits, SetIsRemoveThenAdd) {
   e.set("CACHE-CONTROL", "no-store");
   EXPECT_EQ(added(e), (Fields{{"X-Keep", "k"}, {"CACHE-CONTROL", "no-store"}}));
   EXPECT_TRUE(e.removes("Cache-Control"));  // received fields of that name go too
-  e.set("Cache-Control", "private");  // setting again replaces the earlier set
+  e.set("Cache-Control", "private");        // setting again replaces the earlier set
   EXPECT_EQ(added(e), (Fields{{"X-Keep", "k"}, {"Cache-Control", "private"}}));
   e.add("cache-control", "extra");  // an add after the set is kept
   EXPECT_EQ(added(e),
@@ -208,7 +208,7 @@ TEST(ResponseOut, FieldsWithoutEditsAreTheReceivedOnes) {
 
 TEST(ResponseOut, ReceivedMinusRemovedThenAdded) {
   const http::Header received[] = {
-      {"Server", "backend"},     {"X-Internal", "secret"}, {"Content-Type", "text/html"},
+      {"Server", "backend"},     {"X-Internal", "secret"},        {"Content-Type", "text/html"},
       {"x-internal", "secret2"}, {"Cache-Control", "max-age=60"}, {"Set-Cookie", "a=1"},
   };
   HeaderEdits e;
