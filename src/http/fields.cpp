@@ -5,10 +5,6 @@
 
 namespace weir::http {
 
-bool iequals(std::string_view a, std::string_view b) {
-  return detail::ascii_iequals(a, b);
-}
-
 bool list_contains(std::string_view list_value, std::string_view token) {
   return !detail::for_each_element(list_value,
                                    [&](std::string_view e) { return !iequals(e, token); });

@@ -15,6 +15,8 @@
 #include <span>
 #include <string_view>
 
+#include "http/fields.hpp"
+
 namespace weir::http {
 
 enum class Method : uint8_t { Get, Head, Post, Put, Delete, Connect, Options, Trace, Patch, Other };
@@ -95,7 +97,9 @@ ParseResult parse_response(std::string_view buf, ResponseHead& out, std::span<He
                            const Limits& limits, Method request_method);
 
 // Case-insensitive ASCII comparison, for header names and tokens.
-bool iequals(std::string_view a, std::string_view b);
+inline bool iequals(std::string_view a, std::string_view b) {
+  return detail::ascii_iequals(a, b);
+}
 
 // True if `token` appears (case-insensitively) in a comma-separated list value.
 bool list_contains(std::string_view list_value, std::string_view token);
