@@ -86,6 +86,55 @@ std::string render_metrics(const model::Snapshot& snap, const proxy::WorkerStats
                       escape_label(b.cfg->name), escape_label(s.name), server_requests(st, s.uid));
     }
   }
+  out += "# HELP weir_server_probe_results_total Health-check probes by result.\n";
+  out += "# TYPE weir_server_probe_results_total counter\n";
+  for (const auto& b : snap.backends) {
+    for (const auto& s : b.servers) {
+      for (auto [result, n] : {std::pair{"pass", s.state->probes_passed.load()},
+                               std::pair{"fail", s.state->probes_failed.load()}}) {
+        out += fmt::format(
+            "weir_server_probe_results_total{{backend=\"{}\",server=\"{}\",result=\"{}\"}} {}\n",
+            escape_label(b.cfg->name), escape_label(s.name), result, n);
+      }
+    }
+  }
+  out +=
+      "# HELP weir_server_connect_failures_total Connections to the server refused, reset "
+      "before any response byte or timed out.\n";
+  out += "# TYPE weir_server_connect_failures_total counter\n";
+  for (const auto& b : snap.backends) {
+    for (const auto& s : b.servers) {
+      out += fmt::format("weir_server_connect_failures_total{{backend=\"{}\",server=\"{}\"}} {}\n",
+                         escape_label(b.cfg->name), escape_label(s.name),
+                         s.state->connect_failures.load());
+    }
+  }
+  out +=
+      "# HELP weir_server_out 1 while the server is out of rotation, by cause: down (health "
+      "checks), ejected (passive), unreachable (connect failures).\n";
+  out += "# TYPE weir_server_out gauge\n";
+  for (const auto& b : snap.backends) {
+    for (const auto& s : b.servers) {
+      const auto& st = *s.state;
+      for (auto [cause, v] : {std::pair{"down", !st.up.load()}, std::pair{"ejected", st.ejected()},
+                              std::pair{"unreachable", st.unreachable()}}) {
+        out += fmt::format("weir_server_out{{backend=\"{}\",server=\"{}\",cause=\"{}\"}} {}\n",
+                           escape_label(b.cfg->name), escape_label(s.name), cause, v ? 1 : 0);
+      }
+    }
+  }
+  out += "# HELP weir_backend_queued_requests Requests waiting for a server slot.\n";
+  out += "# TYPE weir_backend_queued_requests gauge\n";
+  for (const auto& b : snap.backends) {
+    out += fmt::format("weir_backend_queued_requests{{backend=\"{}\"}} {}\n",
+                       escape_label(b.cfg->name), b.queued->load());
+  }
+  out +=
+      "# HELP weir_retries_total Requests tried again on another connection: unseen (no "
+      "server saw it), resent (a server may have; within the retry budget).\n";
+  out += "# TYPE weir_retries_total counter\n";
+  out += fmt::format("weir_retries_total{{kind=\"unseen\"}} {}\n", st.retries_unseen);
+  out += fmt::format("weir_retries_total{{kind=\"resent\"}} {}\n", st.retries_resent);
   out += "# HELP weir_request_duration_seconds Time from request head to response end.\n";
   out += "# TYPE weir_request_duration_seconds histogram\n";
   uint64_t cumulative = 0;
@@ -108,6 +157,9 @@ std::string render_metrics(const model::Snapshot& snap, const proxy::WorkerStats
       {"weir_tls_handshake_failures_total", st.tls_handshake_failures},
       {"weir_h2_connections_total", st.h2_connections},
       {"weir_h2_abusive_connections_total", st.h2_abuse},
+      {"weir_retries_refused_by_budget_total", st.retries_refused_by_budget},
+      {"weir_buffer_blocks_in_use", st.buffers_in_use},
+      {"weir_buffer_block_bytes", st.buffer_block_bytes},
   };
   for (const auto& [name, value] : totals) {
     std::string_view type = name.ends_with("_total") ? "counter" : "gauge";
@@ -122,21 +174,28 @@ std::string render_backends_json(const model::Snapshot& snap, const proxy::Worke
   for (const auto& b : snap.backends) {
     if (!first_b) out += ',';
     first_b = false;
-    out += fmt::format("{{\"name\":\"{}\",\"servers\":[", escape_json(b.cfg->name));
+    out += fmt::format("{{\"name\":\"{}\",\"queued\":{},\"servers\":[", escape_json(b.cfg->name),
+                       b.queued->load());
     bool first_s = true;
     for (const auto& s : b.servers) {
       if (!first_s) out += ',';
       first_s = false;
       out += fmt::format(
           "{{\"name\":\"{}\",\"address\":\"{}\",\"weight\":{},\"healthy\":{},"
-          "\"active_requests\":{},\"requests_total\":{}}}",
+          "\"active_requests\":{},\"requests_total\":{},\"up\":{},\"ejected\":{},"
+          "\"unreachable\":{},\"connect_failures\":{},\"probes_passed\":{},"
+          "\"probes_failed\":{}}}",
           escape_json(s.name), escape_json(s.address_text), s.weight,
           s.state->in_rotation() ? "true" : "false", s.state->active.load(),
-          server_requests(st, s.uid));
+          server_requests(st, s.uid), s.state->up.load() ? "true" : "false",
+          s.state->ejected() ? "true" : "false", s.state->unreachable() ? "true" : "false",
+          s.state->connect_failures.load(), s.state->probes_passed.load(),
+          s.state->probes_failed.load());
     }
     out += "]}";
   }
-  out += "]}\n";
+  out += fmt::format("],\"buffers\":{{\"in_use\":{},\"block_bytes\":{}}}}}\n", st.buffers_in_use,
+                     st.buffer_block_bytes);
   return out;
 }
 

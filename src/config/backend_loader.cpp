@@ -225,6 +225,13 @@ void load_passive(LoadState& s, const Field& f, Backend& b) {
   b.passive = p;
 }
 
+void load_retry_budget(LoadState& s, const Field& f, Backend& b) {
+  MapReader m(s.diag, f, "retry_budget", {"percent", "min_retries"});
+  if (!m.ok()) return;
+  m.get_uint32("percent", 0, 1000, b.retry_budget.percent);
+  m.get_uint32("min_retries", 0, 1000000, b.retry_budget.min_retries);
+}
+
 void load_balance_factor(LoadState& s, const Field& f, Backend& b) {
   std::string text;
   if (!read_string(s.diag, f, text)) return;
@@ -292,9 +299,10 @@ void load_servers(LoadState& s, const Field& f, Backend& b) {
 
 void load_backend(LoadState& s, const Field& item,
                   std::map<std::string, YAML::Mark, std::less<>>& names) {
-  MapReader m(s.diag, item, "backend",
-              {"name", "balance", "hash_key", "hash_balance_factor", "sticky", "health_check",
-               "passive", "slow_start", "limits", "timeouts", "retries", "servers"});
+  MapReader m(
+      s.diag, item, "backend",
+      {"name", "balance", "hash_key", "hash_balance_factor", "sticky", "health_check", "passive",
+       "slow_start", "limits", "timeouts", "retries", "retry_budget", "servers"});
   if (!m.ok()) return;
   Backend b;
   b.pos = s.diag.pos(m.mark());
@@ -321,6 +329,7 @@ void load_backend(LoadState& s, const Field& item,
   if (const Field* f = m.find("limits")) load_backend_limits(s, *f, b.limits);
   if (const Field* f = m.find("timeouts")) load_backend_timeouts(s, *f, b.timeouts);
   m.get_uint32("retries", 0, kMaxRetries, b.retries);
+  if (const Field* f = m.find("retry_budget")) load_retry_budget(s, *f, b);
   if (const Field* f = m.find("passive")) load_passive(s, *f, b);
   m.get_duration("slow_start", true, b.slow_start);
   if (const Field* f = m.find("hash_balance_factor")) load_balance_factor(s, *f, b);

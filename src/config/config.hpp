@@ -85,6 +85,16 @@ struct Passive {
   uint32_t max_ejected_percent = 50;  // never eject more than this share of a backend
 };
 
+// Retries that may have reached a server (the request was sent) are limited per worker and
+// backend: each request earns `percent`/100 of a retry, a retry spends one, and `min_retries`
+// are there to start with and always kept in reserve, so that retries cannot multiply the load
+// on a backend that is already failing. Connect-level retries (refused, connect timeout, a
+// reused connection closed before any response byte) are bounded by `retries` alone.
+struct RetryBudget {
+  uint32_t percent = 20;
+  uint32_t min_retries = 10;
+};
+
 struct Backend {
   std::string name;
   Balance balance = Balance::RoundRobin;
@@ -94,6 +104,7 @@ struct Backend {
   BackendLimits limits;
   BackendTimeouts timeouts;
   uint32_t retries = 2;
+  RetryBudget retry_budget;
   std::optional<Passive> passive;
   Duration slow_start{0};          // a server coming back ramps its weight up over this
   double hash_balance_factor = 0;  // bounded-load consistent hashing (0 = off, else >= 1)

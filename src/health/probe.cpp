@@ -8,6 +8,7 @@
 #include <limits>
 
 #include "core/log.hpp"
+#include "health/passive.hpp"
 #include "http/parser.hpp"
 #include "net/socket.hpp"
 
@@ -242,6 +243,7 @@ void Probe::finish(bool passed, std::string reason) {
   const auto& c = target_.check;
   bool up = state_->up.load(std::memory_order_relaxed);
   if (passed) {
+    probe_passed(*state_, started_.time_since_epoch().count());
     failures_ = 0;
     if (passes_ < std::numeric_limits<uint32_t>::max()) ++passes_;
     if (!up && passes_ >= c.rise) {
@@ -252,6 +254,7 @@ void Probe::finish(bool passed, std::string reason) {
                 passes_ == 1 ? "" : "es");
     }
   } else {
+    state_->probes_failed.fetch_add(1, std::memory_order_relaxed);
     passes_ = 0;
     if (failures_ < std::numeric_limits<uint32_t>::max()) ++failures_;
     log::debug("server {}/{} health check failed: {}", target_.backend, target_.server, reason);

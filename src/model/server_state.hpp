@@ -37,12 +37,37 @@ struct ServerState {
   // slow_start: when the server last came back into rotation (steady-clock ns; 0 = never).
   std::atomic<int64_t> ramp_start_ns{0};
 
-  bool ejected() const {
+  // Unreachable (connect refused, reset before any response byte, connect timeout): out of
+  // rotation until this steady-clock time in ns, without any `passive:` config. The interval
+  // grows with each failure in a row; a successful connect or a passing probe that started
+  // after the failure ends it (health/passive.hpp).
+  std::atomic<int64_t> unreachable_until_ns{0};
+  std::atomic<int64_t> unreachable_since_ns{0};  // when the last connect failure was seen
+  std::atomic<uint32_t> unreachable_streak{0};   // connect failures in a row
+
+  // Counters for the admin API and metrics (never reset; kept across reloads).
+  std::atomic<uint64_t> connect_failures{0};
+  std::atomic<uint64_t> probes_passed{0};
+  std::atomic<uint64_t> probes_failed{0};
+
+  static int64_t now_ns() { return std::chrono::steady_clock::now().time_since_epoch().count(); }
+  bool ejected(int64_t now = now_ns()) const {
     int64_t until = ejected_until_ns.load(std::memory_order_relaxed);
-    return until != 0 && std::chrono::steady_clock::now().time_since_epoch().count() < until;
+    return until != 0 && now < until;
   }
-  // Up by the health checks and not ejected by passive checks.
-  bool in_rotation() const { return up.load(std::memory_order_relaxed) && !ejected(); }
+  bool unreachable(int64_t now = now_ns()) const {
+    int64_t until = unreachable_until_ns.load(std::memory_order_relaxed);
+    return until != 0 && now < until;
+  }
+  // Up by the health checks, not ejected by passive checks, not found unreachable.
+  bool in_rotation() const {
+    if (!up.load(std::memory_order_relaxed)) return false;
+    if (ejected_until_ns.load(std::memory_order_relaxed) == 0 &&
+        unreachable_until_ns.load(std::memory_order_relaxed) == 0)
+      return true;  // the common case reads no clock
+    int64_t now = now_ns();
+    return !ejected(now) && !unreachable(now);
+  }
 };
 
 struct ServerInfo {

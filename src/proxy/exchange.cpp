@@ -44,6 +44,8 @@ void Exchange::reset_state(Downstream& ds) {
   req_chunked_out_ = false;
   req_done_ = true;
   req_bytes_consumed_ = false;
+  replay_body_.clear();
+  replay_ok_ = true;
   body_in_place_ = false;
   edits_.clear();
   tried_ = {};
@@ -81,7 +83,7 @@ void Exchange::start(Downstream& ds, const http::RequestHead& req) {
   std::string_view route_host = normalize_host(host, host_buf, sizeof host_buf);
   if (!route_and_filter(req, target, route_host)) return;
   choose_affinity(req);
-  w_.retry_budget().on_request();
+  view_->budget(backend_).on_request();
   if (!build_forward_head(req, target, host, route_host)) return;
   start_attempt();
 }
@@ -96,7 +98,7 @@ void Exchange::start_tcp(Downstream& ds, BackendId backend) {
   reset_state(ds);
   tcp_mode_ = true;
   backend_ = backend;
-  w_.retry_budget().on_request();
+  view_->budget(backend_).on_request();
   start_attempt();
 }
 
@@ -249,7 +251,7 @@ void Exchange::on_timer() {
   timer_kind_ = TimerKind::None;
   switch (kind) {
     case TimerKind::Connect:
-      upstream_failed(Failure::Timeout);
+      upstream_failed(Failure::ConnectTimeout);
       break;
     case TimerKind::Queue:
       queue_tick();

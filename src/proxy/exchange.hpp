@@ -70,7 +70,10 @@ class Exchange final : public UpstreamOwner {
     Streaming,  // the response head went to the client; the body follows
     Done,
   };
-  enum class Failure : uint8_t { Refused, Reset, Timeout, Garbage };
+  // Refused: connect or TLS handshake failed. ConnectTimeout: no connection in time.
+  // Reset: closed or reset before any response byte. Timeout: no response in time.
+  // Garbage: a response weir cannot use.
+  enum class Failure : uint8_t { Refused, ConnectTimeout, Reset, Timeout, Garbage };
   enum class TimerKind : uint8_t { None, Connect, Response, Queue };
 
   // exchange.cpp
@@ -99,8 +102,11 @@ class Exchange final : public UpstreamOwner {
   void use_server(ServerId id, bool allow_pooled);
   void attach_upstream(UpstreamConn* up, bool fresh);
   void upstream_failed(Failure why);
+  bool retry_elsewhere(bool unseen);
   void release_upstream(bool reusable);
   void abort();
+  void keep_for_replay(std::string_view bytes);
+  bool replayable() const { return !req_bytes_consumed_ || replay_ok_; }
 
   // exchange_io.cpp
   bool flush_upstream(std::string_view in_place = {}, size_t* in_place_taken = nullptr);
@@ -142,10 +148,16 @@ class Exchange final : public UpstreamOwner {
   size_t head_sent_ = 0;  // bytes of fwd_head_ written upstream on this attempt
   bool req_chunked_out_ = false;
   bool req_done_ = false;            // the whole request body went into the upstream buffer
-  bool req_bytes_consumed_ = false;  // some body bytes left the client: no replay
-  bool body_in_place_ = false;       // the body goes to the server from the downstream's own bytes
-  HeaderEdits edits_;                // request edits, then response edits (kept in the pool)
-  std::string local_body_;           // weir's own answer body (when it is not a literal)
+  bool req_bytes_consumed_ = false;  // some body bytes left the client
+  // A copy of the body bytes sent so far (framing included), while they fit in kReplayMax: a
+  // request that no server saw can go out again with its body. `replay_ok_` turns false for
+  // good once the body outgrows it.
+  static constexpr size_t kReplayMax = 8 * 1024;
+  std::string replay_body_;
+  bool replay_ok_ = true;
+  bool body_in_place_ = false;  // the body goes to the server from the downstream's own bytes
+  HeaderEdits edits_;           // request edits, then response edits (kept in the pool)
+  std::string local_body_;      // weir's own answer body (when it is not a literal)
 
   // attempts
   balance::TriedSet tried_;

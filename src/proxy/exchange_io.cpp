@@ -37,6 +37,7 @@ void Exchange::on_upstream_event(uint32_t events) {
 
 void Exchange::on_connected() {
   up_->connecting = false;
+  health::connect_success(backend(), server_.index());
   if (tcp_mode_) {
     // Layer 4: the connection is the answer. The downstream relays bytes from now on.
     count(0);
@@ -113,12 +114,14 @@ bool Exchange::pump_request() {
     progress |= flush_upstream(body, &taken);
     if (taken > 0) {
       req_bytes_consumed_ = true;
+      keep_for_replay(body.substr(0, taken));
       ds_->consume_body(taken);
     }
     if (state == BodyRead::Done && taken == body.size()) req_done_ = true;
     if (req_done_) progress |= flush_upstream();  // a head not all sent yet
   } else if (!req_done_) {
     BodySink sink(up_->stream.out, req_chunked_out_);
+    size_t before = up_->stream.out.size();
     switch (ds_->read_body(sink)) {
       case BodyRead::Idle:
         break;
@@ -138,9 +141,10 @@ bool Exchange::pump_request() {
         abort();  // the client went away in the middle of its body
         return true;
     }
+    if (up_->stream.out.size() > before) keep_for_replay(up_->stream.out.readable().substr(before));
   }
   if (!body_in_place_) progress |= flush_upstream();
-  if (req_bytes_consumed_ && !fwd_head_.empty() && head_sent_ >= fwd_head_.size()) {
+  if (!replayable() && !fwd_head_.empty() && head_sent_ >= fwd_head_.size()) {
     // Body bytes have left the client: no retry can resend this head any more.
     std::string().swap(fwd_head_);
     head_sent_ = 0;

@@ -57,7 +57,7 @@ void Exchange::start_attempt() {
     } else if (attempts_ == 0) {
       edits_.set("Retry-After", "1");
       answer(503, "Service Unavailable\n");
-    } else if (last_failure_ == Failure::Timeout) {
+    } else if (last_failure_ == Failure::Timeout || last_failure_ == Failure::ConnectTimeout) {
       answer(504, "Gateway Timeout\n");
     } else {
       answer(502, "Bad Gateway\n");
@@ -171,10 +171,13 @@ void Exchange::attach_upstream(UpstreamConn* up, bool fresh) {
   w_.buffers().acquire(up->stream.in);
   // The head goes from fwd_head_ itself: an output buffer only for a request body that is not
   // written from where the downstream holds it (HTTP/2 DATA with a content-length, plain TCP).
-  body_in_place_ =
-      !req_done_ && !req_chunked_out_ && ds_->has_body_in_place() && !up->stream.transport;
-  if (!req_done_ && !body_in_place_) w_.buffers().acquire(up->stream.out);
+  // A retry sends the body bytes taken so far from the replay copy, the rest as they come.
+  bool replay = !replay_body_.empty();
+  body_in_place_ = !replay && !req_done_ && !req_chunked_out_ && ds_->has_body_in_place() &&
+                   !up->stream.transport;
+  if (replay || (!req_done_ && !body_in_place_)) w_.buffers().acquire(up->stream.out);
   up->stream.out.clear();
+  if (replay) up->stream.out.append(replay_body_);
   head_sent_ = 0;
   resp_bytes_ = false;
   head_filtered_ = false;
@@ -219,41 +222,73 @@ void Exchange::release_upstream(bool reusable) {
 
 void Exchange::upstream_failed(Failure why) {
   last_failure_ = why;
-  bool was_reused = up_ && up_->reused;
+  bool reused = up_ && up_->reused;
+  bool sent = up_ && head_sent_ > 0;  // some of the request reached the server's socket
   ServerId server = server_;
-  // A pooled connection the server closed while idle says nothing about the server's health.
-  if (server.valid() && !(was_reused && why == Failure::Reset)) {
-    static constexpr std::string_view kReasons[] = {"connection refused", "connection reset",
-                                                    "timeout", "invalid response"};
-    health::passive_failure(backend(), server.index(), kReasons[static_cast<size_t>(why)]);
+  const BackendRuntime& b = backend();
+  if (server.valid()) {
+    static constexpr std::string_view kReasons[] = {
+        "connection refused", "connect timeout", "connection reset", "timeout", "invalid response"};
+    std::string_view reason = kReasons[static_cast<size_t>(why)];
+    // A pooled connection the server closed while idle says nothing about the server's health;
+    // a fresh one that fails before any response byte says it cannot be reached.
+    if (why == Failure::Refused || why == Failure::ConnectTimeout ||
+        (why == Failure::Reset && !reused))
+      health::connect_failure(b, server.index(), reason);
+    if (!(reused && why == Failure::Reset)) health::passive_failure(b, server.index(), reason);
   }
   release_upstream(false);
   if (phase_ == Phase::Streaming) {
     abort();
     return;
   }
-  // The request can go out again only if no byte of its body was taken from the client.
-  bool replayable = !req_bytes_consumed_;
-  if (replayable && was_reused && idempotent_ && why != Failure::Timeout && !retried_stale_) {
-    // A pooled connection the server had closed meanwhile: one fresh connection to the same
-    // server, not counted as a retry.
+  // The request can go out again only if weir still has every body byte it sent.
+  bool replayable = this->replayable() && why != Failure::Garbage && !w_.draining();
+  if (replayable && reused && why == Failure::Reset && !retried_stale_) {
+    // A reused connection closed or reset before any response byte: the server had closed it
+    // as the request arrived and never took the request (RFC 9112 §9.3.1). Once per request,
+    // whatever the method, on a fresh connection; not counted against `retries`.
     retried_stale_ = true;
-    use_server(server, false);
+    ++w_.stats().retries_unseen;
+    if (b.has(server) && b.state(server).in_rotation()) {
+      use_server(server, false);
+    } else {
+      --attempts_;  // the server went out meanwhile: another one, as the same try
+      start_attempt();
+    }
     return;
   }
-  const auto& b = *backend().cfg;
-  bool retry = replayable && why != Failure::Garbage && (idempotent_ || why == Failure::Refused) &&
-               attempts_ <= b.retries && !w_.draining();
-  if (retry && !w_.retry_budget().try_spend()) {
-    log::debug("backend {}: retry budget spent, not retrying", b.name);
-    retry = false;
+  // Connect-level failures: no server saw the request, any method may go elsewhere, bounded by
+  // `retries` alone. Otherwise the server may have seen it: idempotent requests only, within
+  // the retry budget too.
+  bool unseen =
+      why == Failure::Refused || why == Failure::ConnectTimeout || (why == Failure::Reset && !sent);
+  if (replayable && (unseen || idempotent_) && attempts_ <= b.cfg->retries) {
+    if (unseen) {
+      ++w_.stats().retries_unseen;
+      start_attempt();
+      return;
+    }
+    if (view_->budget(backend_).try_spend()) {
+      ++w_.stats().retries_resent;
+      start_attempt();
+      return;
+    }
+    ++w_.stats().retries_refused_by_budget;
+    log::debug("backend {}: retry budget spent, not retrying", b.cfg->name);
   }
-  if (retry) {
-    start_attempt();
+  bool timeout = why == Failure::Timeout || why == Failure::ConnectTimeout;
+  answer(timeout ? 504 : 502, timeout ? "Gateway Timeout\n" : "Bad Gateway\n");
+}
+
+void Exchange::keep_for_replay(std::string_view bytes) {
+  if (!replay_ok_) return;
+  if (replay_body_.size() + bytes.size() > std::min(kReplayMax, w_.buffers().block_size())) {
+    replay_ok_ = false;
+    replay_body_.clear();
     return;
   }
-  uint16_t status = why == Failure::Timeout ? 504 : 502;
-  answer(status, status == 504 ? "Gateway Timeout\n" : "Bad Gateway\n");
+  replay_body_.append(bytes);
 }
 
 // Part of the response already reached the client (or the body cannot complete): the only

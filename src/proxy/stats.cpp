@@ -1,5 +1,7 @@
 #include "proxy/stats.hpp"
 
+#include <algorithm>
+
 namespace weir::proxy {
 
 void WorkerStats::merge(const WorkerStats& o) {
@@ -21,6 +23,11 @@ void WorkerStats::merge(const WorkerStats& o) {
   tls_handshake_failures += o.tls_handshake_failures;
   h2_connections += o.h2_connections;
   h2_abuse += o.h2_abuse;
+  retries_unseen += o.retries_unseen;
+  retries_resent += o.retries_resent;
+  retries_refused_by_budget += o.retries_refused_by_budget;
+  buffers_in_use += o.buffers_in_use;
+  buffer_block_bytes = std::max(buffer_block_bytes, o.buffer_block_bytes);
 }
 
 }  // namespace weir::proxy

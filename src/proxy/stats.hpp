@@ -55,6 +55,14 @@ struct WorkerStats {
   uint64_t tls_handshake_failures = 0;
   uint64_t h2_connections = 0;  // connections that chose HTTP/2 (ALPN h2 or h2c)
   uint64_t h2_abuse = 0;        // HTTP/2 connections closed for flooding (GOAWAY calm down)
+  // Retries: of requests no server saw (connect failed, a reused connection closed first),
+  // bounded by `retries` alone; of requests a server may have seen, also by the retry budget;
+  // and those the budget refused.
+  uint64_t retries_unseen = 0;
+  uint64_t retries_resent = 0;
+  uint64_t retries_refused_by_budget = 0;
+  uint64_t buffers_in_use = 0;      // buffer blocks held, summed over workers when collected
+  uint64_t buffer_block_bytes = 0;  // the size of one block
 
   void merge(const WorkerStats& o);
 };

@@ -136,6 +136,12 @@ void Worker::install_view(SnapshotPtr snap) {
   for (const auto& b : v->snap->backends) {
     v->balancers.push_back(balance::make_balancer(
         b.cfg->balance, b.infos, random(), {.hash_balance_factor = b.cfg->hash_balance_factor}));
+    RetryBudget& budget = v->budgets.emplace_back(b.cfg->retry_budget);
+    if (view_) {
+      for (size_t i = 0; i < view_->snap->backends.size(); ++i) {
+        if (view_->snap->backends[i].cfg->name == b.cfg->name) budget.carry_from(view_->budgets[i]);
+      }
+    }
   }
   // Map each listen slot to the listener that now owns its address (the caller checked that
   // every slot still has one).
@@ -239,7 +245,11 @@ void Worker::maybe_finish_drain() {
 }
 
 void Worker::collect_stats(std::function<void(WorkerStats)> done) {
-  reactor_.post([this, done = std::move(done)] { done(stats_); });
+  reactor_.post([this, done = std::move(done)] {
+    stats_.buffers_in_use = buffers_.in_use();
+    stats_.buffer_block_bytes = buffers_.block_size();
+    done(stats_);
+  });
 }
 
 void Worker::add_connection(ClientConn* c) {

@@ -2,6 +2,7 @@
 // A worker: one thread, one reactor, its own listening sockets (SO_REUSEPORT), client
 // connections, upstream pools, balancers and counters. Nothing here is shared with other
 // workers except the config snapshot (read-only) and ServerState (atomics).
+#include <algorithm>
 #include <atomic>
 #include <functional>
 #include <memory>
@@ -40,11 +41,37 @@ struct WaitQueue {
   Exchange* tail = nullptr;
 };
 
+// Retries that may have reached a server, per backend and worker (config::RetryBudget): each
+// request earns percent/100 of a retry, a retry spends one; `min_retries` are there from the
+// start and the bucket holds at most min_retries + percent (what 100 requests earn on top).
+class RetryBudget {
+ public:
+  explicit RetryBudget(const config::RetryBudget& cfg = {})
+      : per_request_(cfg.percent / 100.0),
+        cap_(static_cast<double>(cfg.min_retries) + cfg.percent),
+        tokens_(cfg.min_retries) {}
+  void on_request() { tokens_ = tokens_ + per_request_ > cap_ ? cap_ : tokens_ + per_request_; }
+  bool try_spend() {
+    if (tokens_ < 1) return false;
+    tokens_ -= 1;
+    return true;
+  }
+  // A reload keeps what was saved (within the new limits).
+  void carry_from(const RetryBudget& old) { tokens_ = std::min(old.tokens_, cap_); }
+  double tokens() const { return tokens_; }
+
+ private:
+  double per_request_;
+  double cap_;
+  double tokens_;
+};
+
 // What a worker derives from a snapshot: its own balancer per backend and counter pointers.
 struct WorkerView {
   std::vector<WaitQueue> queues;  // by backend index
   SnapshotPtr snap;
   std::vector<std::unique_ptr<balance::Balancer>> balancers;  // by backend index
+  std::vector<RetryBudget> budgets;                           // by backend index
   // by listener index × (backend index + 1); slot 0 = no backend
   std::vector<CodeCounts*> counters;
   http::Limits limits;
@@ -55,6 +82,7 @@ struct WorkerView {
   }
   balance::Balancer& balancer(BackendId id) const { return *balancers[id.index()]; }
   WaitQueue& queue(BackendId id) { return queues[id.index()]; }
+  RetryBudget& budget(BackendId id) { return budgets[id.index()]; }
 };
 using ViewPtr = std::shared_ptr<WorkerView>;
 
@@ -64,22 +92,6 @@ struct ListenSocket {
   int fd = -1;
   size_t slot = 0;
   std::string address;  // as SocketAddress::to_string() prints it
-};
-
-// Retries may add at most 20% to the requests this worker sends (plus a floor of 10 saved up),
-// so that retries cannot multiply the load on a backend that is already failing.
-class RetryBudget {
- public:
-  void on_request() { tokens_ = tokens_ + 0.2 > kCap ? kCap : tokens_ + 0.2; }
-  bool try_spend() {
-    if (tokens_ < 1) return false;
-    tokens_ -= 1;
-    return true;
-  }
-
- private:
-  static constexpr double kCap = 100;
-  double tokens_ = 10;
 };
 
 // Open connections per listen address, across workers: beyond the listener's max_connections
@@ -113,7 +125,6 @@ class Worker {
   std::string& scratch_string() { return scratch_; }
   std::string& scratch_header() { return scratch_header_; }  // one extra header line
   BufferPool& buffers() { return buffers_; }
-  RetryBudget& retry_budget() { return retry_budget_; }
   ExchangePool& exchanges() { return *exchanges_; }
   PipePool& pipes() { return pipes_; }
   unsigned index() const { return index_; }
@@ -144,7 +155,6 @@ class Worker {
   std::string scratch_;
   std::string scratch_header_;
   BufferPool buffers_;
-  RetryBudget retry_budget_;
   std::unique_ptr<ExchangePool> exchanges_;
   PipePool pipes_;
   ClientConn* conns_ = nullptr;  // intrusive list of open client connections

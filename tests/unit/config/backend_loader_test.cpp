@@ -145,6 +145,20 @@ TEST(Backends, RetriesBounds) {
             "t.yaml:9:14: \"retries\" must be an integer from 0 to 10, got \"11\"");
 }
 
+TEST(Backends, RetryBudget) {
+  Config dc = ok(load(with_backend("")));
+  const Backend& def = dc.backends.at(0);
+  EXPECT_EQ(def.retry_budget.percent, 20u);
+  EXPECT_EQ(def.retry_budget.min_retries, 10u);
+  Config c = ok(load(with_backend("    retry_budget: {percent: 5, min_retries: 0}\n")));
+  EXPECT_EQ(c.backends.at(0).retry_budget.percent, 5u);
+  EXPECT_EQ(c.backends.at(0).retry_budget.min_retries, 0u);
+  EXPECT_EQ(error(with_backend("    retry_budget: {percent: -1}\n")),
+            "t.yaml:9:29: \"percent\" must be an integer from 0 to 1000, got \"-1\"");
+  EXPECT_EQ(error(with_backend("    retry_budget: {ratio: 1}\n")),
+            "t.yaml:9:20: unknown key \"ratio\" in retry_budget");
+}
+
 TEST(Backends, ServersRequired) {
   EXPECT_EQ(error(R"(
 listeners:
@@ -288,7 +302,6 @@ TEST(Backends, BackendLimitsAndTimeouts) {
   EXPECT_EQ(b.timeouts.connect, milliseconds(100));
   EXPECT_EQ(b.timeouts.response, milliseconds(120000));
 }
-
 
 TEST(Backends, PassiveSlowStartAndBalanceFactor) {
   auto r = load(with_backend(R"(    passive:
