@@ -29,7 +29,8 @@ void StickyTable::cookie_value(int server, bool secure, std::string& out) const 
   out += "; Path=/; HttpOnly; SameSite=Lax";
   if (max_age) {
     out += "; Max-Age=";
-    out += std::to_string(std::chrono::duration_cast<std::chrono::seconds>(*max_age).count());
+    out += std::to_string(
+        std::chrono::ceil<std::chrono::seconds>(*max_age).count());  // 500ms: 1, not 0 (delete)
   }
   if (secure) out += "; Secure";
 }
