@@ -135,6 +135,16 @@ std::string render_metrics(const model::Snapshot& snap, const proxy::WorkerStats
   out += "# TYPE weir_retries_total counter\n";
   out += fmt::format("weir_retries_total{{kind=\"unseen\"}} {}\n", st.retries_unseen);
   out += fmt::format("weir_retries_total{{kind=\"resent\"}} {}\n", st.retries_resent);
+  out +=
+      "# HELP weir_client_closed_total Requests whose client went away first, by what weir "
+      "was doing: request (body still coming), waiting (for a server or its answer), response "
+      "(body going down). The first two count as code 499 in weir_requests_total.\n";
+  out += "# TYPE weir_client_closed_total counter\n";
+  for (auto [phase, n] : {std::pair{"request", st.client_closed_request},
+                          std::pair{"waiting", st.client_closed_waiting},
+                          std::pair{"response", st.client_closed_response}}) {
+    out += fmt::format("weir_client_closed_total{{phase=\"{}\"}} {}\n", phase, n);
+  }
   out += "# HELP weir_request_duration_seconds Time from request head to response end.\n";
   out += "# TYPE weir_request_duration_seconds histogram\n";
   uint64_t cumulative = 0;

@@ -72,9 +72,9 @@ int Runtime::start(config::ConfigPtr cfg) {
       slot_addresses_.push_back(addr);
       for (unsigned w = 0; w < snap->workers; ++w) {
         std::string err;
-        int fd = net::listen_socket(a, true, 4096, err);
+        int fd = net::listen_socket(a, true, 4096, err, w > 0);
         if (fd < 0) {
-          log::error("listener {}: {}", l.cfg->name, err);
+          log::error("listener {}: cannot listen on {}: {}", l.cfg->name, addr, err);
           for (auto& socks : per_worker)
             for (auto& s : socks)
               net::close_fd(s.fd);

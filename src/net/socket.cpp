@@ -11,7 +11,8 @@
 
 namespace weir::net {
 
-int listen_socket(const SocketAddress& addr, bool reuse_port, int backlog, std::string& error) {
+int listen_socket(const SocketAddress& addr, bool reuse_port, int backlog, std::string& error,
+                  bool join) {
   int fd = ::socket(addr.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
     error = "socket: " + std::string(strerror(errno));
@@ -19,13 +20,21 @@ int listen_socket(const SocketAddress& addr, bool reuse_port, int backlog, std::
   }
   int one = 1;
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  if (reuse_port) setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+  // The first socket of an address binds without SO_REUSEPORT, so that an address another
+  // process listens on (with SO_REUSEPORT or not) is refused instead of silently shared; it
+  // turns SO_REUSEPORT on before listen() so that this process's other sockets can join.
+  if (reuse_port && join) setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
   // Accepted sockets inherit TCP_NODELAY from the listener: one setsockopt here instead of one
   // per connection.
   set_nodelay(fd);
   if (addr.family() == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
   if (::bind(fd, addr.sa(), addr.len) != 0) {
     error = "bind " + addr.to_string() + ": " + strerror(errno);
+    ::close(fd);
+    return -1;
+  }
+  if (reuse_port && !join && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
+    error = "SO_REUSEPORT " + addr.to_string() + ": " + strerror(errno);
     ::close(fd);
     return -1;
   }

@@ -12,7 +12,11 @@ namespace weir::net {
 // A non-blocking listening socket with SO_REUSEADDR, TCP_NODELAY (inherited by accepted
 // sockets) and, if reuse_port, SO_REUSEPORT.
 // Returns the fd or -1 with `error` set ("bind 127.0.0.1:80: Address already in use").
-int listen_socket(const SocketAddress& addr, bool reuse_port, int backlog, std::string& error);
+// A listening socket. With `reuse_port`, the first socket of an address (`join` false) binds
+// exclusively and then allows SO_REUSEPORT; later ones (`join` true) share its port. An address
+// some other process listens on is an error either way ("Address already in use").
+int listen_socket(const SocketAddress& addr, bool reuse_port, int backlog, std::string& error,
+                  bool join = false);
 
 // Starts a non-blocking connect. Returns the fd (connect may still be in progress) or -1 with
 // errno set.

@@ -229,6 +229,7 @@ void Exchange::cancel() {
   timer_kind_ = TimerKind::None;
   drop_body_state();
   if (phase_ == Phase::Idle || phase_ == Phase::Done) return;
+  client_closed();
   leave_queue();
   release_upstream(false);
   phase_ = Phase::Done;

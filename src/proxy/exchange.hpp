@@ -49,7 +49,8 @@ class Exchange final : public UpstreamOwner {
   // HTTP/2: the stream's data source pulls response payload (a copy into `buf`). Sets `eof`
   // when the body is complete; returns -1 if the body cannot complete (the stream is reset).
   ssize_t pull_body(char* buf, size_t len, bool& eof);
-  // The client is gone: release the server slot and connection, say nothing more.
+  // The client is gone: release the server slot and connection, say nothing more (counted as
+  // client_closed).
   void cancel();
   // Back into the pool: cancel() and let go of the view.
   void recycle();
@@ -105,6 +106,8 @@ class Exchange final : public UpstreamOwner {
   bool retry_elsewhere(bool unseen);
   void release_upstream(bool reusable);
   void abort();
+  void client_closed();  // counts a request its client gave up (499 / client_closed)
+  void client_gone();    // the client's body ended early: count, let go, end the exchange
   void keep_for_replay(std::string_view bytes);
   bool replayable() const { return !req_bytes_consumed_ || replay_ok_; }
 

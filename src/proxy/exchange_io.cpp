@@ -107,7 +107,7 @@ bool Exchange::pump_request() {
     std::string_view body;
     BodyRead state = ds_->body_in_place(body);
     if (state == BodyRead::Gone) {
-      abort();  // the client went away in the middle of its body
+      client_gone();  // the client went away in the middle of its body
       return true;
     }
     size_t taken = 0;
@@ -138,7 +138,7 @@ bool Exchange::pump_request() {
         answer(400, "Bad Request\n", true);
         return true;
       case BodyRead::Gone:
-        abort();  // the client went away in the middle of its body
+        client_gone();  // the client went away in the middle of its body
         return true;
     }
     if (up_->stream.out.size() > before) keep_for_replay(up_->stream.out.readable().substr(before));

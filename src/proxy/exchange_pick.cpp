@@ -291,6 +291,27 @@ void Exchange::keep_for_replay(std::string_view bytes) {
   replay_body_.append(bytes);
 }
 
+void Exchange::client_closed() {
+  auto& st = w_.stats();
+  if (phase_ == Phase::Streaming) {
+    ++st.client_closed_response;
+    count(status_);
+  } else {
+    ++(req_done_ ? st.client_closed_waiting : st.client_closed_request);
+    count(499);
+  }
+  log::debug("client {} closed the connection before the response was complete (client_closed)",
+             ds_->client().ip);
+}
+
+void Exchange::client_gone() {
+  client_closed();
+  drop_body_state();
+  leave_queue();
+  release_upstream(false);
+  finish(false);
+}
+
 // Part of the response already reached the client (or the body cannot complete): the only
 // honest signal left is ending the client's connection or stream.
 void Exchange::abort() {

@@ -23,6 +23,9 @@ void WorkerStats::merge(const WorkerStats& o) {
   tls_handshake_failures += o.tls_handshake_failures;
   h2_connections += o.h2_connections;
   h2_abuse += o.h2_abuse;
+  client_closed_request += o.client_closed_request;
+  client_closed_waiting += o.client_closed_waiting;
+  client_closed_response += o.client_closed_response;
   retries_unseen += o.retries_unseen;
   retries_resent += o.retries_resent;
   retries_refused_by_budget += o.retries_refused_by_budget;

@@ -58,6 +58,12 @@ struct WorkerStats {
   // Retries: of requests no server saw (connect failed, a reused connection closed first),
   // bounded by `retries` alone; of requests a server may have seen, also by the retry budget;
   // and those the budget refused.
+  // Requests whose client went away first (closed, reset its stream, cut its body): by what
+  // weir was doing then. Counted as code 499 in `requests` (NGINX's "client closed request")
+  // unless the response head had reached the client (then its status).
+  uint64_t client_closed_request = 0;   // while the request body was still coming
+  uint64_t client_closed_waiting = 0;   // waiting for a server slot or the response head
+  uint64_t client_closed_response = 0;  // while the response body was going down
   uint64_t retries_unseen = 0;
   uint64_t retries_resent = 0;
   uint64_t retries_refused_by_budget = 0;
