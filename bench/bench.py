@@ -5,8 +5,9 @@ Standard library only (Debian's /usr/bin/python3). Entry points are the shell wr
 bench/run.sh, bench/callgrind.sh and bench/syscalls.sh; see bench/README.md.
 
 Subcommands:
-  scenarios   run scenarios 1-10 on the three proxies, alternating A B C A B C ...
-              (7-9, TLS and HTTP/2, live in bench/tls_scenarios.py)
+  scenarios   run scenarios 1-11 on the three proxies, alternating A B C A B C ...
+              (7-9, TLS and HTTP/2, live in bench/tls_scenarios.py; 11, failures under
+              server kills and reloads, weir and HAProxy only, in bench/chaos.py)
   callgrind   instructions per request of each proxy (valgrind --tool=callgrind)
   syscalls    system calls per request of each proxy (strace -c -f)
   report      rebuild latest.md / latest.png from the JSON files in the data directory
@@ -638,6 +639,7 @@ def run_rounds(bed, sc, rounds, measure):
 
 
 def cmd_scenarios(a):
+    import chaos  # scenario 11 (server kills and reloads)
     import tls_scenarios  # scenarios 7-9 (TLS, HTTP/2)
     data_dir = a.data_dir
     os.makedirs(data_dir, exist_ok=True)
@@ -646,7 +648,8 @@ def cmd_scenarios(a):
     only = set(a.scenarios.split(",")) if a.scenarios else None
     plain = [sc for sc in SCENARIOS if selected(sc, only)]
     tls = [sc for sc in tls_scenarios.TLS_SCENARIOS if selected(sc, only)]
-    known = {x for sc in SCENARIOS + tls_scenarios.TLS_SCENARIOS
+    chaos_sc = [sc for sc in chaos.CHAOS_SCENARIOS if selected(sc, only)]
+    known = {x for sc in SCENARIOS + tls_scenarios.TLS_SCENARIOS + chaos.CHAOS_SCENARIOS
              for x in (sc["id"], sc.get("group")) if x}
     if only and only - known:
         sys.exit(f"bench: BENCH_SCENARIOS: unknown {','.join(sorted(only - known))} "
@@ -699,6 +702,9 @@ def cmd_scenarios(a):
         # separate processes with TLS-only configs: a proxy that cannot load them yet fails
         # only its TLS runs, not scenarios 1-6
         tls_scenarios.run_phase(a, rundir, tls, out)
+    if chaos_sc:
+        # its own backends (weir whoami, killed and restarted) and proxies, weir and HAProxy
+        chaos.run_phase(a, rundir, chaos_sc, out)
     path = os.path.join(data_dir, "scenarios.json")
     with open(path, "w") as f:
         json.dump(out, f, indent=1)
@@ -1189,6 +1195,7 @@ def aggregate(sc):
 
 
 def cmd_report(a):
+    import chaos  # scenario 11's table
     import tls_scenarios  # the TLS parts of the report
     d = a.data_dir
     md_dir = a.md_dir
@@ -1249,14 +1256,15 @@ def cmd_report(a):
     if scen:
         notes = []
         # no such table when only memory / handshake scenarios ran (e.g. BENCH_SCENARIOS=s10)
-        if any(sc["kind"] not in ("idle", "handshake") for sc in scen["scenarios"].values()):
+        if any(sc["kind"] not in ("idle", "handshake", "chaos")
+               for sc in scen["scenarios"].values()):
             L.append("## Throughput, latency, CPU and memory")
             L.append("")
             L.append("| scenario | proxy | req/s | ÷ HAProxy | p50 ms | p99 ms | CPU µs/req | "
                      "÷ HAProxy | proxy CPU % | RSS MiB | errors |")
             L.append("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
             for sid, sc in scen["scenarios"].items():
-                if sc["kind"] in ("idle", "handshake"):
+                if sc["kind"] in ("idle", "handshake", "chaos"):
                     continue
                 agg = aggregate(sc)
                 base = agg.get(BASELINE, {})
@@ -1313,13 +1321,15 @@ def cmd_report(a):
                          f"{fmt(x['hwm_mib'], 1)} | {err} |")
             L.append("")
         L.extend(tls_scenarios.handshake_section(scen, notes))
+        L.extend(chaos.report_section(scen, notes))
         if notes:
             L.append("### Failures")
             L.append("")
             L.extend(notes)
             L.append("")
-        L.append("![requests/s and CPU per request, relative to HAProxy](latest.png)")
-        L.append("")
+        if any(sc["kind"] != "chaos" for sc in scen["scenarios"].values()):  # else no chart
+            L.append("![requests/s and CPU per request, relative to HAProxy](latest.png)")
+            L.append("")
     else:
         L.append("_Scenarios not run yet (`bash bench/run.sh`)._")
         L.append("")
@@ -1393,6 +1403,8 @@ def plot(scen, md_dir, data_dir):
         return v / b if b and v else 0.0  # no bar: not measured, or failed
 
     for sid, sc in scen["scenarios"].items():
+        if sc["kind"] == "chaos":
+            continue  # failure counts, not a cost: a table of its own only
         agg = aggregate(sc)
         base = agg.get(BASELINE, {})
         key = thr_key.get(sc["kind"])
@@ -1465,7 +1477,7 @@ def main():
     p.add_argument("--rounds", type=int, default=int(os.environ.get("BENCH_ROUNDS", "3")))
     p.add_argument("--duration", type=int, default=int(os.environ.get("BENCH_DURATION", "10")))
     p.add_argument("--scenarios", default=os.environ.get("BENCH_SCENARIOS", ""),
-                   help="comma-separated subset, e.g. s1,s5 or s7,s8,s9 or s10")
+                   help="comma-separated subset, e.g. s1,s5 or s7,s8,s9 or s10 or s11")
     p = sub.add_parser("callgrind")
     common(p)
     p.add_argument("--requests", type=int, default=int(os.environ.get("BENCH_CG_REQUESTS", "20000")))

@@ -3,17 +3,22 @@
 #
 #   bash bench/run.sh           all scenarios, 1-6 and 10 plain HTTP/1.1, 7-9 TLS and HTTP/2
 #                               (BENCH_ROUNDS rounds of BENCH_DURATION s each, default
-#                               3 x 10 s), then callgrind and strace; writes
-#                               bench/results/latest.md and latest.png (~18 minutes)
+#                               3 x 10 s), 11 server kills and reloads (weir and HAProxy,
+#                               3 x 25 s), then callgrind and strace; writes
+#                               bench/results/latest.md and latest.png (~21 minutes)
 #   bash bench/run.sh --quick   smoke test: 1 round, 3 s per run, fewer callgrind/strace
 #                               requests; writes bench/results/raw/quick/latest.md
 #   BENCH_SCENARIOS=s7,s8,s9 bash bench/run.sh
 #                               only those scenarios; callgrind and strace (which measure
 #                               scenario 1's load) run only when the subset includes s1
+#   BENCH_SCENARIOS=s11 bash bench/run.sh
+#                               only scenario 11, failures under server kills and reloads
+#                               (weir and HAProxy, BENCH_ROUNDS x 25 s each; bench/chaos.py)
 #
 # Environment: WEIR_BIN (default build/release/weir), BENCH_ROUNDS, BENCH_DURATION,
 # BENCH_SCENARIOS (e.g. s1,s5 or s10), BENCH_PROXIES (e.g. haproxy,nginx), BENCH_TLS_CLIENTS,
-# BENCH_CG_REQUESTS, BENCH_STRACE_REQUESTS, BENCH_NO_PIN=1, BENCH_OUT (data + report dir).
+# BENCH_CG_REQUESTS, BENCH_STRACE_REQUESTS, BENCH_NO_PIN=1, BENCH_OUT (data + report dir),
+# BENCH_CHAOS_DURATION, BENCH_CHAOS_SEED (scenario 11).
 # See bench/README.md.
 
 source "$(dirname "$0")/common.sh"
