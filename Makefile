@@ -1,6 +1,7 @@
 # weir — the two set-up commands are `make demo` and `make test`.
 JOBS ?= $(shell nproc)
 FUZZ_SECONDS ?= 60
+FUZZ_TOTAL_SECONDS ?=
 
 .PHONY: all deps release debug demo test unit e2e fuzz bench format clean
 
@@ -31,11 +32,13 @@ unit: debug
 e2e: debug release
 	cd build/debug && ctest --output-on-failure -R '^e2e\.'
 
-# Runs every libFuzzer target for FUZZ_SECONDS each (clang).
+# Runs every libFuzzer target for FUZZ_SECONDS each (clang), or for FUZZ_TOTAL_SECONDS in all
+# when that is set (shared evenly by the targets). The corpus replay (no clang) is part of
+# `make test`: the CTest tests fuzz.replay.<target>.
 fuzz: deps
 	@cmake --preset fuzz >/dev/null
-	@cmake --build --preset fuzz -j $(JOBS)
-	@bash fuzz/run.sh build/fuzz $(FUZZ_SECONDS)
+	@cmake --build --preset fuzz -j $(JOBS) --target weir_fuzzers
+	@FUZZ_TOTAL_SECONDS=$(FUZZ_TOTAL_SECONDS) bash fuzz/run.sh build/fuzz $(FUZZ_SECONDS)
 
 bench: release
 	@bash bench/run.sh

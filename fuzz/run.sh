@@ -2,11 +2,17 @@
 # Runs every libFuzzer target for SECONDS seconds on a working copy of its seed corpus
 # (fuzz/corpus-work/, gitignored). Exits non-zero if a target crashes or is missing.
 # Usage: fuzz/run.sh BUILD_DIR SECONDS
+# FUZZ_TOTAL_SECONDS=N (environment, optional) overrides SECONDS: N seconds shared evenly by all
+# targets (at least 1 each), e.g. the short pass of .ci/run.
 set -u
 build=${1:?usage: fuzz/run.sh BUILD_DIR SECONDS}
 seconds=${2:-60}
 here=$(cd "$(dirname "$0")" && pwd)
 targets=(fuzz_request_parser fuzz_response_parser fuzz_body_decoder fuzz_config fuzz_h2_session)
+if [[ -n ${FUZZ_TOTAL_SECONDS:-} ]]; then
+  seconds=$((FUZZ_TOTAL_SECONDS / ${#targets[@]}))
+  ((seconds >= 1)) || seconds=1
+fi
 failed=0
 
 for t in "${targets[@]}"; do

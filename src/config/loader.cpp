@@ -170,13 +170,14 @@ std::string ipv6_hint(std::string_view yaml, const YAML::Mark& mark) {
 
 // A first pass over the YAML events, before any node graph is built: anchors and aliases are
 // refused, because an alias can make the graph cyclic (yaml-cpp then leaks it) or exponential
-// ("billion laughs"), and weir's config never needs them.
+// ("billion laughs"), and weir's config never needs them. It also notes where documents start.
 class AliasFinder final : public YAML::EventHandler {
  public:
   struct Found {
     YAML::Mark mark;
   };
-  void OnDocumentStart(const YAML::Mark&) override {}
+  void OnDocumentStart(const YAML::Mark& m) override { starts.push_back(m); }
+  std::vector<YAML::Mark> starts;
   void OnDocumentEnd() override {}
   void OnNull(const YAML::Mark& m, YAML::anchor_t a) override { check(m, a); }
   void OnAlias(const YAML::Mark& m, YAML::anchor_t) override { throw Found{m}; }
@@ -201,19 +202,35 @@ class AliasFinder final : public YAML::EventHandler {
   }
 };
 
-// True (with a diagnostic) if the text uses anchors or aliases.
-bool has_aliases(const std::string& text, Diagnostics& diag) {
+// The first pass: false (with a diagnostic) if the text uses anchors or aliases, holds more
+// than one document, or trips yaml-cpp 0.7's endless loop: a stray "," where a document's node
+// should start is never consumed, and every further call "finds" another empty document at the
+// same place (yaml-cpp issue 1040, fixed upstream after the version Debian 12 ships). Two
+// documents are enough to tell either way, so the loop is bounded.
+bool first_pass(const std::string& text, Diagnostics& diag) {
   std::istringstream in(text);
   YAML::Parser parser(in);
   AliasFinder finder;
   try {
-    while (parser.HandleNextDocument(finder)) {
+    for (int docs = 0; docs < 2 && parser.HandleNextDocument(finder); ++docs) {
     }
   } catch (const AliasFinder::Found& f) {
     diag.error(f.mark, "YAML anchors and aliases (&name, *name) are not supported");
-    return true;
+    return false;
   }
-  return false;
+  if (finder.starts.size() > 1) {
+    const YAML::Mark& a = finder.starts[0];
+    const YAML::Mark& b = finder.starts[1];
+    bool stray = a.pos == b.pos || (b.pos >= 0 && static_cast<size_t>(b.pos) < text.size() &&
+                                    text[static_cast<size_t>(b.pos)] == ',');
+    if (stray) {
+      diag.error(b, "YAML syntax error: unexpected \",\" (quote a value that starts with it)");
+    } else {
+      diag.error(b, "only one YAML document is allowed in a configuration file");
+    }
+    return false;
+  }
+  return true;
 }
 
 LoadResult load(std::string_view yaml, const std::string& name) {
@@ -222,18 +239,15 @@ LoadResult load(std::string_view yaml, const std::string& name) {
   config->source_file = name;
   try {
     std::string text(yaml);
-    std::vector<YAML::Node> docs;
-    if (!has_aliases(text, diag)) docs = YAML::LoadAll(text);
+    YAML::Node doc;
+    if (first_pass(text, diag)) doc = YAML::Load(text);  // one document: no loop inside
     if (diag.has_errors()) {
-      // reported by has_aliases
-    } else if (docs.empty() || docs[0].IsNull()) {
+      // reported by first_pass
+    } else if (!doc || doc.IsNull()) {
       diag.error_file("the configuration is empty");
     } else {
-      for (size_t i = 1; i < docs.size(); ++i) {
-        diag.error(docs[i].Mark(), "only one YAML document is allowed in a configuration file");
-      }
       LoadState state{diag, *config, dir_of(name), {}, {}, {}};
-      load_root(state, docs[0]);
+      load_root(state, doc);
     }
   } catch (const YAML::Exception& e) {
     diag.error(e.mark, "YAML syntax error: " + e.msg + ipv6_hint(yaml, e.mark));

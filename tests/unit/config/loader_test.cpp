@@ -293,7 +293,23 @@ TEST(Loader, YamlSyntaxError) {
 
 TEST(Loader, OneDocumentOnly) {
   EXPECT_EQ(error(with_backend("---\nworkers: 2\n")),
-            "t.yaml:10:1: only one YAML document is allowed in a configuration file");
+            "t.yaml:9:1: only one YAML document is allowed in a configuration file");
+}
+
+// yaml-cpp 0.7 loops forever (allocating) on a stray "," where a document's value should
+// start: found by fuzz_config. Each of these must come back with an error, at once.
+TEST(Loader, StrayCommaIsAnErrorNotAHang) {
+  EXPECT_EQ(error(","),
+            "t.yaml:1:1: YAML syntax error: unexpected \",\" (quote a value that starts with it)");
+  EXPECT_EQ(error(" ,\n"),
+            "t.yaml:1:2: YAML syntax error: unexpected \",\" (quote a value that starts with it)");
+  EXPECT_EQ(error("\"x\",\n"),
+            "t.yaml:1:4: YAML syntax error: unexpected \",\" (quote a value that starts with it)");
+  EXPECT_EQ(error("# c\n,\n"),
+            "t.yaml:2:1: YAML syntax error: unexpected \",\" (quote a value that starts with it)");
+  EXPECT_EQ(error(",ishosti[:to\nlis\n"),
+            "t.yaml:1:1: YAML syntax error: unexpected \",\" (quote a value that starts with it)");
+  EXPECT_FALSE(error(with_backend("") + ",\n").empty());
 }
 
 TEST(Loader, RootMustBeAMap) {
