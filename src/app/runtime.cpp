@@ -10,6 +10,7 @@
 #include "core/log.hpp"
 #include "health/health_checker.hpp"
 #include "net/socket.hpp"
+#include "net/tls/ocsp.hpp"
 #include "net/tls/tls.hpp"
 
 namespace weir::app {
@@ -35,6 +36,7 @@ bool certificates_ok(const config::Config& cfg, const char* context) {
 Runtime::Runtime() = default;
 Runtime::~Runtime() {
   stop_ticket_rotation();
+  net::tls::OcspFetcher::global().stop();
   if (health_) health_->stop();
   if (admin_) admin_->stop();
   for (auto& w : workers_) {
@@ -114,6 +116,7 @@ int Runtime::start(config::ConfigPtr cfg) {
   for (auto& w : workers_)
     w->start();
   start_ticket_rotation();
+  net::tls::OcspFetcher::global().start();  // `ocsp: { fetch: true }` certificates, if any
   health_ = std::make_unique<health::HealthChecker>();
   health_->update(snap);
   health_->start();
@@ -221,6 +224,7 @@ void Runtime::drain_and_stop() {
   for (auto& w : workers_)
     w->join();
   stop_ticket_rotation();
+  net::tls::OcspFetcher::global().stop();
   if (health_) health_->stop();
   if (admin_) admin_->stop();
   log::info("stopped");

@@ -299,10 +299,10 @@ void load_servers(LoadState& s, const Field& f, Backend& b) {
 
 void load_backend(LoadState& s, const Field& item,
                   std::map<std::string, YAML::Mark, std::less<>>& names) {
-  MapReader m(
-      s.diag, item, "backend",
-      {"name", "balance", "hash_key", "hash_balance_factor", "sticky", "health_check", "passive",
-       "slow_start", "limits", "timeouts", "retries", "retry_budget", "servers"});
+  MapReader m(s.diag, item, "backend",
+              {"name", "balance", "hash_key", "hash_balance_factor", "sticky", "health_check",
+               "passive", "slow_start", "limits", "timeouts", "retries", "retry_budget",
+               "request_buffering", "servers"});
   if (!m.ok()) return;
   Backend b;
   b.pos = s.diag.pos(m.mark());
@@ -330,6 +330,9 @@ void load_backend(LoadState& s, const Field& item,
   if (const Field* f = m.find("timeouts")) load_backend_timeouts(s, *f, b.timeouts);
   m.get_uint32("retries", 0, kMaxRetries, b.retries);
   if (const Field* f = m.find("retry_budget")) load_retry_budget(s, *f, b);
+  if (const Field* f = m.find("request_buffering")) {
+    load_request_buffering(s, *f, b.request_buffering);
+  }
   if (const Field* f = m.find("passive")) load_passive(s, *f, b);
   m.get_duration("slow_start", true, b.slow_start);
   if (const Field* f = m.find("hash_balance_factor")) load_balance_factor(s, *f, b);
@@ -339,6 +342,14 @@ void load_backend(LoadState& s, const Field& item,
 }
 
 }  // namespace
+
+void load_request_buffering(LoadState& s, const Field& f, std::optional<RequestBuffering>& out) {
+  MapReader m(s.diag, f, "request_buffering", {"max"});
+  if (!m.ok()) return;
+  RequestBuffering rb;
+  m.get_size("max", 1, 64 * 1024 * 1024, rb.max);
+  out = rb;
+}
 
 void load_backends(LoadState& s, const Field& f) {
   std::vector<Field> items;

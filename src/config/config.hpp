@@ -85,6 +85,13 @@ struct Passive {
   uint32_t max_ejected_percent = 50;  // never eject more than this share of a backend
 };
 
+// `request_buffering:` on a route or backend: up to `max` bytes of a request body are read
+// before a server is picked (NGINX's proxy_request_buffering), so a slow client holds no server
+// connection while it sends them. A larger body is then streamed on.
+struct RequestBuffering {
+  uint64_t max = 64 * 1024;
+};
+
 // Retries that may have reached a server (the request was sent) are limited per worker and
 // backend: each request earns `percent`/100 of a retry, a retry spends one, and `min_retries`
 // are there to start with and always kept in reserve, so that retries cannot multiply the load
@@ -105,6 +112,7 @@ struct Backend {
   BackendTimeouts timeouts;
   uint32_t retries = 2;
   RetryBudget retry_budget;
+  std::optional<RequestBuffering> request_buffering;
   std::optional<Passive> passive;
   Duration slow_start{0};          // a server coming back ramps its weight up over this
   double hash_balance_factor = 0;  // bounded-load consistent hashing (0 = off, else >= 1)
@@ -133,13 +141,23 @@ struct Route {
   std::string backend;       // name
   size_t backend_index = 0;  // resolved index into Config::backends
   SourcePos pos;
-  HeaderRules request_headers;   // on the request forwarded to the backend
-  HeaderRules response_headers;  // on the response sent back to the client
+  HeaderRules request_headers;                        // on the request forwarded to the backend
+  HeaderRules response_headers;                       // on the response sent back to the client
+  std::optional<RequestBuffering> request_buffering;  // else the backend's
 };
 
 struct ListenerTimeouts {
   Duration header{10000};
   Duration idle{60000};
+  Duration body{30000};  // inactivity between request body bytes: 408
+};
+
+// OCSP stapling of a listener certificate (`ocsp:`): a response read from a file (re-read on
+// reload) or fetched by weir from the certificate's responder (Authority Information Access).
+struct TlsOcsp {
+  std::string file;    // DER OCSP response ("" = none); resolved against the config file's folder
+  bool fetch = false;  // fetch (and refresh) the response from the certificate's responder
+  SourcePos pos;       // the `ocsp:` key: where OCSP errors point
 };
 
 // One certificate of a TLS listener. Paths are resolved against the config file's folder.
@@ -147,6 +165,8 @@ struct TlsCertificate {
   std::string cert;  // PEM chain, leaf first
   std::string key;   // PEM private key (RSA or EC)
   SourcePos pos;     // the `cert:` key: where certificate errors point
+  // Its own `ocsp:`, else the listener's (fetch only); unset or neither file nor fetch: none.
+  std::optional<TlsOcsp> ocsp;
 };
 
 // `tls:` of a listener: TLS is terminated on the worker's reactor.
@@ -155,6 +175,7 @@ struct ListenerTls {
   int min_version = 12;                             // 12 = TLS 1.2, 13 = TLS 1.3
   std::vector<std::string> alpn{"h2", "http/1.1"};  // protocols offered, in preference order
   std::optional<Duration> hsts;                     // Strict-Transport-Security max-age, if set
+  std::optional<TlsOcsp> ocsp;  // `ocsp: { fetch: true }` for every certificate without its own
   SourcePos pos;
 };
 

@@ -78,7 +78,8 @@ void load_routes(LoadState& s, const Field& f, Listener& l, size_t listener_inde
   if (items.empty()) s.diag.error(f.mark, "\"routes\" needs at least one route");
   const YAML::Mark* catch_all = nullptr;
   for (const Field& item : items) {
-    MapReader m(s.diag, item, "route", {"match", "request_headers", "response_headers", "backend"});
+    MapReader m(s.diag, item, "route",
+                {"match", "request_headers", "response_headers", "request_buffering", "backend"});
     if (!m.ok()) continue;
     Route route;
     route.pos = s.diag.pos(item.mark);
@@ -88,6 +89,9 @@ void load_routes(LoadState& s, const Field& f, Listener& l, size_t listener_inde
     }
     if (const Field* rules = m.find("response_headers")) {
       load_header_rules(s.diag, *rules, false, route.response_headers);
+    }
+    if (const Field* rb = m.find("request_buffering")) {
+      load_request_buffering(s, *rb, route.request_buffering);
     }
     if (catch_all != nullptr) {
       s.diag.warning(item.mark, "this route is never used: the route at line " +
@@ -142,10 +146,11 @@ void load_trusted_proxies(LoadState& s, const Field& f, Listener& l) {
 }
 
 void load_listener_timeouts(LoadState& s, const Field& f, ListenerTimeouts& t) {
-  MapReader m(s.diag, f, "listener timeouts", {"header", "idle"});
+  MapReader m(s.diag, f, "listener timeouts", {"header", "idle", "body"});
   if (!m.ok()) return;
   m.get_duration("header", false, t.header);
   m.get_duration("idle", false, t.idle);
+  m.get_duration("body", false, t.body);
 }
 
 // `tls`, `h2c` and `redirect_https`: TLS termination is for http listeners, and the other two

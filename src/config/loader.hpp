@@ -13,11 +13,12 @@ struct Diagnostic {
   SourcePos pos;
   std::string message;
   bool warning = false;
-  std::string format() const;  // "FILE:LINE:COL: message" (warnings: "FILE:LINE:COL: warning: message")
+  std::string format()
+      const;  // "FILE:LINE:COL: message" (warnings: "FILE:LINE:COL: warning: message")
 };
 
 struct LoadResult {
-  ConfigPtr config;                  // null when there are errors
+  ConfigPtr config;                     // null when there are errors
   std::vector<Diagnostic> diagnostics;  // errors (and warnings), in file order
   bool ok() const { return config != nullptr; }
 };

@@ -32,6 +32,8 @@ bool read_name(Diagnostics& d, const Field& f, std::string& out);
 bool read_listen_address(LoadState& s, const Field& f, const std::string& owner, std::string& out);
 
 void load_listeners(LoadState& s, const Field& f);
+// `request_buffering: { max: SIZE }` (routes and backends).
+void load_request_buffering(LoadState& s, const Field& f, std::optional<RequestBuffering>& out);
 void load_backends(LoadState& s, const Field& f);
 
 }  // namespace weir::config

@@ -42,12 +42,40 @@ bool read_path(LoadState& s, const Field& f, std::string& out) {
   return true;
 }
 
+// `ocsp:` of a certificate (`file` or `fetch`), or of the listener (`fetch` only: a response
+// file is for one certificate). Sets `out` unless the value is not a map at all.
+void load_ocsp(LoadState& s, const Field& f, bool listener, std::optional<TlsOcsp>& out) {
+  MapReader m(s.diag, f, listener ? "listener ocsp" : "certificate ocsp", {"file", "fetch"});
+  if (!m.ok()) return;
+  TlsOcsp ocsp;
+  ocsp.pos = s.diag.pos(f.key_mark);
+  const Field* file = m.find("file");
+  const Field* fetch = m.find("fetch");
+  if (!file && !fetch) {
+    s.diag.error(f.mark, "\"ocsp\" needs \"file\" (a DER OCSP response) or \"fetch: true\"");
+  }
+  if (file) {
+    if (listener) {
+      s.diag.error(file->key_mark,
+                   "an OCSP response file is for one certificate: set \"ocsp: { file: ... }\" "
+                   "on that certificate (the listener's \"ocsp\" takes only \"fetch\")");
+    } else {
+      read_path(s, *file, ocsp.file);
+    }
+  }
+  if (fetch) read_bool(s.diag, *fetch, ocsp.fetch);
+  if (!ocsp.file.empty() && ocsp.fetch) {
+    s.diag.error(f.mark, "\"ocsp\" takes either \"file\" or \"fetch: true\", not both");
+  }
+  out = std::move(ocsp);
+}
+
 void load_certificates(LoadState& s, const Field& f, ListenerTls& tls) {
   std::vector<Field> items;
   if (!read_list(s.diag, f, items)) return;
   if (items.empty()) s.diag.error(f.mark, "\"certificates\" needs at least one certificate");
   for (const Field& item : items) {
-    MapReader m(s.diag, item, "certificate", {"cert", "key"});
+    MapReader m(s.diag, item, "certificate", {"cert", "key", "ocsp"});
     if (!m.ok()) continue;
     TlsCertificate c;
     c.pos = s.diag.pos(m.mark());
@@ -56,6 +84,7 @@ void load_certificates(LoadState& s, const Field& f, ListenerTls& tls) {
       read_path(s, *cert, c.cert);
     }
     if (const Field* key = m.require("key")) read_path(s, *key, c.key);
+    if (const Field* ocsp = m.find("ocsp")) load_ocsp(s, *ocsp, false, c.ocsp);
     tls.certificates.push_back(std::move(c));
   }
 }
@@ -124,11 +153,19 @@ bool read_bool(Diagnostics& d, const Field& f, bool& out) {
 }
 
 void load_listener_tls(LoadState& s, const Field& f, std::optional<ListenerTls>& out) {
-  MapReader m(s.diag, f, "listener tls", {"certificates", "min_version", "alpn", "hsts"});
+  MapReader m(s.diag, f, "listener tls", {"certificates", "min_version", "alpn", "hsts", "ocsp"});
   if (!m.ok()) return;
   ListenerTls tls;
   tls.pos = s.diag.pos(f.key_mark);
   if (const Field* certs = m.require("certificates")) load_certificates(s, *certs, tls);
+  if (const Field* ocsp = m.find("ocsp")) {
+    load_ocsp(s, *ocsp, true, tls.ocsp);
+    // The listener's is the default of every certificate without an `ocsp:` of its own.
+    if (tls.ocsp) {
+      for (TlsCertificate& c : tls.certificates)
+        if (!c.ocsp) c.ocsp = tls.ocsp;
+    }
+  }
   if (const Field* version = m.find("min_version")) load_min_version(s, *version, tls);
   if (const Field* alpn = m.find("alpn")) load_alpn(s, *alpn, tls);
   Duration hsts{0};

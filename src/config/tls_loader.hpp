@@ -15,8 +15,9 @@ std::string resolve_path(const LoadState& s, const std::string& path);
 // An unquoted true or false (also True/TRUE/False/FALSE, as in YAML 1.2).
 bool read_bool(Diagnostics& d, const Field& f, bool& out);
 
-// `tls:` of an http listener: `certificates`, `min_version`, `alpn`, `hsts`. Sets `out` (even
-// when some of it is invalid, which is reported) unless the value is not a map at all.
+// `tls:` of an http listener: `certificates` (each `cert`, `key`, `ocsp`), `min_version`,
+// `alpn`, `hsts`, `ocsp` (the certificates' default: `fetch` only). Sets `out` (even when some
+// of it is invalid, which is reported) unless the value is not a map at all.
 void load_listener_tls(LoadState& s, const Field& f, std::optional<ListenerTls>& out);
 
 // `tls:` of a server: a map of `ca`, `sni` and `verify`, or `true` (all defaults) / `false`.

@@ -45,7 +45,12 @@ void Exchange::reset_state(Downstream& ds) {
   req_done_ = true;
   req_bytes_consumed_ = false;
   replay_body_.clear();
+  replay_limit_ = kReplayMax;
+  replay_sent_ = 0;
   replay_ok_ = true;
+  body_read_done_ = false;
+  buffer_max_ = 0;
+  route_buffering_.reset();
   body_in_place_ = false;
   edits_.clear();
   tried_ = {};
@@ -85,6 +90,20 @@ void Exchange::start(Downstream& ds, const http::RequestHead& req) {
   choose_affinity(req);
   view_->budget(backend_).on_request();
   if (!build_forward_head(req, target, host, route_host)) return;
+  if (!req_done_) {
+    // request_buffering (the route's, else the backend's): the body first, then a server.
+    const auto& route_rb = route_buffering_;
+    const auto& rb = route_rb ? route_rb : backend().cfg->request_buffering;
+    if (rb) {
+      buffer_max_ = rb->max;
+      replay_limit_ = std::max<size_t>(kReplayMax, rb->max + w_.buffers().block_size());
+      // Read by the next pump: the head may still lie in front of the body in the client's
+      // buffer during this call.
+      phase_ = Phase::Buffering;
+      touch_body_timer();
+      return;
+    }
+  }
   start_attempt();
 }
 
@@ -122,7 +141,9 @@ bool Exchange::route_and_filter(const http::RequestHead& req, std::string_view t
     answer(404, "Not Found\n");
     return false;
   }
-  backend_ = BackendId(lr.cfg->routes[static_cast<size_t>(route)].backend_index);
+  const config::Route& r = lr.cfg->routes[static_cast<size_t>(route)];
+  backend_ = BackendId(r.backend_index);
+  route_buffering_ = r.request_buffering;
   return true;
 }
 
@@ -247,6 +268,39 @@ void Exchange::touch_response_timer() {
   timer_.set(w_.reactor().timers(), w_.reactor().now() + backend().cfg->timeouts.response);
 }
 
+void Exchange::touch_body_timer() {
+  timer_kind_ = TimerKind::Body;
+  timer_.set(w_.reactor().timers(), w_.reactor().now() + listener().timeouts.body);
+}
+
+// The client's turn while its body is incomplete and nothing of it waits to go to the server;
+// otherwise the server's.
+bool Exchange::waiting_for_client() const {
+  if (body_read_done_ || req_done_) return false;
+  if (phase_ == Phase::Buffering) return true;
+  return phase_ == Phase::Upstream && up_ && !up_->connecting && up_->stream.out.empty() &&
+         replay_sent_ >= replay_body_.size() && head_sent_ >= fwd_head_.size();
+}
+
+void Exchange::touch_wait_timer() {
+  if (waiting_for_client())
+    touch_body_timer();
+  else
+    touch_response_timer();
+}
+
+void Exchange::on_body_timeout() {
+  if (!waiting_for_client()) {
+    touch_response_timer();  // the server is the one not reading
+    return;
+  }
+  log::debug("client {}: no request body byte for {} ms: 408", ds_->client().ip,
+             listener().timeouts.body.count());
+  leave_queue();
+  release_upstream(false);  // the server has part of a request: that connection is done
+  answer(408, "Request Timeout\n", true);
+}
+
 void Exchange::on_timer() {
   TimerKind kind = timer_kind_;
   timer_kind_ = TimerKind::None;
@@ -256,6 +310,9 @@ void Exchange::on_timer() {
       break;
     case TimerKind::Queue:
       queue_tick();
+      break;
+    case TimerKind::Body:
+      on_body_timeout();
       break;
     case TimerKind::Response:
       if (phase_ == Phase::Upstream)

@@ -56,6 +56,9 @@ class Exchange final : public UpstreamOwner {
   void recycle();
 
   void on_upstream_event(uint32_t events) override;
+  // The client's turn: the rest of its request body is awaited and nothing of it waits to go
+  // to a server (buffers may go back to the pool meanwhile).
+  bool waiting_for_client() const;
   // The head of a wait queue: a server slot was freed on this worker.
   void on_queue_wake();
 
@@ -66,6 +69,7 @@ class Exchange final : public UpstreamOwner {
  private:
   enum class Phase : uint8_t {
     Idle,       // in the pool
+    Buffering,  // request_buffering: reading the body before a server is picked
     Queued,     // every server is full: waiting for a slot
     Upstream,   // connecting, sending, waiting for the response head
     Streaming,  // the response head went to the client; the body follows
@@ -75,7 +79,9 @@ class Exchange final : public UpstreamOwner {
   // Reset: closed or reset before any response byte. Timeout: no response in time.
   // Garbage: a response weir cannot use.
   enum class Failure : uint8_t { Refused, ConnectTimeout, Reset, Timeout, Garbage };
-  enum class TimerKind : uint8_t { None, Connect, Response, Queue };
+  // Body: the client's inactivity while its request body is incomplete (timeouts.body, 408);
+  // Response: the server's, once the request is all sent or while the server is not reading.
+  enum class TimerKind : uint8_t { None, Connect, Response, Queue, Body };
 
   // exchange.cpp
   void reset_state(Downstream& ds);
@@ -89,6 +95,10 @@ class Exchange final : public UpstreamOwner {
   void count(uint16_t status);
   void arm(TimerKind kind, Millis after);
   void touch_response_timer();  // inactivity: every bit of progress pushes the deadline
+  void touch_body_timer();      // the client's turn: its body bytes are awaited
+  void touch_wait_timer();      // one of the two, by whose turn it is
+  bool buffer_body();           // Phase::Buffering: reads what the client sent so far
+  void on_body_timeout();
   void on_timer();
   const BackendRuntime& backend() const { return view_->snap->backend(backend_); }
   const config::Listener& listener() const;
@@ -152,15 +162,22 @@ class Exchange final : public UpstreamOwner {
   bool req_chunked_out_ = false;
   bool req_done_ = false;            // the whole request body went into the upstream buffer
   bool req_bytes_consumed_ = false;  // some body bytes left the client
-  // A copy of the body bytes sent so far (framing included), while they fit in kReplayMax: a
-  // request that no server saw can go out again with its body. `replay_ok_` turns false for
-  // good once the body outgrows it.
+  // A copy of the body bytes taken from the client (framing included), while they fit in
+  // replay_limit_ (kReplayMax, or the request_buffering max): a request that no server saw can
+  // go out again with its body, and a buffered body waits here for its server. `replay_ok_`
+  // turns false for good once the body outgrows the limit. `replay_sent_`: how much of it is in
+  // the current upstream's buffer (or gone).
   static constexpr size_t kReplayMax = 8 * 1024;
   std::string replay_body_;
+  size_t replay_limit_ = kReplayMax;
+  size_t replay_sent_ = 0;
   bool replay_ok_ = true;
-  bool body_in_place_ = false;  // the body goes to the server from the downstream's own bytes
-  HeaderEdits edits_;           // request edits, then response edits (kept in the pool)
-  std::string local_body_;      // weir's own answer body (when it is not a literal)
+  bool body_read_done_ = false;  // the client's body is all taken (buffered or sent)
+  uint64_t buffer_max_ = 0;      // request_buffering: read this much before picking a server
+  bool body_in_place_ = false;   // the body goes to the server from the downstream's own bytes
+  HeaderEdits edits_;            // request edits, then response edits (kept in the pool)
+  std::optional<config::RequestBuffering> route_buffering_;  // the route's, if it has one
+  std::string local_body_;  // weir's own answer body (when it is not a literal)
 
   // attempts
   balance::TriedSet tried_;

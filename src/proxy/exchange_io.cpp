@@ -44,13 +44,20 @@ void Exchange::on_connected() {
     hand_over();
     return;
   }
-  touch_response_timer();
+  touch_wait_timer();
 }
 
 bool Exchange::pump() {
+  if (phase_ == Phase::Buffering) return buffer_body();
   if (phase_ != Phase::Upstream && phase_ != Phase::Streaming) return false;
   bool progress = pump_request();
   if (phase_ == Phase::Upstream || phase_ == Phase::Streaming) progress |= pump_response();
+  if (up_ && waiting_for_client()) {
+    // A slow request body: the server connection's empty buffers go back to the pool until
+    // more of it comes (or the response starts).
+    if (up_->stream.in.empty()) w_.buffers().release(up_->stream.in);
+    if (up_->stream.out.empty()) w_.buffers().release(up_->stream.out);
+  }
   return progress;
 }
 
@@ -103,7 +110,17 @@ bool Exchange::flush_upstream(std::string_view in_place, size_t* in_place_taken)
 bool Exchange::pump_request() {
   if (!up_ || up_->connecting) return false;
   bool progress = false;
-  if (!req_done_ && body_in_place_) {
+  if (!req_done_ && !body_in_place_) w_.buffers().acquire(up_->stream.out);
+  if (!req_done_ && replay_sent_ < replay_body_.size()) {
+    // A buffered or replayed body first, as the server's buffer takes it.
+    w_.buffers().acquire(up_->stream.out);
+    size_t n = up_->stream.out.append(std::string_view(replay_body_).substr(replay_sent_));
+    replay_sent_ += n;
+    progress |= n > 0;
+    if (replay_sent_ >= replay_body_.size() && body_read_done_) req_done_ = true;
+  } else if (!req_done_ && body_read_done_) {
+    req_done_ = true;
+  } else if (!req_done_ && body_in_place_) {
     std::string_view body;
     BodyRead state = ds_->body_in_place(body);
     if (state == BodyRead::Gone) {
@@ -117,7 +134,7 @@ bool Exchange::pump_request() {
       keep_for_replay(body.substr(0, taken));
       ds_->consume_body(taken);
     }
-    if (state == BodyRead::Done && taken == body.size()) req_done_ = true;
+    if (state == BodyRead::Done && taken == body.size()) req_done_ = body_read_done_ = true;
     if (req_done_) progress |= flush_upstream();  // a head not all sent yet
   } else if (!req_done_) {
     BodySink sink(up_->stream.out, req_chunked_out_);
@@ -130,7 +147,7 @@ bool Exchange::pump_request() {
         break;
       case BodyRead::Done:
         req_bytes_consumed_ = progress = true;
-        req_done_ = sink.finish();  // the chunked terminator, once there is room for it
+        req_done_ = body_read_done_ = sink.finish();  // the chunked terminator, once it fits
         break;
       case BodyRead::Error:
         log::debug("client {}: bad request body", ds_->client().ip);
@@ -160,12 +177,14 @@ bool Exchange::pump_request() {
       return true;
     }
   }
-  if (progress && phase_ == Phase::Upstream) touch_response_timer();
+  if (progress && phase_ == Phase::Upstream) touch_wait_timer();
   return progress;
 }
 
 bool Exchange::pump_response() {
   if (!up_ || up_->connecting) return false;
+  // Given back while a slow request body was awaited.
+  if (phase_ == Phase::Upstream) w_.buffers().acquire(up_->stream.in);
   if (phase_ == Phase::Streaming) {
     if (net::Stream* dst = splice_target()) return splice_body(*dst);
   }

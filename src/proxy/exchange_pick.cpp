@@ -171,13 +171,15 @@ void Exchange::attach_upstream(UpstreamConn* up, bool fresh) {
   w_.buffers().acquire(up->stream.in);
   // The head goes from fwd_head_ itself: an output buffer only for a request body that is not
   // written from where the downstream holds it (HTTP/2 DATA with a content-length, plain TCP).
-  // A retry sends the body bytes taken so far from the replay copy, the rest as they come.
+  // A retry (or a buffered body) sends the body bytes taken so far from the replay copy, the
+  // rest as they come.
   bool replay = !replay_body_.empty();
+  replay_sent_ = 0;
+  if (replay) req_done_ = false;  // done again once the copy is all in the server's buffer
   body_in_place_ = !replay && !req_done_ && !req_chunked_out_ && ds_->has_body_in_place() &&
                    !up->stream.transport;
   if (replay || (!req_done_ && !body_in_place_)) w_.buffers().acquire(up->stream.out);
   up->stream.out.clear();
-  if (replay) up->stream.out.append(replay_body_);
   head_sent_ = 0;
   resp_bytes_ = false;
   head_filtered_ = false;
@@ -185,7 +187,7 @@ void Exchange::attach_upstream(UpstreamConn* up, bool fresh) {
   if (fresh)
     arm(TimerKind::Connect, t.connect);
   else
-    touch_response_timer();
+    touch_wait_timer();
 }
 
 void ServerSlot::release(Worker& w) {
@@ -281,14 +283,56 @@ void Exchange::upstream_failed(Failure why) {
   answer(timeout ? 504 : 502, timeout ? "Gateway Timeout\n" : "Bad Gateway\n");
 }
 
+// Bytes just taken from the client and already on their way to the server (the copy is all
+// sent by then: new client bytes are read only after it).
 void Exchange::keep_for_replay(std::string_view bytes) {
   if (!replay_ok_) return;
-  if (replay_body_.size() + bytes.size() > std::min(kReplayMax, w_.buffers().block_size())) {
+  if (replay_body_.size() + bytes.size() > replay_limit_) {
     replay_ok_ = false;
     replay_body_.clear();
+    replay_sent_ = 0;
     return;
   }
   replay_body_.append(bytes);
+  replay_sent_ = replay_body_.size();
+}
+
+// request_buffering: moves what the client sent into the body copy; once the body is complete
+// or `buffer_max_` is reached, a server is picked and the copy goes first.
+bool Exchange::buffer_body() {
+  Buffer staging;  // one pooled block for this call
+  w_.buffers().acquire(staging);
+  bool progress = false;
+  BodyRead r = BodyRead::Idle;
+  while (!body_read_done_ && replay_body_.size() < buffer_max_) {
+    BodySink sink(staging, req_chunked_out_);
+    r = ds_->read_body(sink);
+    if (r == BodyRead::Error || r == BodyRead::Gone) break;
+    if (r == BodyRead::Done) body_read_done_ = sink.finish();
+    if (!staging.empty()) {
+      req_bytes_consumed_ = progress = true;
+      replay_body_.append(staging.readable());
+      staging.clear();
+    }
+    if (r == BodyRead::Idle) break;
+  }
+  w_.buffers().release(staging);
+  if (r == BodyRead::Error) {
+    log::debug("client {}: bad request body", ds_->client().ip);
+    answer(400, "Bad Request\n", true);
+    return true;
+  }
+  if (r == BodyRead::Gone) {
+    client_gone();
+    return true;
+  }
+  if (body_read_done_ || replay_body_.size() >= buffer_max_) {
+    if (replay_body_.size() > replay_limit_) replay_ok_ = false;
+    start_attempt();
+    return true;
+  }
+  if (progress) touch_body_timer();
+  return progress;
 }
 
 void Exchange::client_closed() {

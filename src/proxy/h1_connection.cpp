@@ -81,6 +81,11 @@ void H1Connection::begin_drain() {
     close();
 }
 
+bool H1Connection::idle() const {
+  if (phase_ == Phase::Head) return ex_ == nullptr;
+  return phase_ == Phase::Exchange && ex_ != nullptr && ex_->waiting_for_client();
+}
+
 bool H1Connection::turn() {
   switch (phase_) {
     case Phase::Handshake:
@@ -210,6 +215,7 @@ BodyRead H1Connection::read_body(BodySink& sink) {
 }
 
 void H1Connection::send_interim(const http::ResponseHead& head) {
+  buffers().acquire(io_.out);  // given back while the request body was awaited
   // HTTP/1.0 clients know no interim answers; 1.1 clients get a bare status line.
   if (version_minor_ != 1 || io_.out.free_space() < 64) return;
   std::string& s = w_.scratch_string();
@@ -219,6 +225,7 @@ void H1Connection::send_interim(const http::ResponseHead& head) {
 }
 
 HeadResult H1Connection::send_head(const ResponseOut& head) {
+  buffers().acquire(io_.out);  // an answer may come from a timer, outside a turn
   OutFraming framing = OutFraming::None;
   switch (head.body) {
     case http::BodyKind::None:
@@ -245,6 +252,7 @@ HeadResult H1Connection::send_head(const ResponseOut& head) {
 }
 
 size_t H1Connection::send_body(std::string_view payload) {
+  buffers().acquire(io_.out);
   Buffer& out = io_.out;
   if (framing_ == OutFraming::Chunked) {
     size_t free = out.free_space();
@@ -272,6 +280,7 @@ net::Stream* H1Connection::splice_target() {
 }
 
 bool H1Connection::finish_body() {
+  buffers().acquire(io_.out);
   if (framing_ != OutFraming::Chunked) return true;
   if (io_.out.free_space() < 5) return false;
   io_.out.append("0\r\n\r\n");

@@ -45,7 +45,9 @@ class H1Connection final : public ClientConn, public Downstream {
   void on_timeout() override;
   void on_close() override;
   void on_read_failed() override;
-  bool idle() const override { return phase_ == Phase::Head && ex_ == nullptr; }
+  // Empty buffers go back to the pool between requests, and while the exchange waits for the
+  // rest of a slow request body (a slow-body client holds no block).
+  bool idle() const override;
 
   bool check_handshake();
   bool handle_head();

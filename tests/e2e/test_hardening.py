@@ -4,6 +4,7 @@ blamed on servers, slow request bodies get 408 after `timeouts.body` while other
 
 import socket
 import struct
+import time
 import unittest
 
 from tlstest import CANCEL, H2Conn, rst_frame
@@ -111,6 +112,102 @@ class ClientAbortTest(WeirTestCase):
         self.assertEqual(h2.get("/after").status, 200)
         self.assertEqual(self.codes(), {200: 1, 499: 1, 502: 0})
         self.assertEqual(self.lb.metrics().get("weir_client_closed_total", phase="waiting"), 1)
+
+
+class SlowBodyTest(WeirTestCase):
+    """timeouts.body: inactivity between request body bytes (408); request_buffering: the body
+    is read before a server is picked, so a slow client holds no server connection."""
+
+    def setUp(self):
+        super().setUp()
+        self.w = self.start_whoami("app")
+
+    def lb(self, body="1s", **backend):
+        return self.start_lb([{"address": self.w.address, "name": "app"}],
+                             listener_extra={"timeouts": {"body": body}},
+                             backend_extra=backend or None)
+
+    def test_silent_body_gets_408_while_others_are_served(self):
+        lb = self.lb()
+        c = HttpConn(lb.port, timeout=10)
+        self.addCleanup(c.close)
+        c.send(b"POST /slow HTTP/1.1\r\nHost: example.test\r\nContent-Length: 1000\r\n\r\n" + b"x" * 10)
+        t0 = time.monotonic()
+        # Others are served meanwhile.
+        for i in range(5):
+            self.assertWhoami(http_get(lb.port, f"/other{i}"), "app")
+        r = c.read_response()
+        waited = time.monotonic() - t0
+        self.assertEqual(r.status, 408, r)
+        self.assertEqual(r.header("connection"), "close")
+        self.assertTrue(c.wait_closed(5))
+        self.assertGreaterEqual(waited, 0.9)  # not before the timeout (1 s)
+        m = lb.metrics()
+        self.assertEqual(m.get("weir_requests_total", listener="web", backend="web", code="408"), 1)
+        wait_until(lambda: lb.server("web", "app")["active_requests"] == 0, 5, what="slot given back")
+
+    def test_a_trickle_within_the_timeout_completes(self):
+        lb = self.lb(body="1s")
+        with HttpConn(lb.port, timeout=10) as c:
+            c.send(b"POST /trickle HTTP/1.1\r\nHost: example.test\r\nContent-Length: 6\r\n\r\n")
+            for _ in range(6):
+                time.sleep(0.4)  # the client's pace is what is tested: each gap < timeouts.body
+                c.send(b"y")
+            r = c.read_response()
+        self.assertWhoami(r, "app")
+        self.assertEqual(r.whoami_field("Body-Length"), "6")
+
+    def test_request_buffering_holds_no_server_connection(self):
+        lb = self.lb(body="5s", request_buffering={"max": "64KiB"})
+        before = lb.metrics().get("weir_upstream_connects_total")
+        with HttpConn(lb.port, timeout=10) as c:
+            c.send(b"POST /buffered HTTP/1.1\r\nHost: example.test\r\nContent-Length: 3000\r\n\r\n")
+            for i in range(3):
+                c.send(b"z" * 1000)
+                if i == 2:
+                    break
+                time.sleep(0.3)  # the client's pace: weir has read the part sent by now
+                # While the body comes, no server is involved at all.
+                self.assertEqual(lb.server("web", "app")["active_requests"], 0)
+                self.assertEqual(lb.metrics().get("weir_upstream_connects_total"), before)
+            r = c.read_response()
+        self.assertWhoami(r, "app")
+        self.assertEqual(r.whoami_field("Body-Length"), "3000")
+
+    def test_buffering_a_body_larger_than_max_streams_the_rest(self):
+        lb = self.lb(body="5s", request_buffering={"max": "16KiB"})
+        for body in (b"q" * 200_000, b"q"):
+            r = HttpConn(lb.port, timeout=10).request("POST", "/big", body=body)
+            self.assertWhoami(r, "app")
+            self.assertEqual(r.whoami_field("Body-Length"), str(len(body)))
+        # Chunked, too.
+        with HttpConn(lb.port, timeout=10) as c:
+            c.send(b"POST /chunked HTTP/1.1\r\nHost: example.test\r\nTransfer-Encoding: chunked\r\n\r\n"
+                   + b"5\r\nhello\r\n" + b"4000\r\n" + b"c" * 0x4000 + b"\r\n0\r\n\r\n")
+            r = c.read_response()
+        self.assertWhoami(r, "app")
+        self.assertEqual(r.whoami_field("Body-Length"), str(5 + 0x4000))
+
+    def test_buffering_over_http2(self):
+        lb = self.start_lb([{"address": self.w.address, "name": "app"}],
+                           listener_extra={"h2c": True, "timeouts": {"body": "5s"}},
+                           backend_extra={"request_buffering": {"max": "16KiB"}})
+        h2 = H2Conn(lb.port)
+        self.addCleanup(h2.close)
+        for size in (10, 40_000):
+            s = h2.response(h2.request("/h2up", method="POST", body=b"h" * size, end_stream=True), 10)
+            self.assertEqual(s.status, 200, s)
+            self.assertEqual(s.whoami_field("Body-Length"), str(size))
+
+    def test_silent_buffered_body_gets_408_without_a_server(self):
+        lb = self.lb(body="1s", request_buffering={"max": "64KiB"})
+        before = lb.metrics().get("weir_upstream_connects_total")
+        with HttpConn(lb.port, timeout=10) as c:
+            c.send(b"POST /slow HTTP/1.1\r\nHost: example.test\r\nContent-Length: 100\r\n\r\nabc")
+            r = c.read_response()
+        self.assertEqual(r.status, 408)
+        self.assertEqual(lb.metrics().get("weir_upstream_connects_total"), before)
+        self.assertEqual(lb.server("web", "app")["requests_total"], 0)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 // check_certificates: `weir check` (and a reload) loads every certificate, key and CA file.
 #include <openssl/err.h>
+#include <openssl/ocsp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <openssl/x509_vfy.h>
@@ -10,6 +11,7 @@
 #include <ctime>
 
 #include "net/tls/internal.hpp"
+#include "net/tls/ocsp.hpp"
 #include "net/tls/tls.hpp"
 
 namespace weir::net::tls {
@@ -72,12 +74,48 @@ class Checker {
       error(c.pos, "key " + c.key + " does not match certificate " + c.cert);
     }
     if (cert) dates(c, cert.get());
-    if (errors() != before || !cert || !key) return;
-    // What the listener itself will do (chain, security level…), for what the above misses.
-    config::ListenerTls one;
-    one.certificates.push_back(c);
+    if (errors() == before && cert && key) {
+      // What the listener itself will do (chain, security level…), for what the above misses.
+      // OCSP is checked below, at its own key (and a check fetches nothing).
+      config::ListenerTls one;
+      one.certificates.push_back(c);
+      one.certificates.back().ocsp.reset();
+      std::string why;
+      if (!ServerContext::build(one, nullptr, why)) error(c.pos, why);
+    }
+    if (cert) ocsp(c);
+  }
+
+  // `ocsp:` (errors at its key): the issuer must be in the certificate's file; `fetch` needs an
+  // http responder URL in the certificate; a `file` must hold a current response for this
+  // certificate (a revoked or unknown status is a warning: it is the truth, stapled as such).
+  void ocsp(const config::TlsCertificate& c) {
+    if (!c.ocsp || (c.ocsp->file.empty() && !c.ocsp->fetch)) return;
+    const config::SourcePos& at = c.ocsp->pos;
+    OcspTarget target;
     std::string why;
-    if (!ServerContext::build(one, nullptr, why)) error(c.pos, why);
+    if (!OcspTarget::from_file(c.cert, target, why)) return;  // reported at `cert:` already
+    if (!target.issuer) {
+      error(at, "OCSP: the issuer of certificate " + c.cert +
+                    " is not in that file (append the issuer's certificate after it: OCSP "
+                    "responses are requested and checked with it)");
+      return;
+    }
+    if (c.ocsp->fetch) {
+      std::string url;
+      if (!target.responder_url(url, why)) error(at, "OCSP: " + why);
+      return;
+    }
+    OcspResponsePtr r = load_ocsp_file(c.ocsp->file, target, now_, why);
+    if (!r) {
+      error(at, why);
+    } else if (r->status == V_OCSP_CERTSTATUS_REVOKED) {
+      warning(at, "OCSP response " + c.ocsp->file + " says certificate " + c.cert +
+                      " is revoked (since " + ocsp_time(r->revoked_at) + ")");
+    } else if (r->status != V_OCSP_CERTSTATUS_GOOD) {
+      warning(at, "OCSP response " + c.ocsp->file + " gives the status of certificate " + c.cert +
+                      " as unknown");
+    }
   }
 
   void ca(const config::ServerTls& tls) {

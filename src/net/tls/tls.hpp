@@ -48,7 +48,9 @@ class TicketKeys {
 
 // Server side of a TLS listener: one SSL_CTX per certificate, chosen by SNI against each
 // certificate's own DNS names (SAN; CN only when there is no SAN), exact or "*." wildcard (one
-// label); the first certificate answers an unknown or missing SNI.
+// label); the first certificate answers an unknown or missing SNI. A certificate with `ocsp:`
+// staples its response (net/tls/ocsp.hpp) to clients that ask (status_request): the file's,
+// read and checked by build(), or the one OcspFetcher::global() keeps fresh.
 class ServerContext {
  public:
   // Paths are already resolved by the config loader. On failure returns null and sets `error`
@@ -129,7 +131,10 @@ class TlsTransport final : public Transport {
 // `weir check` and (re)load: every listener certificate and key, every server `tls.ca`.
 // Errors: a missing/unreadable file, no certificate or key in it, a key that does not match its
 // certificate, an expired (or not yet valid) certificate. Warning: expiring within 14 days.
-// Each diagnostic points at the `cert:` key (servers: the `tls:` key).
+// Each diagnostic points at the `cert:` key (servers: the `tls:` key). `ocsp:` (at its key):
+// no issuer in the certificate's file, no http responder to fetch from, a response file that is
+// unreadable, not a successful response, not for this certificate or expired are errors; a
+// revoked or unknown status is a warning.
 std::vector<config::Diagnostic> check_certificates(const config::Config& cfg,
                                                    std::chrono::system_clock::time_point now);
 

@@ -1,11 +1,14 @@
-// ServerContext: one SSL_CTX per certificate, SNI and ALPN selection, shared ticket keys.
+// ServerContext: one SSL_CTX per certificate, SNI and ALPN selection, shared ticket keys,
+// OCSP stapling.
 #include <openssl/err.h>
 #include <openssl/x509.h>
 
 #include <cctype>
 #include <cstring>
+#include <ctime>
 
 #include "net/tls/internal.hpp"
+#include "net/tls/ocsp.hpp"
 #include "net/tls/tls.hpp"
 
 namespace weir::net::tls {
@@ -25,6 +28,7 @@ constexpr unsigned char kSessionIdContext[] = "weir";
 struct Cert {
   CtxPtr ctx;
   std::vector<std::string> names;  // lower-cased; "*.example.com" for wildcards
+  std::shared_ptr<OcspSlot> ocsp;  // the response to staple (`ocsp:`), else null
 };
 
 // What the handshake callbacks need. Every session holds a reference (SSL ex_data), so a
@@ -104,6 +108,52 @@ int on_ticket(SSL* ssl, unsigned char key_name[16], unsigned char iv[EVP_MAX_IV_
   return st->keys->callback(key_name, iv, cipher, mac, encrypt);
 }
 
+// The client asked for the certificate's status (status_request): staple the current response
+// of the certificate this SSL now uses (the status callback and its argument are those of the
+// SNI-selected context), unless there is none or it is past its nextUpdate.
+int on_status(SSL* ssl, void* arg) {
+  const auto* slot = static_cast<const OcspSlot*>(arg);
+  OcspResponsePtr r = slot ? slot->get() : nullptr;
+  if (!r || !r->fresh(std::time(nullptr))) return SSL_TLSEXT_ERR_NOACK;
+  void* copy = OPENSSL_memdup(r->der.data(), r->der.size());
+  if (!copy) return SSL_TLSEXT_ERR_NOACK;
+  // OpenSSL takes the copy and frees it with the session.
+  if (SSL_set_tlsext_status_ocsp_resp(ssl, static_cast<unsigned char*>(copy),
+                                      static_cast<long>(r->der.size())) != 1) {
+    OPENSSL_free(copy);
+    return SSL_TLSEXT_ERR_NOACK;
+  }
+  return SSL_TLSEXT_ERR_OK;
+}
+
+// `ocsp:` of one certificate: the file's response, checked now, or the fetcher's slot for it.
+// Null `slot` and true when the certificate staples nothing.
+bool setup_ocsp(const config::TlsCertificate& cert, SSL_CTX* ctx, std::shared_ptr<OcspSlot>& slot,
+                std::string& error) {
+  if (!cert.ocsp || (cert.ocsp->file.empty() && !cert.ocsp->fetch)) return true;
+  OcspTarget target;
+  if (!OcspTarget::from_ctx(ctx, cert.cert, target, error)) return false;
+  if (!target.issuer) {
+    error = "OCSP: the issuer of certificate " + cert.cert +
+            " is not in that file (append the issuer's certificate after it)";
+    return false;
+  }
+  if (!cert.ocsp->file.empty()) {
+    OcspResponsePtr r = load_ocsp_file(cert.ocsp->file, target, std::time(nullptr), error);
+    if (!r) return false;
+    slot = std::make_shared<OcspSlot>();
+    slot->set(std::move(r));
+    return true;
+  }
+  std::string url, why;
+  if (!target.responder_url(url, why)) {
+    error = "OCSP: " + why;
+    return false;
+  }
+  slot = OcspFetcher::global().watch(std::move(target), url);
+  return true;
+}
+
 int no_password(char* /*buf*/, int /*size*/, int /*rwflag*/, void* /*userdata*/) {
   return 0;
 }
@@ -181,8 +231,14 @@ std::shared_ptr<ServerContext> ServerContext::build(const config::ListenerTls& c
   for (const config::TlsCertificate& cert : cfg.certificates) {
     CtxPtr ctx = build_ctx(cfg, cert, state->keys != nullptr, error);
     if (!ctx) return nullptr;
+    std::shared_ptr<OcspSlot> ocsp;
+    if (!setup_ocsp(cert, ctx.get(), ocsp, error)) return nullptr;
+    if (ocsp) {
+      SSL_CTX_set_tlsext_status_cb(ctx.get(), on_status);
+      SSL_CTX_set_tlsext_status_arg(ctx.get(), ocsp.get());
+    }
     auto names = detail::certificate_names(SSL_CTX_get0_certificate(ctx.get()));
-    state->certs.push_back(Cert{std::move(ctx), std::move(names)});
+    state->certs.push_back(Cert{std::move(ctx), std::move(names), std::move(ocsp)});
   }
   std::shared_ptr<ServerContext> out(new ServerContext());
   out->impl_ = std::make_unique<Impl>();

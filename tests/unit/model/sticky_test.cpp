@@ -200,9 +200,9 @@ TEST(StickyCookie, MaxAgeInWholeSeconds) {
   std::string out;
   t.cookie_value(1, true, out);
   EXPECT_EQ(out, "srv=" + t.tokens[1] + "; Path=/; HttpOnly; SameSite=Lax; Max-Age=3600; Secure");
-  t.max_age = std::chrono::milliseconds(90500);
+  t.max_age = std::chrono::milliseconds(90500);  // rounded up: never shorter than configured
   t.cookie_value(1, false, out);
-  EXPECT_EQ(out, "srv=" + t.tokens[1] + "; Path=/; HttpOnly; SameSite=Lax; Max-Age=90");
+  EXPECT_EQ(out, "srv=" + t.tokens[1] + "; Path=/; HttpOnly; SameSite=Lax; Max-Age=91");
 }
 
 TEST(StickyCookie, RoundTripsThroughTheCookieValue) {
