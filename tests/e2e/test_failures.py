@@ -109,7 +109,7 @@ class BackendFailureTest(WeirTestCase):
         def truncate(c):
             read_request_head(c)
             c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 10000\r\n\r\n" + b"t" * 100)
-            time.sleep(0.2)
+            time.sleep(0.2)  # the server's behaviour under test: part of the body, a pause, then gone
 
         be = self.start_server(truncate)
         lb = self.start_lb([be.port], backend_extra={"retries": 0})
@@ -126,7 +126,7 @@ class BackendFailureTest(WeirTestCase):
         def truncate(c):
             read_request_head(c)
             c.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n100\r\nabc")
-            time.sleep(0.2)
+            time.sleep(0.2)  # the server's behaviour under test: part of the body, a pause, then gone
 
         be = self.start_server(truncate)
         lb = self.start_lb([be.port], backend_extra={"retries": 0})
@@ -161,7 +161,7 @@ class ClientTimeoutTest(WeirTestCase):
                 self.assertWhoami(c.get("/"), "fine")
         # Trickling bytes does not extend the deadline.
         for _ in range(3):
-            time.sleep(0.2)
+            time.sleep(0.2)  # the trickle is the test: bytes that arrive slowly do not extend the deadline
             try:
                 slow.send(b"a")
             except OSError:

@@ -2,7 +2,7 @@
 
 import unittest
 
-from weirtest import HttpConn, WeirTestCase, build_request, http_get
+from weirtest import HttpConn, WeirTestCase, buffers, build_request, http_get, wait_until
 
 
 class KeepAliveTest(WeirTestCase):
@@ -49,6 +49,40 @@ class KeepAliveTest(WeirTestCase):
                 # port: what matters is the same socket carried all five.
                 self.assertEqual(c.local_port(), local)
             self.assertFalse(c.is_closed(0.3))
+            # Idle between requests, it holds no buffer block (nor does the pooled upstream one).
+            wait_until(lambda: self.blocks() == 0, 5, what="the idle connection to hold no block")
+
+    def blocks(self) -> int:
+        return buffers(self.lb.admin_port)["in_use"]
+
+    def test_buffer_blocks_per_connection(self):
+        # The design (docs/ARCHITECTURE.md, memory): a client connection's two buffers are one
+        # pooled block each (16 KiB) while a request is in progress and none while it is idle;
+        # an exchange adds its server connection's in block and, for a request body, its out
+        # block. So N idle keep-alive connections hold 0 blocks, N heads in progress at most 2N,
+        # N requests with bodies in flight at most 4N -- whatever the size of the bodies.
+        n = 20
+        conns = [HttpConn(self.lb.port) for _ in range(n)]
+        for c in conns:
+            self.addCleanup(c.close)
+            self.assertWhoami(c.get("/first"), "ka")
+        wait_until(lambda: self.blocks() == 0, 5, what=f"{n} idle connections to hold no block")
+        for c in conns:
+            c.send(b"POST /half HTTP/1.1\r\nHost: example.test\r\n")
+        wait_until(lambda: self.blocks() >= n, 5, what=f"{n} heads in progress")
+        self.assertLessEqual(self.blocks(), 2 * n)
+        for c in conns:
+            c.send(b"Content-Length: 100000\r\n\r\n" + b"b" * 50000)
+        wait_until(lambda: sum(s["active_requests"] for s in self.lb.backends()["backends"][0]["servers"]) == n,
+                   5, what=f"{n} requests in flight")
+        self.assertLessEqual(self.blocks(), 4 * n)
+        for c in conns:
+            c.send(b"b" * 50000)
+        for c in conns:
+            r = c.read_response("POST")
+            self.assertWhoami(r, "ka")
+            self.assertEqual(r.whoami_field("Body-Length"), "100000")
+        wait_until(lambda: self.blocks() == 0, 5, what=f"{n} idle connections to hold no block again")
 
     def test_pipelining_in_order(self):
         paths = [f"/pipe/{i}" for i in range(6)]

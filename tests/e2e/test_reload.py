@@ -2,7 +2,6 @@
 
 import collections
 import threading
-import time
 import unittest
 
 from weirtest import HttpConn, WeirTestCase, free_port, http_get, lb_config, wait_until
@@ -68,11 +67,20 @@ class ReloadTest(WeirTestCase):
             self.config([b]),
             self.config([a, b], routes=[{"match": {"path_prefix": "/new/"}, "backend": "extra"}]),
         ]
+        def served():
+            with lock:
+                return sum(results.values()) + len(failures)
+
+        def traffic(what):
+            # Load runs under each config: at least 20 more answers before going on.
+            want = served() + 20
+            wait_until(lambda: served() >= want, 10, what=f"20 requests {what}")
+
         try:
-            for cfg in steps:
-                time.sleep(0.5)
+            for i, cfg in enumerate(steps):
+                traffic(f"before reload {i + 1}")
                 self.assertTrue(lb.reload(cfg), lb.proc.stderr()[-2000:])
-            time.sleep(0.5)
+            traffic("after the last reload")
         finally:
             stop.set()
             for t in threads:

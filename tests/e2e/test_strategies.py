@@ -3,8 +3,6 @@ consistent_hash (header, cookie, query keys; stability, minimal movement, agreem
 processes; bounded load)."""
 
 import collections
-import threading
-import time
 import unittest
 
 from weirtest import (HttpConn, WeirTestCase, build_request, free_port, http_conn_from, http_get,
@@ -243,21 +241,33 @@ class ConsistentHashTest(WeirTestCase):
             names = {http_get(lb.port, "/", headers={"X-User": k}).whoami_name() for _ in range(4)}
             self.assertEqual(len(names), 1, f"key {k} answered by {names}")
 
+    def in_flight_one_after_another(self, lb, n, target, headers):
+        """Sends n requests on n connections, each once the ones before it are in flight (weir's
+        in-flight count, from the admin API, says so); returns the whoami names that answer."""
+        conns = []
+        for i in range(n):
+            c = HttpConn(lb.port, timeout=20)
+            self.addCleanup(c.close)
+            c.send(build_request("GET", target(i), headers=headers))
+            conns.append(c)
+            wait_until(lambda: self.in_flight(lb) == i + 1, 10, what=f"{i + 1} requests in flight")
+        names = []
+        for c in conns:
+            r = c.read_response()
+            self.assertWhoami(r)
+            names.append(r.whoami_name())
+        return names
+
+    @staticmethod
+    def in_flight(lb) -> int:
+        return sum(s["active_requests"] for b in lb.backends()["backends"] for s in b["servers"])
+
     def test_bounded_load_spills_a_hot_key(self):
         servers = self.start_servers(4)
         lb = self.hash_lb(servers, "header:X-User", {"hash_balance_factor": "1.25"})
         home = http_get(lb.port, "/", headers={"X-User": "hot"}).whoami_name()
-        barrier = threading.Barrier(8, timeout=10)
-
-        def hot(i):
-            with HttpConn(lb.port, timeout=20) as c:
-                barrier.wait()
-                time.sleep(0.05 * i)  # arrive one after the other while the others are in flight
-                r = c.get(f"/hot{i}?delay=1500ms", headers={"X-User": "hot"})
-                self.assertWhoami(r)
-                return r.whoami_name()
-
-        names = run_threads(hot, 8, timeout=30)
+        # The requests arrive one after the other while the others are in flight.
+        names = self.in_flight_one_after_another(lb, 8, lambda i: f"/hot{i}?delay=3s", {"X-User": "hot"})
         counts = collections.Counter(names)
         print(f"\nhot key with hash_balance_factor 1.25: {dict(counts)}")
         self.assertIn(home, counts)
@@ -270,13 +280,8 @@ class ConsistentHashTest(WeirTestCase):
         servers = self.start_servers(3)
         lb = self.hash_lb(servers, "header:X-User")
         home = http_get(lb.port, "/", headers={"X-User": "hot"}).whoami_name()
-
-        def hot(i):
-            with HttpConn(lb.port, timeout=20) as c:
-                time.sleep(0.05 * i)
-                return c.get(f"/hot{i}?delay=500ms", headers={"X-User": "hot"}).whoami_name()
-
-        self.assertEqual(set(run_threads(hot, 6, timeout=30)), {home})
+        names = self.in_flight_one_after_another(lb, 6, lambda i: f"/hot{i}?delay=2s", {"X-User": "hot"})
+        self.assertEqual(set(names), {home})
 
 
 if __name__ == "__main__":

@@ -106,7 +106,7 @@ class WebSocketTest(WeirTestCase):
         import time
         with HttpConn(self.lb.port) as c:
             self.handshake(c)
-            time.sleep(2.5)
+            time.sleep(2.5)  # the test: the tunnel stays silent longer than the 2 s response timeout
             c.send(ws_frame(b"still here"))
             self.assertEqual(read_frame(c)[2], b"still here")
 

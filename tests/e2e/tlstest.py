@@ -33,8 +33,8 @@ import time
 
 import hpack
 
-from weirtest import (HOST, HttpConn, WeirTestCase, _pdeathsig, free_port, hwm, reset_hwm, rss, wait_port,
-                      wait_until)
+from weirtest import (HOST, HttpConn, WeirTestCase, _pdeathsig, check_sanitizers, degrade, free_port, hwm,
+                      reset_hwm, rss, wait_port, wait_until)
 
 # ASan (the debug build) keeps freed blocks in a quarantine of up to 256 MiB, which shows as RSS
 # growth wherever memory churns: OpenSSL with SSL_MODE_RELEASE_BUFFERS frees and reallocates its
@@ -47,7 +47,11 @@ if "quarantine_size_mb" not in os.environ.get("ASAN_OPTIONS", ""):
     os.environ["ASAN_OPTIONS"] = (_asan + ":" if _asan else "") + "quarantine_size_mb=16"
 
 MB = 1024 * 1024
-RSS_BUDGET = 64 * MB        # allowed growth of weir's RSS high-water mark during one scenario
+# A backstop: the allowed growth of the debug build's RSS high-water mark during one scenario.
+# The designed bounds are exact block counts (h2_conn_blocks below, sampled with BufferWatch);
+# this covers memory outside the buffer pool (nghttp2 sessions, OpenSSL, exchanges) plus ASan's
+# slack (its quarantine, 16 MiB here, and shadow memory).
+RSS_BUDGET = 64 * MB
 NORMAL_BOUND = 2.0          # seconds: a well-behaved request during an attack must finish within this
 IO = 10.0                   # default socket timeout
 
@@ -73,12 +77,15 @@ def run(args: list[str], timeout: float = 30.0, input: bytes | None = None, cwd:
     """Runs a program to completion (bytes out/err). From the main thread the child dies with us
     (PDEATHSIG); from another thread preexec_fn is not safe, and every caller passes a timeout."""
     try:
-        return subprocess.run(args, capture_output=True, timeout=timeout, input=input, cwd=cwd,
-                              stdin=None if input is not None else subprocess.DEVNULL,
-                              preexec_fn=None if in_thread else _pdeathsig)
+        p = subprocess.run(args, capture_output=True, timeout=timeout, input=input, cwd=cwd,
+                           stdin=None if input is not None else subprocess.DEVNULL,
+                           preexec_fn=None if in_thread else _pdeathsig)
     except subprocess.TimeoutExpired as e:
         raise AssertionError(f"{os.path.basename(args[0])} did not finish within {timeout}s: "
                              f"{' '.join(args)}\n{(e.stderr or b'').decode('utf-8', 'replace')[-2000:]}") from None
+    # Like every process the tests start: a sanitizer report in its stderr fails the test.
+    check_sanitizers(p.stderr, os.path.basename(args[0]))
+    return p
 
 
 def _text(b: bytes) -> str:
@@ -1183,7 +1190,7 @@ def flood(conn: H2Conn, batch: bytes, frames_per_batch: int, max_frames: int, *,
             while time.monotonic() < deadline and not conn.closed:
                 if conn.try_send(ping_frame(), 1.0) == "closed":
                     break
-                time.sleep(0.1)
+                time.sleep(0.1)  # polling for the close of a connection it never reads
     if conn.goaway is None and not conn.closed:
         conn.drain(0.2)
     res.goaway = conn.goaway
@@ -1346,14 +1353,33 @@ class NormalTraffic:
 # Memory
 
 
-class PeakRss:
-    """Resets weir's RSS high-water mark (or remembers it when refused) and reports the growth."""
+def h2_conn_blocks(streams: int = 100, uploading: int | None = None, stream_window: int = 256 * 1024,
+                   conn_window: int = MB, block: int = 16384) -> int:
+    """The designed most buffer blocks one HTTP/2 client connection makes weir hold
+    (docs/ARCHITECTURE.md, "Memory ownership and limits"; defaults: 100 streams, 256 KiB stream
+    and 1 MiB connection windows, 16 KiB blocks): the connection's two blocks; per open stream
+    its server connection's in block (the response is pulled from there as the client's window
+    allows: one block, however big the body); per stream sending a request body (`uploading`,
+    default all) the server connection's out block, and the body bytes the windows let in,
+    queued in pooled blocks -- its stream window each, the connection window for all together.
+    With every default: 2 + 100 + 100 + 64 = 266 blocks, the "≈ 100 × 32 KiB + 1 MiB" of the
+    design."""
+    uploading = streams if uploading is None else uploading
+    body = min(uploading * -(-stream_window // block), -(-conn_window // block))
+    return 2 + streams + uploading + body
 
-    def __init__(self, pid: int):
+
+class PeakRss:
+    """Resets weir's RSS high-water mark (or remembers it when refused) and reports the growth.
+    settled: a predicate to wait for first (weir done with what came before)."""
+
+    def __init__(self, pid: int, settled=None):
         self.pid = pid
-        time.sleep(0.1)
+        if settled is not None:
+            wait_until(settled, 10, what="weir to settle before the RSS baseline")
         self.base = rss(pid)
         if not reset_hwm(pid):
+            degrade("/proc/PID/clear_refs refused: the RSS peak is measured from weir's start")
             self.base = max(self.base, hwm(pid))
 
     def growth(self) -> int:

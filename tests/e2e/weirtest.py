@@ -7,6 +7,15 @@ cleans everything up through addCleanup, on failure too.
 The binary is $WEIR_BIN (CTest sets it), or ../../build/debug/weir relative to this folder.
 Processes must be started from the main thread: each child gets PR_SET_PDEATHSIG(SIGKILL) so
 that nothing outlives a killed test runner, and Linux ties that to the creating thread.
+
+Every process a test starts is checked when the test ends (Proc.finish, run as a cleanup, so a
+problem fails the test that owned the process): a process still running is stopped with SIGTERM
+(a weir process that needs SIGKILL after that fails the test: weir must stop on SIGTERM), its exit
+status must be the expected one (0 for weir and `weir whoami`, unless the test said otherwise with
+Proc.expect_exit or killed it on purpose), and its stderr must hold no sanitizer report (ASan,
+LSan, UBSan, TSan). Processes run to completion (Env.run_weir, tlstest.run) are scanned at once.
+
+Under CI (CI=true) nothing may pass by skipping: require() fails where it would skip locally.
 """
 
 from __future__ import annotations
@@ -29,17 +38,99 @@ WEIR_BIN = os.path.abspath(os.environ.get("WEIR_BIN") or os.path.join(HERE, ".."
 HOST = "127.0.0.1"
 START_TIMEOUT = 10.0  # seconds for a process to accept connections
 IO_TIMEOUT = 10.0  # default socket timeout
+CI = os.environ.get("CI") == "true"
+
+
+# ----------------------------------------------------------------------------------------------
+# Sanitizers: make the debug build report recognisably, and find the reports
+
+def _add_options(var: str, defaults: str):
+    """Adds each KEY=VALUE of defaults to the ':'-separated $var unless KEY is set there already."""
+    current = os.environ.get(var, "")
+    have = {kv.split("=", 1)[0] for kv in current.split(":") if kv}
+    extra = [kv for kv in defaults.split(":") if kv.split("=", 1)[0] not in have]
+    if extra:
+        os.environ[var] = ":".join(([current] if current else []) + extra)
+
+
+# Set at import, so that every process the tests start (Popen, subprocess.run) inherits them; an
+# option already set in the environment wins. ASan's errors halt (its default) with exit 1; a
+# leak found at exit (the debug build is GCC's libasan, where LeakSanitizer runs inside ASan and
+# by default exits 1 like any ASan error) exits 23, so a leak shows in the exit status too; UBSan
+# (-fno-sanitize-recover=undefined: the first report aborts) prints the stack of the report.
+_add_options("ASAN_OPTIONS", "detect_leaks=1:halt_on_error=1:print_summary=1")
+_add_options("LSAN_OPTIONS", "exitcode=23:print_suppressions=0")
+_add_options("UBSAN_OPTIONS", "print_stacktrace=1:print_summary=1:report_error_type=1")
+
+SANITIZER_REPORT = re.compile(
+    r"ERROR: (?:Address|Leak|Memory|Thread|UndefinedBehavior)Sanitizer"
+    r"|SUMMARY: \w*Sanitizer"
+    r"|ThreadSanitizer"
+    r"|runtime error:")
+
+
+def sanitizer_report(text: str, context: int = 60) -> str | None:
+    """The first sanitizer report in text (from a few lines before its first line, up to context
+    lines), or None if there is none."""
+    m = SANITIZER_REPORT.search(text)
+    if m is None:
+        return None
+    lines = text[:m.start()].split("\n")
+    start = max(0, len(lines) - 3)
+    tail = "\n".join(lines[start:]) + text[m.start():]
+    return "\n".join(tail.split("\n")[:context])
+
+
+def check_sanitizers(stderr, what: str):
+    """Raises AssertionError with the report if stderr (str or bytes) holds a sanitizer report."""
+    if isinstance(stderr, (bytes, bytearray)):
+        stderr = stderr.decode("utf-8", "replace")
+    report = sanitizer_report(stderr or "")
+    if report is not None:
+        raise AssertionError(f"sanitizer report in {what}'s stderr:\n{report}")
+
+
+def require(condition, why: str, tc: unittest.TestCase | None = None):
+    """A precondition that a test cannot run without (a tool, a free port, a file limit). Not
+    met: locally the test is skipped (or tc.skipTest), under CI (CI=true) it fails -- no test
+    may pass in CI by skipping. Returns condition."""
+    if condition:
+        return condition
+    if CI:
+        raise AssertionError(f"CI=true, so this cannot be skipped: {why}")
+    if tc is not None:
+        tc.skipTest(why)
+    raise unittest.SkipTest(why)
+
+
+def degrade(why: str):
+    """A fallback a test takes when the machine cannot run its full version (a smaller test, a
+    coarser measurement): locally it prints a note and returns, under CI (CI=true) it fails --
+    CI runs every test in full."""
+    if CI:
+        raise AssertionError(f"CI=true, so this test cannot run a reduced version: {why}")
+    print(f"\nnote: {why}; running a reduced version (this would fail under CI=true)")
 
 
 # ----------------------------------------------------------------------------------------------
 # Small utilities
 
 
+_recent_ports: list[int] = []
+
+
 def free_port() -> int:
-    """A loopback port that was free a moment ago (bind port 0, read it, close)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
+    """A loopback port that was free a moment ago (bind port 0, read it, close), and not one of
+    the last 256 it handed out (the kernel may give the same port twice in a row, and a test
+    that takes two ports before binding either would get a config with one address twice)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((HOST, 0))
+            port = s.getsockname()[1]
+        if port not in _recent_ports:
+            _recent_ports.append(port)
+            del _recent_ports[:-256]
+            return port
 
 
 def wait_until(predicate, timeout: float = 10.0, interval: float = 0.02, what: str = "condition"):
@@ -207,18 +298,45 @@ def _pdeathsig():
         pass
 
 
-class Proc:
-    """A child process with stdout/stderr captured to files in logdir."""
+# Signals after which a process is expected to exit normally (and with its expected status);
+# after any other signal a test sends (SIGKILL to simulate a crash, SIGSTOP to simulate a hang)
+# the exit status is the test's business.
+_GRACEFUL = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
-    def __init__(self, args: list[str], name: str, logdir: str, env: dict | None = None):
+
+def is_weir(args) -> bool:
+    return bool(args) and os.path.basename(str(args[0])) == "weir"
+
+
+class Proc:
+    """A child process with stdout/stderr captured to files in logdir.
+
+    expect_exit is the exit status it must end with (default: 0 for weir, which must exit 0 on
+    SIGTERM/SIGINT, whoami included; None = not checked, the default for other programs). A test
+    that makes it end otherwise on purpose says so: proc.expect(3), proc.expect(None) when the
+    test checks the status itself, or stop(sig=SIGKILL)/send_signal(SIGKILL), which imply it.
+    finish() (a cleanup) stops it, checks that status, and scans its stderr for sanitizer reports.
+    """
+
+    def __init__(self, args: list[str], name: str, logdir: str, env: dict | None = None,
+                 expect_exit: int | None = ...):
         self.args = list(args)
         self.name = name
+        self.weir = is_weir(args)
+        self.expect_exit = (0 if self.weir else None) if expect_exit is ... else expect_exit
+        self.on_purpose = False  # the test sent a non-graceful signal (SIGKILL, SIGSTOP, ...)
+        self.killed = False  # SIGKILL was needed after a graceful signal (by stop() or finish())
         self.stdout_path = os.path.join(logdir, f"{name}.stdout")
         self.stderr_path = os.path.join(logdir, f"{name}.stderr")
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
             self.popen = subprocess.Popen(self.args, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
                                           env=env, preexec_fn=_pdeathsig, close_fds=True)
         self.pid = self.popen.pid
+
+    def expect(self, code: int | None):
+        """The exit status finish() must see (None: any; the test checks it itself)."""
+        self.expect_exit = code
+        return self
 
     def stderr(self) -> str:
         try:
@@ -241,6 +359,8 @@ class Proc:
         return self.popen.poll()
 
     def send_signal(self, sig: int):
+        if sig not in _GRACEFUL:
+            self.on_purpose, self.expect_exit = True, None  # killed (or stopped) on purpose
         if self.popen.poll() is None:
             os.kill(self.pid, sig)
 
@@ -252,19 +372,54 @@ class Proc:
             return None
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0):
-        """sig, then SIGKILL if still running after timeout; returns the exit code."""
+        """sig, then SIGKILL if still running after timeout; returns the exit code. A SIGKILL
+        after a graceful signal is remembered: finish() reports it for a process whose status
+        is checked."""
+        if sig not in _GRACEFUL:
+            self.on_purpose, self.expect_exit = True, None  # killed on purpose
         if self.popen.poll() is None:
             try:
                 os.kill(self.pid, sig)
             except ProcessLookupError:
                 pass
             if self.wait(timeout) is None:
+                if sig in _GRACEFUL:
+                    self.killed = True
                 try:
                     os.kill(self.pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
                 self.popen.wait(timeout=10)
         return self.popen.returncode
+
+    def problems(self) -> list[str]:
+        """What is wrong with how this (finished) process ended: a SIGKILL after SIGTERM, an
+        unexpected exit status, a sanitizer report."""
+        out = []
+        code = self.popen.poll()
+        if self.killed and (self.weir or self.expect_exit is not None) and not self.on_purpose:
+            # weir must stop on SIGTERM, whatever exit status the test expects.
+            out.append(f"did not exit after SIGTERM: had to be killed with SIGKILL (exit status {code})")
+        elif self.expect_exit is not None:
+            if code != self.expect_exit:
+                how = f"killed by signal {-code}" if code is not None and code < 0 else f"exited with {code}"
+                out.append(f"{how}, expected exit status {self.expect_exit}")
+        report = sanitizer_report(self.stderr())
+        if report is not None:
+            out.append(f"sanitizer report in its stderr:\n{report}")
+        return out
+
+    def finish(self, timeout: float = 10.0):
+        """The cleanup of every spawned process: stops it if still running (SIGTERM, SIGKILL after
+        timeout) and raises AssertionError -- failing the test that owns it -- on any problems()."""
+        if self.popen.poll() is None:
+            self.stop(signal.SIGTERM, timeout)
+        problems = self.problems()
+        if problems:
+            text = f"{self.name} (pid {self.pid}, {' '.join(map(str, self.args))}): " + "; ".join(problems)
+            if "sanitizer report" not in text:
+                text += f"\n--- {self.name} stderr (tail) ---\n{self.stderr()[-3000:]}"
+            raise AssertionError(text)
 
     def wait_log(self, pattern: str, count: int = 1, timeout: float = 10.0) -> str:
         """Waits until regex pattern matches at least count times in stderr; returns stderr."""
@@ -692,6 +847,75 @@ def find_server(backends: dict, backend: str, server: str) -> dict:
     raise KeyError(f"no server {backend}/{server} in {backends}")
 
 
+def buffers(port: int) -> dict:
+    """weir's buffer blocks: {"in_use": blocks held by all workers, "block_bytes": their size}."""
+    return admin_backends(port)["buffers"]
+
+
+class BufferWatch:
+    """Samples weir's buffer blocks in use (admin /api/v1/backends, `buffers.in_use`) from a
+    thread, on one keep-alive admin connection, until stop(): .peak is the most seen, .samples
+    how many samples were taken, .block_bytes the block size. A context manager. (Every sample
+    allocates in weir: under ASan, whose quarantine keeps freed memory a while, sampling much
+    faster than every 10 ms shows as RSS growth of its own.)"""
+
+    def __init__(self, admin_port: int, interval: float = 0.01):
+        self.admin_port, self.interval = admin_port, interval
+        self.peak = 0
+        self.samples = 0
+        self.block_bytes = 0
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _loop(self):
+        conn = None
+        while not self._stop.is_set():
+            try:
+                if conn is None:
+                    conn = HttpConn(self.admin_port, timeout=IO_TIMEOUT)
+                r = conn.get("/api/v1/backends", host=f"{HOST}:{self.admin_port}")
+                if r.status != 200:
+                    raise AssertionError(f"/api/v1/backends answered {r.status}")
+                b = json.loads(r.body)["buffers"]
+                self.block_bytes = b["block_bytes"]
+                self.peak = max(self.peak, b["in_use"])
+                self.samples += 1
+                if (r.header("Connection") or "").lower() == "close":
+                    conn.close()
+                    conn = None
+            except Exception as e:  # noqa: BLE001 - reported by stop()
+                self.errors.append(repr(e))
+                if conn is not None:
+                    conn.close()
+                conn = None
+                if len(self.errors) > 100:
+                    return
+            self._stop.wait(self.interval)
+        if conn is not None:
+            conn.close()
+
+    def stop(self) -> int:
+        """Stops sampling; returns the peak. Fails if sampling failed or saw nothing."""
+        self._stop.set()
+        self._thread.join(IO_TIMEOUT + 5)
+        if self.samples == 0:
+            raise AssertionError(f"no buffer sample taken: {self.errors[:3]}")
+        return self.peak
+
+    def close(self):
+        """Stops sampling (a cleanup; raises nothing)."""
+        self._stop.set()
+        self._thread.join(IO_TIMEOUT + 5)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
 def backend_requests(port: int, backend: str | None = None) -> int:
     """Sum of requests_total over the servers (of one backend, or of all)."""
     total = 0
@@ -840,17 +1064,20 @@ class Env:
         return name if n == 0 else f"{name}.{n}"
 
     def spawn(self, args: list[str], name: str = "proc", env: dict | None = None,
-              stop_timeout: float = 10.0) -> Proc:
-        """Starts a process that cleanup stops (SIGTERM, SIGKILL after stop_timeout)."""
-        p = Proc(args, self._unique(name), self.tmp, env)
-        self._add_cleanup(p.stop, signal.SIGTERM, stop_timeout)
+              stop_timeout: float = 10.0, expect_exit: int | None = ...) -> Proc:
+        """Starts a process that cleanup stops (SIGTERM, SIGKILL after stop_timeout) and checks
+        (Proc.finish: exit status, sanitizer reports)."""
+        p = Proc(args, self._unique(name), self.tmp, env, expect_exit)
+        self._add_cleanup(p.finish, stop_timeout)
         return p
 
     def run_weir(self, *args: str, timeout: float = 30.0, input: bytes | None = None):
         """Runs `weir ARGS` to completion in the temp dir; returns the CompletedProcess
         (stdout/stderr as bytes)."""
-        return subprocess.run([WEIR_BIN, *args], capture_output=True, timeout=timeout, input=input,
-                              preexec_fn=_pdeathsig, cwd=self.tmp)
+        p = subprocess.run([WEIR_BIN, *args], capture_output=True, timeout=timeout, input=input,
+                           preexec_fn=_pdeathsig, cwd=self.tmp)
+        check_sanitizers(p.stderr, f"`weir {' '.join(args)}`")
+        return p
 
     def start_whoami(self, name: str = "whoami", delay: str | None = None, port: int | None = None) -> Whoami:
         for attempt in range(3):
@@ -864,6 +1091,7 @@ class Env:
                 return Whoami(p, p_port, name)
             except AssertionError:
                 if port is None and p.returncode() == 3 and attempt < 2:
+                    p.expect(3)
                     continue  # lost a race for the port
                 raise
         raise AssertionError("unreachable")
