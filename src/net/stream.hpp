@@ -22,6 +22,9 @@ class Transport {
   // After a read that returned fewer bytes than asked: true if the socket is drained, so the
   // next bytes come with a readiness edge (TLS may hold decrypted bytes or unread records).
   virtual bool drained() const = 0;
+  // The reactor reported input readiness (Stream::note_events): bytes may have arrived since
+  // the transport last read the socket.
+  void note_input_edge() { input_edge_ = true; }
   // TLS: a read may need the socket writable and a write may need it readable (handshake):
   // any readiness edge means "try both again".
   virtual bool needs_write_for_read() const { return false; }
@@ -32,6 +35,13 @@ class Transport {
   virtual bool handshake_done() const { return true; }
   virtual std::string_view alpn() const { return {}; }
   virtual std::string_view last_error() const { return {}; }
+
+ protected:
+  // An input edge came after the transport's last read of the socket (the transport clears it
+  // when it reads the socket). A transport that serves reads from its own buffer (TLS: records
+  // that came in with an earlier recv) must then not call the socket drained on the word of
+  // that earlier recv: the edge of the bytes that came since is spent, no other will follow.
+  bool input_edge_ = false;
 };
 
 struct Stream {
@@ -49,7 +59,10 @@ struct Stream {
   bool peer_closed = false;  // EPOLLRDHUP/HUP seen: read on until EOF even after short reads
 
   void note_events(uint32_t ev) {
-    if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) readable = true;
+    if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+      readable = true;
+      if (transport) transport->note_input_edge();
+    }
     // TLS: a read may wait for the socket to be writable and a write for it to be readable
     // (handshake): any edge lets both directions try again.
     if (transport && transport->needs_write_for_read()) readable = writable = true;

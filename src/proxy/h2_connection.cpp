@@ -32,6 +32,18 @@ struct H2Callbacks {
     return static_cast<ssize_t>(n);
   }
 
+  static int on_begin_frame(nghttp2_session*, const nghttp2_frame_hd* hd, void* user) {
+    if (hd->type == NGHTTP2_HEADERS) C(user).check_headers_stream(hd->stream_id);
+    return 0;
+  }
+
+  // nghttp2 found a frame invalid: for a stream, it has queued RST_STREAM (a connection error
+  // ends everything anyway), also for a stream it never opened (REFUSED_STREAM).
+  static int on_invalid_frame(nghttp2_session*, const nghttp2_frame* f, int, void* user) {
+    if (f->hd.stream_id != 0) C(user).note_reset(f->hd.stream_id);
+    return 0;
+  }
+
   static int on_begin_headers(nghttp2_session*, const nghttp2_frame* f, void* user) {
     H2Connection& c = C(user);
     if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
@@ -124,6 +136,7 @@ struct H2Callbacks {
         (f->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
       if (H2Stream* st = c.find(f->hd.stream_id)) st->mark_response_sent();
     }
+    if (f->hd.type == NGHTTP2_RST_STREAM) c.note_reset(f->hd.stream_id);
     return 0;
   }
 
@@ -155,6 +168,7 @@ bool H2Connection::setup() {
   const config::GlobalLimits& limits = w_.view()->snap->config->limits;
   max_header_bytes_ = limits.max_header_bytes;
   max_headers_ = limits.max_headers;
+  reset_memory_ = std::clamp<size_t>(limits.h2_max_concurrent_streams, 16, 1024);
   double now = now_seconds();
   reset_tokens_ = kResetBurst;
   glitch_tokens_ = kGlitchBurst;
@@ -163,6 +177,8 @@ bool H2Connection::setup() {
   nghttp2_session_callbacks* cb = nullptr;
   if (nghttp2_session_callbacks_new(&cb) != 0) return false;
   nghttp2_session_callbacks_set_send_callback(cb, H2Callbacks::send);
+  nghttp2_session_callbacks_set_on_begin_frame_callback(cb, H2Callbacks::on_begin_frame);
+  nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(cb, H2Callbacks::on_invalid_frame);
   nghttp2_session_callbacks_set_on_begin_headers_callback(cb, H2Callbacks::on_begin_headers);
   nghttp2_session_callbacks_set_on_header_callback(cb, H2Callbacks::on_header);
   nghttp2_session_callbacks_set_on_frame_recv_callback(cb, H2Callbacks::on_frame_recv);
@@ -229,6 +245,62 @@ void H2Connection::calm_down(const char* why) {
   failed_ = true;
 }
 
+void H2Connection::protocol_error(const char* why) {
+  if (failed_) return;
+  log::debug("client {}: HTTP/2: {}; sending GOAWAY(PROTOCOL_ERROR) and closing", ip_, why);
+  nghttp2_session_terminate_session(session_, NGHTTP2_PROTOCOL_ERROR);
+  failed_ = true;
+}
+
+// RFC 9113 §5.1.1: a stream id the client has passed cannot start a stream any more. nghttp2
+// drops a HEADERS frame on such an id without telling us (on purpose: it does not remember which
+// streams it reset), so the request would go unanswered with no error. Our rule, for a HEADERS
+// frame on stream `id`, decided before nghttp2 acts on it ("highest": the highest id of a client
+// HEADERS frame so far):
+//   - id 0 or even: left to nghttp2 (its connection error PROTOCOL_ERROR);
+//   - odd, above the highest: a new stream, left to nghttp2 (limits, refusals);
+//   - odd, not above the highest:
+//     - above the last stream of a GOAWAY we sent (reload, drain): ignored, as nghttp2 ignores
+//       the streams the client opened after it (RFC 9113 §6.8), trailers included;
+//     - a stream nghttp2 has open: trailers, left to nghttp2 (which answers STREAM_CLOSED if the
+//       client had ended the stream);
+//     - a stream our side reset lately (weir's RST_STREAM or nghttp2's own: malformed request,
+//       REFUSED_STREAM, flow control): ignored, as RFC 9113 §5.1 ("closed") and §5.4.2 ask,
+//       since the client may have sent it before the RST_STREAM reached it; "lately" is the
+//       last reset_memory_ resets (at least as many as the streams that may be open at once);
+//     - any other stream (never opened, so implicitly closed by a higher one; ended both ways;
+//       reset by the client; reset by us longer ago): connection error PROTOCOL_ERROR. GOAWAY
+//       carries the last stream processed, and the connection closes once it is out.
+void H2Connection::check_headers_stream(int32_t id) {
+  if (id <= 0 || id % 2 == 0) return;
+  if (id > highest_client_stream_) {
+    highest_client_stream_ = id;
+    return;
+  }
+  if (goaway_sent_ && id > goaway_last_stream_) return;
+  if (nghttp2_stream* st = nghttp2_session_find_stream(session_, id)) {
+    // Closed streams may linger in nghttp2's priority tree: only an open one counts.
+    auto state = nghttp2_stream_get_state(st);
+    if (state != NGHTTP2_STREAM_STATE_IDLE && state != NGHTTP2_STREAM_STATE_CLOSED) return;
+  }
+  if (reset_lately(id)) return;
+  protocol_error("HEADERS on a closed stream (its id is not above those already used)");
+}
+
+void H2Connection::note_reset(int32_t id) {
+  if (reset_lately(id)) return;
+  if (resets_.size() < reset_memory_) {
+    resets_.push_back(id);
+    return;
+  }
+  resets_[resets_next_] = id;  // forget the oldest
+  resets_next_ = (resets_next_ + 1) % resets_.size();
+}
+
+bool H2Connection::reset_lately(int32_t id) const {
+  return std::find(resets_.begin(), resets_.end(), id) != resets_.end();
+}
+
 bool H2Connection::turn() {
   bool progress = false;
   if (!io_.in.empty()) {
@@ -236,7 +308,13 @@ bool H2Connection::turn() {
       auto data = io_.in.readable();
       ssize_t n = nghttp2_session_mem_recv(session_, reinterpret_cast<const uint8_t*>(data.data()),
                                            data.size());
-      if (n < 0) {
+      if (n == NGHTTP2_ERR_FLOODED || n == NGHTTP2_ERR_TOO_MANY_CONTINUATIONS) {
+        // nghttp2's own flood limits (ACKs the client does not read, CONTINUATION floods) stop
+        // the session without a word: the client gets the GOAWAY(ENHANCE_YOUR_CALM) the other
+        // floods get, and the connection is counted as abusive.
+        calm_down(n == NGHTTP2_ERR_FLOODED ? "flood of frames that need an answer it does not read"
+                                           : "CONTINUATION flood");
+      } else if (n < 0) {
         log::debug("client {}: HTTP/2 connection error: {}", ip_,
                    nghttp2_strerror(static_cast<int>(n)));
         failed_ = true;
@@ -280,9 +358,9 @@ bool H2Connection::finished() const {
 void H2Connection::goaway() {
   if (goaway_sent_ || !session_) return;
   goaway_sent_ = true;
-  nghttp2_submit_goaway(session_, NGHTTP2_FLAG_NONE,
-                        nghttp2_session_get_last_proc_stream_id(session_), NGHTTP2_NO_ERROR,
-                        nullptr, 0);
+  goaway_last_stream_ = nghttp2_session_get_last_proc_stream_id(session_);
+  nghttp2_submit_goaway(session_, NGHTTP2_FLAG_NONE, goaway_last_stream_, NGHTTP2_NO_ERROR, nullptr,
+                        0);
   schedule_turn();
 }
 

@@ -10,6 +10,12 @@
 // (rapid reset, CVE-2023-44487) and cheap frames that do no work (PING, SETTINGS, PRIORITY,
 // empty DATA, WINDOW_UPDATEs beyond what our DATA frames justify). Spending a budget sends
 // GOAWAY(ENHANCE_YOUR_CALM) and closes the connection.
+//
+// Stream ids (RFC 9113 §5.1.1), which nghttp2 leaves to us: a HEADERS frame on a client stream
+// id at or below the highest one the client has used, for a stream that is not open, is a
+// connection error PROTOCOL_ERROR (GOAWAY, then close), unless our side reset that stream
+// lately (the client may have sent it before it saw the reset) or the stream came after a
+// GOAWAY of ours (ignored). See check_headers_stream().
 #include <nghttp2/nghttp2.h>
 
 #include <cstdint>
@@ -60,6 +66,12 @@ class H2Connection final : public ClientConn {
   bool spend(double& tokens, double& last, double rate, double cap);
   void glitch(const char* what);
   void calm_down(const char* why);
+  void protocol_error(const char* why);
+  // A HEADERS frame begins on stream `id` (before nghttp2 acts on it).
+  void check_headers_stream(int32_t id);
+  // Our side reset stream `id` (RST_STREAM queued or sent, by a stream or by nghttp2).
+  void note_reset(int32_t id);
+  bool reset_lately(int32_t id) const;
 
   nghttp2_session* session_ = nullptr;
   std::map<int32_t, std::unique_ptr<H2Stream>> streams_;
@@ -73,6 +85,12 @@ class H2Connection final : public ClientConn {
   double reset_tokens_ = 0, reset_last_ = 0;
   double glitch_tokens_ = 0, glitch_last_ = 0;
   uint64_t window_credit_ = 0;  // WINDOW_UPDATEs our DATA frames justify
+  // stream ids
+  int32_t highest_client_stream_ = 0;  // the highest stream id of a client HEADERS frame
+  int32_t goaway_last_stream_ = 0;     // the last stream id of our GOAWAY (goaway_sent_)
+  std::vector<int32_t> resets_;        // streams we reset lately: a ring of up to reset_memory_
+  size_t resets_next_ = 0;             // the ring's oldest entry once it is full
+  size_t reset_memory_ = 100;          // h2_max_concurrent_streams, within [16, 1024]
 };
 
 }  // namespace weir::proxy

@@ -20,6 +20,7 @@ struct TransportBio {
     BIO_clear_retry_flags(b);
     TlsTransport* t = of(b);
     if (!t || len <= 0) return 0;
+    t->input_edge_ = false;  // this recv sees every byte that came before the last edge
     for (;;) {
       ssize_t n = ::recv(t->fd_, out, static_cast<size_t>(len), 0);
       if (n > 0) {
@@ -202,8 +203,15 @@ ssize_t TlsTransport::fail(int rc) {
   return kIoError;
 }
 
+// Drained: the last raw recv was short (or hit EAGAIN/EOF), no input edge came after it, and
+// OpenSSL holds no byte of it (decrypted or not). The edge check matters when records pile up:
+// one recv takes many, each read decrypts one, and when a connection yields its turn before
+// they are all read, the poll in between reports (and spends) the edge of bytes that arrived
+// after that recv; the recv's "short" is then out of date, and trusting it once the buffer runs
+// dry would leave those bytes unread in the socket with no edge to come (issue 17: an HTTP/2
+// client over TLS got no answer to its last frames).
 bool TlsTransport::drained() const {
-  return drained_ && SSL_has_pending(ssl_) == 0;
+  return drained_ && !input_edge_ && SSL_has_pending(ssl_) == 0;
 }
 
 void TlsTransport::shutdown(int fd) {
