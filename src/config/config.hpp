@@ -9,6 +9,10 @@
 #include <utility>
 #include <vector>
 
+namespace re2 {
+class RE2;
+}
+
 namespace weir::config {
 
 using Duration = std::chrono::milliseconds;
@@ -120,9 +124,49 @@ struct Backend {
   SourcePos pos;
 };
 
+// A condition on a header, a cookie or a query parameter: the exact value (case-sensitive), or
+// any value when `any` ("*": present).
+struct FieldMatch {
+  std::string name;  // headers: compared case-insensitively; cookies, query: exactly
+  std::string value;
+  bool any = false;
+};
+
+// Every condition given must hold.
 struct RouteMatch {
-  std::string host;         // lower-cased; "" = any; "*.example.com" = wildcard
-  std::string path_prefix;  // "" = any
+  std::string host;                       // lower-cased; "" = any; "*.example.com" = wildcard
+  std::string path;                       // the whole path without the query; "" = any
+  std::string path_prefix;                // "" = any
+  std::string path_regex;                 // RE2 syntax, as written ("" = any)
+  std::shared_ptr<const re2::RE2> regex;  // compiled once per config (linear-time matching)
+  std::vector<std::string> methods;       // upper-case tokens; empty = any
+  std::vector<FieldMatch> headers;
+  std::vector<FieldMatch> cookies;
+  std::vector<FieldMatch> query;  // on decoded parameters
+  bool matches_everything() const {
+    return host.empty() && path.empty() && path_prefix.empty() && path_regex.empty() &&
+           methods.empty() && headers.empty() && cookies.empty() && query.empty();
+  }
+};
+
+// `redirect:` — Location is `to`, plus the request's path and query with keep_path.
+struct RouteRedirect {
+  std::string to;
+  uint16_t status = 302;
+  bool keep_path = false;
+};
+
+// `respond:` — weir answers itself.
+struct RouteRespond {
+  uint16_t status = 200;
+  std::string body;
+  std::string content_type = "text/plain";
+};
+
+// `rewrite:` — of the forwarded path: strip_prefix, then add_prefix ("" → "/").
+struct RouteRewrite {
+  std::string strip_prefix;
+  std::string add_prefix;
 };
 
 // One `request_headers:` or `response_headers:` block of a route, applied in the order remove,
@@ -144,6 +188,11 @@ struct Route {
   HeaderRules request_headers;                        // on the request forwarded to the backend
   HeaderRules response_headers;                       // on the response sent back to the client
   std::optional<RequestBuffering> request_buffering;  // else the backend's
+  // Exactly one action: `backend` (above), `redirect` or `respond`.
+  std::optional<RouteRedirect> redirect;
+  std::optional<RouteRespond> respond;
+  std::optional<RouteRewrite> rewrite;
+  bool forwards() const { return !redirect && !respond; }
 };
 
 struct ListenerTimeouts {

@@ -54,9 +54,11 @@ bool read_path_prefix(Diagnostics& d, const Field& f, std::string& out) {
 }
 
 bool load_match(LoadState& s, const Field& f, RouteMatch& match) {
-  MapReader m(s.diag, f, "match", {"host", "path_prefix"});
+  MapReader m(
+      s.diag, f, "match",
+      {"host", "path", "path_prefix", "path_regex", "methods", "headers", "cookies", "query"});
   if (!m.ok()) return false;
-  bool ok = true;
+  bool ok = load_route_match_extra(s, m, match);
   if (const Field* host = m.find("host")) ok &= read_route_host(s.diag, *host, match.host);
   if (const Field* prefix = m.find("path_prefix")) {
     ok &= read_path_prefix(s.diag, *prefix, match.path_prefix);
@@ -79,7 +81,8 @@ void load_routes(LoadState& s, const Field& f, Listener& l, size_t listener_inde
   const YAML::Mark* catch_all = nullptr;
   for (const Field& item : items) {
     MapReader m(s.diag, item, "route",
-                {"match", "request_headers", "response_headers", "request_buffering", "backend"});
+                {"match", "request_headers", "response_headers", "request_buffering", "backend",
+                 "redirect", "respond", "rewrite"});
     if (!m.ok()) continue;
     Route route;
     route.pos = s.diag.pos(item.mark);
@@ -96,10 +99,40 @@ void load_routes(LoadState& s, const Field& f, Listener& l, size_t listener_inde
     if (catch_all != nullptr) {
       s.diag.warning(item.mark, "this route is never used: the route at line " +
                                     line_of(s.diag, *catch_all) + " matches every request");
-    } else if (route.match.host.empty() && route.match.path_prefix.empty()) {
+    } else if (route.match.matches_everything()) {
       catch_all = &item.mark;
     }
-    if (const Field* backend = m.require("backend")) {
+    // Exactly one action.
+    const Field* backend = m.find("backend");
+    const Field* redirect = m.find("redirect");
+    const Field* respond = m.find("respond");
+    int actions = (backend ? 1 : 0) + (redirect ? 1 : 0) + (respond ? 1 : 0);
+    if (actions == 0) {
+      s.diag.error(item.mark, "a route needs one action: \"backend\", \"redirect\" or \"respond\"");
+      continue;
+    }
+    if (actions > 1) {
+      const Field* second = respond && (backend || redirect) ? respond : redirect;
+      s.diag.error(second->key_mark,
+                   "a route has one action only: \"backend\", \"redirect\" or \"respond\"");
+      continue;
+    }
+    if (const Field* rw = m.find("rewrite")) {
+      if (!backend) {
+        s.diag.error(rw->key_mark,
+                     "\"rewrite\" changes the path forwarded to a backend: the "
+                     "route needs \"backend\"");
+      } else {
+        load_route_rewrite(s, *rw, route);
+      }
+    }
+    if (redirect) {
+      load_route_redirect(s, *redirect, route);
+      l.routes.push_back(std::move(route));
+    } else if (respond) {
+      load_route_respond(s, *respond, route);
+      l.routes.push_back(std::move(route));
+    } else {
       add_route(s, l, listener_index, std::move(route), *backend);
     }
   }

@@ -32,6 +32,11 @@ bool read_name(Diagnostics& d, const Field& f, std::string& out);
 bool read_listen_address(LoadState& s, const Field& f, const std::string& owner, std::string& out);
 
 void load_listeners(LoadState& s, const Field& f);
+// route_loader.cpp: the match keys beyond host and path_prefix, and the route actions.
+bool load_route_match_extra(LoadState& s, const MapReader& m, RouteMatch& match);
+void load_route_redirect(LoadState& s, const Field& f, Route& route);
+void load_route_respond(LoadState& s, const Field& f, Route& route);
+void load_route_rewrite(LoadState& s, const Field& f, Route& route);
 // `request_buffering: { max: SIZE }` (routes and backends).
 void load_request_buffering(LoadState& s, const Field& f, std::optional<RequestBuffering>& out);
 void load_backends(LoadState& s, const Field& f);

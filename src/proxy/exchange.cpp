@@ -51,6 +51,7 @@ void Exchange::reset_state(Downstream& ds) {
   body_read_done_ = false;
   buffer_max_ = 0;
   route_buffering_.reset();
+  rewrite_ = nullptr;
   body_in_place_ = false;
   edits_.clear();
   tried_ = {};
@@ -89,6 +90,25 @@ void Exchange::start(Downstream& ds, const http::RequestHead& req) {
   if (!route_and_filter(req, target, route_host)) return;
   choose_affinity(req);
   view_->budget(backend_).on_request();
+  if (rewrite_) {
+    // strip_prefix, then add_prefix, on the path; the query stays as it was.
+    size_t qpos = target.find('?');
+    std::string_view path = target.substr(0, qpos);
+    std::string_view query =
+        qpos == std::string_view::npos ? std::string_view{} : target.substr(qpos);
+    const std::string& strip = rewrite_->strip_prefix;
+    if (!strip.empty() && path.starts_with(strip) &&
+        (path.size() == strip.size() || path[strip.size()] == '/' || strip.back() == '/'))
+      path.remove_prefix(strip.size());
+    rewritten_.assign(rewrite_->add_prefix);
+    if (!rewritten_.empty() && rewritten_.back() == '/' && path.starts_with('/'))
+      rewritten_.pop_back();
+    if (!path.empty() && path.front() != '/') rewritten_.push_back('/');
+    rewritten_.append(path);
+    if (rewritten_.empty()) rewritten_ = "/";
+    rewritten_.append(query);
+    target = rewritten_;
+  }
   if (!build_forward_head(req, target, host, route_host)) return;
   if (!req_done_) {
     // request_buffering (the route's, else the backend's): the body first, then a server.
@@ -128,7 +148,9 @@ bool Exchange::route_and_filter(const http::RequestHead& req, std::string_view t
   size_t li = view_->slot_listener[ds_->client().slot];
   const auto& lr = view_->snap->listeners[li];
   const ListenerFilters& lf = view_->filters[li];
-  int route = find_route(lr.cfg->routes, route_host, path);
+  size_t q = target.find('?');
+  std::string_view query = q == std::string_view::npos ? std::string_view{} : target.substr(q + 1);
+  int route = find_route(lr.cfg->routes, RouteRequest{route_host, path, query, &req});
   filters_ = route < 0 ? &lf.listener : &lf.routes[static_cast<size_t>(route)];
   RequestView rv{req, route_host, target, path, ds_->client()};
   LocalAnswer a;
@@ -142,9 +164,34 @@ bool Exchange::route_and_filter(const http::RequestHead& req, std::string_view t
     return false;
   }
   const config::Route& r = lr.cfg->routes[static_cast<size_t>(route)];
+  if (!r.forwards()) return route_action(r, target);
   backend_ = BackendId(r.backend_index);
   route_buffering_ = r.request_buffering;
+  rewrite_ = r.rewrite ? &*r.rewrite : nullptr;
   return true;
+}
+
+// A route that answers itself: `redirect` or `respond`. Always false (answered).
+bool Exchange::route_action(const config::Route& r, std::string_view target) {
+  if (r.redirect) {
+    const auto& rd = *r.redirect;
+    std::string& loc = w_.scratch_string();
+    loc.assign(rd.to);
+    if (rd.keep_path) {
+      if (!loc.empty() && loc.back() == '/' && !target.empty() && target.front() == '/')
+        loc.pop_back();
+      loc.append(target);
+    }
+    edits_.clear();  // request edits of the route's filters have no place on weir's answer
+    edits_.set("Location", loc);
+    local_body_.assign(http::reason_phrase(rd.status)).append("\n");
+    answer(rd.status, local_body_);
+    return false;
+  }
+  const auto& rs = *r.respond;
+  edits_.clear();
+  answer(rs.status, rs.body, false, rs.content_type);
+  return false;
 }
 
 // What the hashing strategies and sticky sessions read from the request, taken while its head
@@ -195,7 +242,8 @@ bool Exchange::build_forward_head(const http::RequestHead& req, std::string_view
 }
 
 // weir's own answer (errors, 404, 503, redirects): through the response filters like any other.
-void Exchange::answer(uint16_t status, std::string_view body, bool close) {
+void Exchange::answer(uint16_t status, std::string_view body, bool close,
+                      std::string_view content_type) {
   leave_queue();
   release_upstream(false);
   timer_.clear();
@@ -210,11 +258,12 @@ void Exchange::answer(uint16_t status, std::string_view body, bool close) {
   ResponseOut head;
   head.status = status;
   head.local = true;
-  head.local_body = body;
-  head.body = http::BodyKind::ContentLength;
+  // HEAD: the length of the body a GET would get, and no body (RFC 9110 9.3.2).
+  head.local_body = method_ == http::Method::Head ? std::string_view{} : body;
+  head.body = status == 204 || status == 304 ? http::BodyKind::None : http::BodyKind::ContentLength;
   head.content_length = body.size();
   head.edits = &edits_;
-  edits_.set("Content-Type", "text/plain");
+  if (head.body != http::BodyKind::None) edits_.set("Content-Type", content_type);
   if (filters_) filters_->on_response(head);
   if (close) req_done_ = false;  // the connection must not be reused
   head.last = !req_done_;        // an unread request body leaves no way to find the next head

@@ -90,7 +90,9 @@ class Exchange final : public UpstreamOwner {
   void choose_affinity(const http::RequestHead& req);
   bool build_forward_head(const http::RequestHead& req, std::string_view target,
                           std::string_view host, std::string_view route_host);
-  void answer(uint16_t status, std::string_view body, bool close = false);
+  void answer(uint16_t status, std::string_view body, bool close = false,
+              std::string_view content_type = "text/plain");
+  bool route_action(const config::Route& r, std::string_view target);  // redirect, respond
   void finish(bool response_complete);
   void count(uint16_t status);
   void arm(TimerKind kind, Millis after);
@@ -176,7 +178,9 @@ class Exchange final : public UpstreamOwner {
   uint64_t buffer_max_ = 0;      // request_buffering: read this much before picking a server
   bool body_in_place_ = false;   // the body goes to the server from the downstream's own bytes
   HeaderEdits edits_;            // request edits, then response edits (kept in the pool)
-  std::optional<config::RequestBuffering> route_buffering_;  // the route's, if it has one
+  std::optional<config::RequestBuffering> route_buffering_;
+  const config::RouteRewrite* rewrite_ = nullptr;  // the route's (the view keeps it alive)
+  std::string rewritten_;   // the rewritten target (capacity kept)  // the route's, if it has one
   std::string local_body_;  // weir's own answer body (when it is not a literal)
 
   // attempts

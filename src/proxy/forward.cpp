@@ -144,7 +144,7 @@ void build_response_head(const ResponseOut& resp, OutFraming framing, bool close
   switch (framing) {
     case OutFraming::ContentLength:
       out.append("Content-Length: ");
-      append_uint(out, resp.local ? resp.local_body.size() : resp.content_length);
+      append_uint(out, resp.content_length);  // weir's own answers: their body's (HEAD too)
       out.append("\r\n");
       break;
     case OutFraming::Chunked:

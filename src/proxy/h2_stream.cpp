@@ -162,7 +162,7 @@ int H2Stream::submit(const ResponseOut& head, bool final_head) {
     nva.push_back(nv(lower, name.size(), value.data(), value.size()));
   });
   if (head.local) {
-    auto [end, ec] = std::to_chars(length, length + sizeof length, head.local_body.size());
+    auto [end, ec] = std::to_chars(length, length + sizeof length, head.content_length);
     (void)ec;
     nva.push_back(nv("content-length", 14, length, static_cast<size_t>(end - length)));
   }

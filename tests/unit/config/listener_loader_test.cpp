@@ -287,17 +287,18 @@ backends:
     servers:
       - address: 127.0.0.1:9001
 )");
-  EXPECT_EQ(e, (std::vector<std::string>{
-                   "t.yaml:5:23: invalid host \"api.example.com:8080\" (without a port): expected "
-                   "a host name such as api.example.com or *.example.com",
-                   "t.yaml:7:23: host \"*\" matches every host: leave out \"host\" instead",
-                   "t.yaml:9:23: invalid host \"a.*.com\": expected a host name such as "
-                   "api.example.com or *.example.com",
-                   "t.yaml:11:30: \"path_prefix\" must start with \"/\", got \"api/\"",
-                   "t.yaml:13:30: \"path_prefix\" \"/a b\" must not contain spaces, control "
-                   "characters, \"?\" or \"#\"",
-                   "t.yaml:15:9: route needs \"backend\"",
-               }));
+  EXPECT_EQ(e,
+            (std::vector<std::string>{
+                "t.yaml:5:23: invalid host \"api.example.com:8080\" (without a port): expected "
+                "a host name such as api.example.com or *.example.com",
+                "t.yaml:7:23: host \"*\" matches every host: leave out \"host\" instead",
+                "t.yaml:9:23: invalid host \"a.*.com\": expected a host name such as "
+                "api.example.com or *.example.com",
+                "t.yaml:11:30: \"path_prefix\" must start with \"/\", got \"api/\"",
+                "t.yaml:13:30: \"path_prefix\" \"/a b\" must not contain spaces, control "
+                "characters, \"?\" or \"#\"",
+                "t.yaml:15:9: a route needs one action: \"backend\", \"redirect\" or \"respond\"",
+            }));
 }
 
 TEST(Listeners, UnreachableRouteIsAWarning) {

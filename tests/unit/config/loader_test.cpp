@@ -378,7 +378,7 @@ listeners:
   - name: web
     listen: 127.0.0.1:8080
     routes:
-      - match: {hots: a.example, path: /}
+      - match: {hots: a.example, pathe: /}
         backend: web
         weight: 2
     timeouts: {header: 1s, idel: 2s}
@@ -393,7 +393,7 @@ backends:
                    "\"workers\"?",
                    "t.yaml:2:1: unknown key \"colour\" in the configuration",
                    "t.yaml:7:17: unknown key \"hots\" in match; did you mean \"host\"?",
-                   "t.yaml:7:34: unknown key \"path\" in match",
+                   "t.yaml:7:34: unknown key \"pathe\" in match; did you mean \"path\"?",
                    "t.yaml:9:9: unknown key \"weight\" in route",
                    "t.yaml:10:28: unknown key \"idel\" in listener timeouts; did you mean "
                    "\"idle\"?",

@@ -151,6 +151,7 @@ TEST(Forward, LocalResponse) {
   head.status = 503;
   head.local = true;
   head.local_body = "Service Unavailable\n";
+  head.content_length = head.local_body.size();  // set by Exchange::answer (HEAD: no body)
   head.body = http::BodyKind::ContentLength;
   head.edits = &edits;
   std::string out;
