@@ -237,7 +237,10 @@ struct Listener {
   ListenerTimeouts timeouts;
   std::vector<std::string> trusted_proxies;  // client IPs whose X-Forwarded-* are kept
   std::optional<ListenerTls> tls;
-  bool h2c = false;             // plain listener: also HTTP/2 with prior knowledge
+  bool h2c = false;  // plain listener: also HTTP/2 with prior knowledge
+  // Removes Server, X-Powered-By, X-AspNet-Version and X-AspNetMvc-Version from servers'
+  // responses (weir sends no Server of its own).
+  bool hide_server_headers = true;
   uint16_t redirect_https = 0;  // plain listener: answer 308 to https://HOST:PORT/PATH (0 = off)
   SourcePos pos;
 };

@@ -230,7 +230,7 @@ void load_listener(LoadState& s, const Field& item,
                    std::map<std::string, YAML::Mark, std::less<>>& names) {
   MapReader m(s.diag, item, "listener",
               {"name", "listen", "mode", "routes", "backend", "max_connections", "timeouts",
-               "trusted_proxies", "tls", "h2c", "redirect_https"});
+               "trusted_proxies", "tls", "h2c", "redirect_https", "hide_server_headers"});
   if (!m.ok()) return;
   const size_t index = s.config.listeners.size();
   Listener l;
@@ -243,6 +243,8 @@ void load_listener(LoadState& s, const Field& item,
     }
   }
   if (const Field* listen = m.require("listen")) load_listen(s, *listen, l);
+  if (const Field* hide = m.find("hide_server_headers"))
+    read_bool(s.diag, *hide, l.hide_server_headers);
   if (const Field* mode = m.find("mode")) {
     std::string text;
     if (read_string(s.diag, *mode, text)) {

@@ -46,6 +46,18 @@ class Hsts final : public Filter {
   std::string value_;
 };
 
+// hide_server_headers: what a server says about its software stays behind weir. Before the
+// route's response_headers, which may still set such a field on purpose.
+class HideServerHeaders final : public Filter {
+ public:
+  void on_response(ResponseOut& h) override {
+    if (h.local) return;
+    for (std::string_view name :
+         {"Server", "X-Powered-By", "X-AspNet-Version", "X-AspNetMvc-Version"})
+      h.edits->remove(name);
+  }
+};
+
 // A route's request_headers / response_headers: remove, then set, then add.
 class HeaderRulesFilter final : public Filter {
  public:
@@ -73,6 +85,7 @@ ListenerFilters build_filters(const config::Listener& l) {
   ListenerFilters f;
   if (l.redirect_https != 0) f.owned.push_back(std::make_unique<RedirectHttps>(l.redirect_https));
   if (l.tls && l.tls->hsts) f.owned.push_back(std::make_unique<Hsts>(*l.tls->hsts));
+  if (l.hide_server_headers) f.owned.push_back(std::make_unique<HideServerHeaders>());
   for (const auto& p : f.owned)
     f.listener.filters.push_back(p.get());
   for (const auto& route : l.routes) {

@@ -5,7 +5,7 @@ redirect, respond; rewrite of the forwarded path; and the config errors for each
 import unittest
 
 from tlstest import H2Conn
-from weirtest import HttpConn, WeirTestCase, free_port, http_get, http_request
+from weirtest import HttpConn, WeirTestCase, free_port, http_get, http_request, read_request_head
 
 
 class RouteRulesTest(WeirTestCase):
@@ -152,6 +152,55 @@ class RouteRulesConfigErrorsTest(WeirTestCase):
         self.check("      - match: { path: /a }\n        respond: { status: 200 }\n        rewrite: { add_prefix: /x }\n",
                    "\"rewrite\" changes the path forwarded to a backend")
         self.check("      - match: { path: a }\n        backend: web\n", "\"path\" must start with \"/\"")
+
+
+def chatty_origin(c):
+    while read_request_head(c):
+        c.sendall(b"HTTP/1.1 200 OK\r\nServer: Apache/2.4.1 (Unix)\r\nX-Powered-By: PHP/5.2\r\n"
+                  b"x-aspnet-version: 4.0\r\nX-AspNetMvc-Version: 5.2\r\nX-Other: kept\r\n"
+                  b"Content-Length: 2\r\n\r\nok")
+
+
+class HideServerHeadersTest(WeirTestCase):
+    HIDDEN = ("server", "x-powered-by", "x-aspnet-version", "x-aspnetmvc-version")
+
+    def lb(self, **listener):
+        origin = self.start_server(chatty_origin)
+        listener.setdefault("h2c", True)
+        return self.start_lb([{"address": origin.address, "name": "o"}], listener_extra=listener)
+
+    def test_hidden_by_default_on_http1_and_http2(self):
+        lb = self.lb()
+        r = http_get(lb.port, "/")
+        self.assertEqual(r.status, 200)
+        for name in self.HIDDEN:
+            self.assertIsNone(r.header(name), name)
+        self.assertEqual(r.header("x-other"), "kept")
+        h2 = H2Conn(lb.port)
+        self.addCleanup(h2.close)
+        s = h2.get("/")
+        self.assertEqual(s.status, 200)
+        for name in self.HIDDEN:
+            self.assertIsNone(s.header(name), name)
+        self.assertEqual(s.header("x-other"), "kept")
+        # weir's own answers name no server either.
+        self.assertIsNone(http_get(lb.port, "/", host=None).header("server"))
+
+    def test_off_keeps_them(self):
+        lb = self.lb(hide_server_headers=False)
+        r = http_get(lb.port, "/")
+        self.assertEqual(r.header("server"), "Apache/2.4.1 (Unix)")
+        self.assertEqual(r.header("x-powered-by"), "PHP/5.2")
+        self.assertEqual(r.header("x-aspnet-version"), "4.0")
+
+    def test_a_route_may_set_its_own(self):
+        origin = self.start_server(chatty_origin)
+        routes = [{"match": {"path_prefix": "/"}, "backend": "web",
+                   "response_headers": {"set": {"Server": "front"}}}]
+        lb = self.start_lb([{"address": origin.address}], routes=routes)
+        r = http_get(lb.port, "/")
+        self.assertEqual(r.header_all("server"), ["front"])
+        self.assertIsNone(r.header("x-powered-by"))
 
 
 if __name__ == "__main__":

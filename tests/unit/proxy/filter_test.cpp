@@ -25,6 +25,14 @@ config::ConfigPtr load(std::string_view yaml) {
   for (const auto& d : r.diagnostics)
     diags += "\n  " + d.format();
   EXPECT_TRUE(r.ok()) << diags;
+  // These tests count and run the other filters: hide_server_headers (on by default) is
+  // tested on its own below.
+  if (r.config) {
+    auto cfg = std::make_shared<config::Config>(*r.config);
+    for (auto& l : cfg->listeners)
+      l.hide_server_headers = false;
+    return cfg;
+  }
   return r.config;
 }
 
@@ -85,7 +93,8 @@ backends:
 TEST(RedirectHttps, AnswersWith308ToTheSameUrlOverHttps) {
   auto cfg = load(kRedirect);
   ASSERT_TRUE(cfg);
-  const config::Listener& l = cfg->listeners.at(0);
+  config::Listener l = cfg->listeners.at(0);
+  l.hide_server_headers = false;  // counted apart: HideServerHeaders below
   ASSERT_EQ(l.redirect_https, 8443);
   ListenerFilters f = build_filters(l);
   ASSERT_EQ(f.listener.filters.size(), 1u);
@@ -133,6 +142,7 @@ TEST(RedirectHttps, NoHostIsABadRequestThatCloses) {
 
 TEST(RedirectHttps, Port443IsLeftOut) {
   config::Listener l;
+  l.hide_server_headers = false;
   l.name = "plain";
   l.redirect_https = 443;
   ListenerFilters f = build_filters(l);
@@ -146,6 +156,7 @@ TEST(RedirectHttps, Port443IsLeftOut) {
 
 TEST(RedirectHttps, EmptyTargetRedirectsToTheRoot) {
   config::Listener l;
+  l.hide_server_headers = false;
   l.redirect_https = 8443;
   ListenerFilters f = build_filters(l);
   Request req("example.com", "");
@@ -159,6 +170,7 @@ TEST(RedirectHttps, EachAnswerKeepsItsOwnLocation) {
   // The filter is shared by the exchanges of a worker: one answer's Location must not change
   // when the next request is redirected.
   config::Listener l;
+  l.hide_server_headers = false;
   l.redirect_https = 8443;
   ListenerFilters f = build_filters(l);
   Request first("one.example", "/first");
@@ -175,6 +187,7 @@ TEST(RedirectHttps, EachAnswerKeepsItsOwnLocation) {
 
 TEST(RedirectHttps, ReplacesALocationSetEarlier) {
   config::Listener l;
+  l.hide_server_headers = false;
   l.redirect_https = 8443;
   ListenerFilters f = build_filters(l);
   Request req("example.com", "/");
@@ -187,6 +200,7 @@ TEST(RedirectHttps, ReplacesALocationSetEarlier) {
 
 TEST(RedirectHttps, LeavesUpstreamHeadsAndResponsesAlone) {
   config::Listener l;
+  l.hide_server_headers = false;
   l.redirect_https = 8443;
   ListenerFilters f = build_filters(l);
   Request req("example.com", "/");
@@ -251,7 +265,8 @@ backends:
 TEST(Hsts, SetsStrictTransportSecurityOnEveryResponse) {
   auto cfg = load(kTls);
   ASSERT_TRUE(cfg);
-  const config::Listener& l = cfg->listeners.at(0);
+  config::Listener l = cfg->listeners.at(0);
+  l.hide_server_headers = false;  // counted apart: HideServerHeaders below
   ASSERT_TRUE(l.tls && l.tls->hsts);
   ListenerFilters f = build_filters(l);
   ASSERT_EQ(f.listener.filters.size(), 1u);
@@ -292,6 +307,7 @@ TEST(Hsts, ReplacesTheServersOwnField) {
 
 TEST(Hsts, MaxAgeIsInWholeSeconds) {
   config::Listener l;
+  l.hide_server_headers = false;
   l.tls.emplace();
   l.tls->hsts = config::Duration(90500);  // 90.5 s
   ListenerFilters f = build_filters(l);
@@ -327,6 +343,7 @@ TEST(Hsts, EveryRouteChainHasItBeforeTheRoutesOwnRules) {
 
 TEST(Hsts, TlsWithoutHstsHasNoFilter) {
   config::Listener l;
+  l.hide_server_headers = false;
   l.tls.emplace();
   ListenerFilters f = build_filters(l);
   EXPECT_TRUE(f.listener.filters.empty());
@@ -377,7 +394,8 @@ backends:
 TEST(HeaderRules, ChainsPerRoute) {
   auto cfg = load(kRules);
   ASSERT_TRUE(cfg);
-  const config::Listener& l = cfg->listeners.at(0);
+  config::Listener l = cfg->listeners.at(0);
+  l.hide_server_headers = false;   // counted apart: HideServerHeaders below
   ASSERT_EQ(l.routes.size(), 3u);  // /api/, /static/, the catch-all
   ListenerFilters f = build_filters(l);
   EXPECT_TRUE(f.listener.filters.empty());
@@ -458,6 +476,7 @@ TEST(HeaderRules, AppliedInTheOrderRemoveSetAdd) {
   // The same name in all three lists: remove, then set, then add leaves the set value and the
   // added one (any other order would lose one of them).
   config::Listener l;
+  l.hide_server_headers = false;
   config::Route r;
   r.request_headers.remove = {"X-A"};
   r.request_headers.set = {{"X-A", "set"}};
@@ -487,6 +506,7 @@ TEST(HeaderRules, AppliedInTheOrderRemoveSetAdd) {
 
 TEST(HeaderRules, SeveralEntriesKeepTheirOrder) {
   config::Listener l;
+  l.hide_server_headers = false;
   config::Route r;
   r.response_headers.set = {{"X-One", "1"}, {"X-Two", "2"}, {"X-One", "1b"}};
   r.response_headers.add = {{"Link", "</a>"}, {"Link", "</b>"}, {"Via", "weir"}};
@@ -515,6 +535,38 @@ TEST(HeaderRules, ChainsStayValidWhenTheFiltersAreMoved) {
     f.routes[0].on_response(resp);
     EXPECT_EQ(added(edits), (Fields{{"Cache-Control", "no-store"}, {"X-Served-By", "weir"}}));
   }
+}
+
+}  // namespace
+}  // namespace weir::proxy
+
+namespace weir::proxy {
+namespace {
+
+TEST(HideServerHeaders, OnByDefaultFirstInEveryChainAndNotOnLocalAnswers) {
+  config::Listener l;
+  config::Route r;
+  r.response_headers.set.emplace_back("Server", "front");
+  l.routes.push_back(r);
+  ListenerFilters f = build_filters(l);
+  ASSERT_EQ(f.listener.filters.size(), 1u);
+  ASSERT_EQ(f.routes.at(0).filters.size(), 2u);
+  EXPECT_EQ(f.routes[0].filters[0], f.listener.filters[0]);
+  HeaderEdits e;
+  ResponseOut out;
+  out.edits = &e;
+  f.listener.on_response(out);
+  for (std::string_view name :
+       {"server", "x-powered-by", "x-aspnet-version", "x-aspnetmvc-version"})
+    EXPECT_TRUE(e.removes(name)) << name;
+  HeaderEdits local;
+  ResponseOut answer;
+  answer.edits = &local;
+  answer.local = true;
+  f.listener.on_response(answer);
+  EXPECT_FALSE(local.removes("server"));
+  l.hide_server_headers = false;
+  EXPECT_TRUE(build_filters(l).listener.filters.empty());
 }
 
 }  // namespace
