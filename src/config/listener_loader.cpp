@@ -34,25 +34,6 @@ bool read_route_host(Diagnostics& d, const Field& f, std::string& out) {
   return true;
 }
 
-bool read_path_prefix(Diagnostics& d, const Field& f, std::string& out) {
-  std::string path;
-  if (!read_string(d, f, path)) return false;
-  if (path.empty() || path.front() != '/') {
-    d.error(f.mark, "\"path_prefix\" must start with \"/\", got " + quote(path));
-    return false;
-  }
-  bool bad = std::any_of(path.begin(), path.end(), [](unsigned char c) {
-    return c <= 0x20 || c == 0x7f || c == '?' || c == '#';
-  });
-  if (bad) {
-    d.error(f.mark, "\"path_prefix\" " + quote(path) +
-                        " must not contain spaces, control characters, \"?\" or \"#\"");
-    return false;
-  }
-  out = std::move(path);
-  return true;
-}
-
 bool load_match(LoadState& s, const Field& f, RouteMatch& match) {
   MapReader m(
       s.diag, f, "match",
@@ -61,7 +42,7 @@ bool load_match(LoadState& s, const Field& f, RouteMatch& match) {
   bool ok = load_route_match_extra(s, m, match);
   if (const Field* host = m.find("host")) ok &= read_route_host(s.diag, *host, match.host);
   if (const Field* prefix = m.find("path_prefix")) {
-    ok &= read_path_prefix(s.diag, *prefix, match.path_prefix);
+    ok &= read_route_path(s.diag, *prefix, "path_prefix", match.path_prefix);
   }
   return ok;
 }

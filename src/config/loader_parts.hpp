@@ -32,7 +32,9 @@ bool read_name(Diagnostics& d, const Field& f, std::string& out);
 bool read_listen_address(LoadState& s, const Field& f, const std::string& owner, std::string& out);
 
 void load_listeners(LoadState& s, const Field& f);
-// route_loader.cpp: the match keys beyond host and path_prefix, and the route actions.
+// route_loader.cpp: a path key (starts with "/"; no spaces, controls, "?" or "#"), the match
+// keys beyond host and path_prefix, and the route actions.
+bool read_route_path(Diagnostics& d, const Field& f, std::string_view key, std::string& out);
 bool load_route_match_extra(LoadState& s, const MapReader& m, RouteMatch& match);
 void load_route_redirect(LoadState& s, const Field& f, Route& route);
 void load_route_respond(LoadState& s, const Field& f, Route& route);

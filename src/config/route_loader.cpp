@@ -29,25 +29,6 @@ bool clean_text(std::string_view s) {
                       [](unsigned char c) { return (c < 0x20 && c != '\t') || c == 0x7f; });
 }
 
-bool read_path(Diagnostics& d, const Field& f, std::string_view key, std::string& out) {
-  std::string path;
-  if (!read_string(d, f, path)) return false;
-  if (path.empty() || path.front() != '/') {
-    d.error(f.mark, quote(key) + " must start with \"/\", got " + quote(path));
-    return false;
-  }
-  bool bad = std::any_of(path.begin(), path.end(), [](unsigned char c) {
-    return c <= 0x20 || c == 0x7f || c == '?' || c == '#';
-  });
-  if (bad) {
-    d.error(f.mark, quote(key) + " " + quote(path) +
-                        " must not contain spaces, control characters, \"?\" or \"#\"");
-    return false;
-  }
-  out = std::move(path);
-  return true;
-}
-
 // `headers:`, `cookies:`, `query:` — a map of names to exact values, "*" = present.
 void read_field_matches(Diagnostics& d, const Field& f, bool header_names,
                         std::vector<FieldMatch>& out) {
@@ -126,9 +107,28 @@ void read_methods(Diagnostics& d, const Field& f, std::vector<std::string>& out)
 
 }  // namespace
 
+bool read_route_path(Diagnostics& d, const Field& f, std::string_view key, std::string& out) {
+  std::string path;
+  if (!read_string(d, f, path)) return false;
+  if (path.empty() || path.front() != '/') {
+    d.error(f.mark, quote(key) + " must start with \"/\", got " + quote(path));
+    return false;
+  }
+  bool bad = std::any_of(path.begin(), path.end(), [](unsigned char c) {
+    return c <= 0x20 || c == 0x7f || c == '?' || c == '#';
+  });
+  if (bad) {
+    d.error(f.mark, quote(key) + " " + quote(path) +
+                        " must not contain spaces, control characters, \"?\" or \"#\"");
+    return false;
+  }
+  out = std::move(path);
+  return true;
+}
+
 bool load_route_match_extra(LoadState& s, const MapReader& m, RouteMatch& match) {
   bool ok = true;
-  if (const Field* f = m.find("path")) ok &= read_path(s.diag, *f, "path", match.path);
+  if (const Field* f = m.find("path")) ok &= read_route_path(s.diag, *f, "path", match.path);
   if (const Field* f = m.find("path_regex")) {
     std::string rx;
     if (!read_string(s.diag, *f, rx)) {
@@ -208,10 +208,11 @@ void load_route_rewrite(LoadState& s, const Field& f, Route& route) {
   if (!m.ok()) return;
   RouteRewrite r;
   if (const Field* sp = m.find("strip_prefix")) {
-    read_path(s.diag, *sp, "strip_prefix", r.strip_prefix);
+    read_route_path(s.diag, *sp, "strip_prefix", r.strip_prefix);
     if (r.strip_prefix == "/") s.diag.error(sp->mark, "\"strip_prefix: /\" strips nothing");
   }
-  if (const Field* ap = m.find("add_prefix")) read_path(s.diag, *ap, "add_prefix", r.add_prefix);
+  if (const Field* ap = m.find("add_prefix"))
+    read_route_path(s.diag, *ap, "add_prefix", r.add_prefix);
   if (r.strip_prefix.empty() && r.add_prefix.empty())
     s.diag.error(f.mark, "\"rewrite\" needs strip_prefix or add_prefix");
   route.rewrite = std::move(r);

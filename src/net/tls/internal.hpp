@@ -38,7 +38,8 @@ using CtxPtr = std::unique_ptr<SSL_CTX, CtxFree>;
 
 // The reason of the oldest error in this thread's OpenSSL queue ("no start line", "No such file
 // or directory"…), "unknown error" if it is empty. Clears the queue.
-std::string openssl_reason();
+// `with_data`: with the error's data text, e.g. "received error (code=404, ...)".
+std::string openssl_reason(bool with_data = false);
 // Every error of the queue, as ERR_error_string_n writes them, joined by "; ". Clears the queue.
 std::string openssl_errors();
 

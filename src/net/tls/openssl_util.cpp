@@ -8,8 +8,10 @@
 
 namespace weir::net::tls::detail {
 
-std::string openssl_reason() {
-  unsigned long e = ERR_peek_error();
+std::string openssl_reason(bool with_data) {
+  const char* data = nullptr;
+  int flags = 0;
+  unsigned long e = ERR_peek_error_all(nullptr, nullptr, nullptr, &data, &flags);
   std::string out;
   if (e == 0) {
     out = "unknown error";
@@ -22,6 +24,7 @@ std::string openssl_reason() {
     ERR_error_string_n(e, buf, sizeof buf);
     out = buf;
   }
+  if (with_data && data && (flags & ERR_TXT_STRING) && *data) out += std::string(" (") + data + ")";
   ERR_clear_error();
   return out;
 }
