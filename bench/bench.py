@@ -40,6 +40,11 @@ PROXIES = ["weir", "haproxy", "nginx"]  # measured in this order, round after ro
 BASELINE = "haproxy"
 # BENCH_PROXIES=haproxy,nginx measures a subset (e.g. while weir lacks a feature); the order
 # stays the one above. Unknown names are rejected in main().
+# BENCH_ACCESS_LOG=1: every proxy writes an access log line per request (weir JSON to a file,
+# HAProxy's httplog to its stdout (a file), NGINX combined to a file, buffered like weir's), to
+# measure what logging costs each of them (issue 11: weir's cost must stay within 10 % CPU per
+# request in scenario 1).
+ACCESS_LOG = os.environ.get("BENCH_ACCESS_LOG") == "1"
 _WANTED = [p.strip() for p in os.environ.get("BENCH_PROXIES", "").split(",") if p.strip()]
 SELECTED = [p for p in PROXIES if not _WANTED or p in _WANTED]
 BODY_12 = "hello, weir!"  # the 12-byte body of the small responses
@@ -233,8 +238,9 @@ http {{
         # weir
         self.weir_conf = os.path.join(t, "weir.yaml")
         with open(self.weir_conf, "w") as f:
+            access_log = f"access_log: {{ path: {t}/weir-access.log }}\n" if ACCESS_LOG else ""
             f.write(f"""workers: 1
-limits:
+{access_log}limits:
   max_idle_upstream_per_server: 64
   drain_timeout: 1s
 listeners:
@@ -258,9 +264,11 @@ backends:
   maxconn 11000
   no strict-limits
   pidfile {t}/haproxy.pid
+{"  log stdout format raw local0" if ACCESS_LOG else ""}
 
 defaults
   mode http
+{"  log global" + chr(10) + "  option httplog" if ACCESS_LOG else ""}
   option http-keep-alive
   option forwardfor
   http-reuse always
@@ -284,6 +292,9 @@ backend origin
 
         # NGINX as a proxy: upstream keep-alive, buffers in memory (no temp files).
         d, common = self._nginx_common("nginx-proxy")
+        if ACCESS_LOG:
+            common = common.replace("  access_log off;",
+                                    f"  access_log {d}/access.log combined buffer=64k flush=1s;")
         proxy = common + f"""  upstream origin {{
     server 127.0.0.1:{self.origin1};
     server 127.0.0.1:{self.origin2};

@@ -384,7 +384,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   auto& stats = w.worker->stats();
   stats.connections_open = 1;
-  auto* conn = new proxy::H1Connection(*w.worker, sv[0], "127.0.0.1", 0);
+  auto* conn = new proxy::H1Connection(*w.worker, sv[0], proxy::loopback_client());
   w.worker->add_connection(conn);
   conn->start();
   Reactor& r = w.worker->reactor();

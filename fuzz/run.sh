@@ -8,7 +8,8 @@ set -u
 build=${1:?usage: fuzz/run.sh BUILD_DIR SECONDS}
 seconds=${2:-60}
 here=$(cd "$(dirname "$0")" && pwd)
-targets=(fuzz_request_parser fuzz_response_parser fuzz_body_decoder fuzz_config fuzz_h2_session)
+targets=(fuzz_request_parser fuzz_response_parser fuzz_body_decoder fuzz_config fuzz_h2_session
+         fuzz_proxy_protocol fuzz_client_hello)
 if [[ -n ${FUZZ_TOTAL_SECONDS:-} ]]; then
   seconds=$((FUZZ_TOTAL_SECONDS / ${#targets[@]}))
   ((seconds >= 1)) || seconds=1

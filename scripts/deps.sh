@@ -8,7 +8,7 @@ PKGS=(
   libyaml-cpp-dev libfmt-dev libssl-dev libnghttp2-dev zlib1g-dev
   libgtest-dev libgmock-dev libbenchmark-dev libclang-rt-14-dev
   python3 python3-h2 curl procps ca-certificates openssl nghttp2-client
-  wrk libre2-dev
+  wrk libre2-dev haproxy nginx
 )
 if [ "${WEIR_DEPS_EXTRA:-}" != "" ]; then
   read -r -a extra <<<"$WEIR_DEPS_EXTRA"

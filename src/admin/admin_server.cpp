@@ -145,6 +145,22 @@ std::string render_metrics(const model::Snapshot& snap, const proxy::WorkerStats
                           std::pair{"response", st.client_closed_response}}) {
     out += fmt::format("weir_client_closed_total{{phase=\"{}\"}} {}\n", phase, n);
   }
+  out +=
+      "# HELP weir_access_log_dropped_total Access log lines dropped (the writer fell behind, "
+      "or the file could not be written).\n";
+  out += "# TYPE weir_access_log_dropped_total counter\n";
+  out += fmt::format("weir_access_log_dropped_total {}\n", st.access_log_dropped);
+  out += "# HELP weir_access_log_lines_total Access log lines written.\n";
+  out += "# TYPE weir_access_log_lines_total counter\n";
+  out += fmt::format("weir_access_log_lines_total {}\n", st.access_log_written);
+  out +=
+      "# HELP weir_refused_total Clients refused before anything reached a backend, by "
+      "listener and reason (access, connections, rate, proxy_protocol).\n";
+  out += "# TYPE weir_refused_total counter\n";
+  for (const auto& [key, n] : st.refused) {
+    out += fmt::format("weir_refused_total{{listener=\"{}\",reason=\"{}\"}} {}\n",
+                       escape_label(key.first), key.second, n);
+  }
   out += "# HELP weir_request_duration_seconds Time from request head to response end.\n";
   out += "# TYPE weir_request_duration_seconds histogram\n";
   uint64_t cumulative = 0;

@@ -64,6 +64,7 @@ int cmd_run(const std::string& path) {
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGHUP);
+  sigaddset(&set, SIGUSR1);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
@@ -72,6 +73,11 @@ int cmd_run(const std::string& path) {
   for (;;) {
     int sig = 0;
     if (sigwait(&set, &sig) != 0) continue;
+    if (sig == SIGUSR1) {
+      log::info("SIGUSR1: reopening the access logs");
+      rt.reopen_logs();
+      continue;
+    }
     if (sig == SIGHUP) {
       log::info("SIGHUP: reloading {}", path);
       rt.reload(path);

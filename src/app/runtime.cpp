@@ -50,10 +50,23 @@ model::SnapshotPtr Runtime::snapshot() const {
   return snap_;
 }
 
+model::OpenAccessLog Runtime::open_access_log() {
+  return [this](const std::string& path, std::string& error) {
+    return access_log_->destination(path, error);
+  };
+}
+
+void Runtime::reopen_logs() {
+  if (access_log_) access_log_->reopen();
+}
+
 int Runtime::start(config::ConfigPtr cfg) {
   if (!certificates_ok(*cfg, "")) return 1;
+  unsigned workers =
+      cfg->workers ? cfg->workers : std::max(1u, std::thread::hardware_concurrency());
+  access_log_ = std::make_unique<proxy::AccessLogWriter>(workers);
   std::vector<std::string> errors;
-  auto snap = model::build_snapshot(cfg, registry_, errors);
+  auto snap = model::build_snapshot(cfg, registry_, errors, open_access_log());
   if (!snap) {
     for (const auto& e : errors)
       log::error("{}", e);
@@ -113,8 +126,10 @@ int Runtime::start(config::ConfigPtr cfg) {
     workers_.push_back(
         std::make_unique<proxy::Worker>(w, snap, std::move(per_worker[w]), slot_addresses_, gates));
   }
-  for (auto& w : workers_)
+  for (auto& w : workers_) {
+    w->set_access_log(&access_log_->producer(w->index()));
     w->start();
+  }
   start_ticket_rotation();
   net::tls::OcspFetcher::global().start();  // `ocsp: { fetch: true }` certificates, if any
   health_ = std::make_unique<health::HealthChecker>();
@@ -159,7 +174,7 @@ bool Runtime::reload(const std::string& path) {
     return false;
   }
   std::vector<std::string> errors;
-  auto snap = model::build_snapshot(res.config, registry_, errors);
+  auto snap = model::build_snapshot(res.config, registry_, errors, open_access_log());
   if (!snap) {
     for (const auto& e : errors)
       log::error("reload: {}", e);
@@ -248,7 +263,12 @@ proxy::WorkerStats Runtime::collect_stats() const {
   }
   std::unique_lock lock(shared->mu);
   shared->cv.wait_for(lock, std::chrono::seconds(1), [&] { return shared->pending == 0; });
-  return shared->total;
+  proxy::WorkerStats total = shared->total;
+  if (access_log_) {
+    total.access_log_dropped = access_log_->dropped();
+    total.access_log_written = access_log_->written();
+  }
+  return total;
 }
 
 }  // namespace weir::app

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "model/snapshot.hpp"
+#include "proxy/access_log.hpp"
 #include "proxy/stats.hpp"
 #include "proxy/worker.hpp"
 
@@ -31,6 +32,8 @@ class Runtime {
   int start(config::ConfigPtr cfg);
   // Loads and validates `path`; swaps it in if good, else logs why and keeps the old one.
   bool reload(const std::string& path);
+  // SIGUSR1: the access log files are opened again (after logrotate moved them).
+  void reopen_logs();
   // Stops accepting, lets in-flight requests finish (up to the drain timeout), joins workers.
   void drain_and_stop();
 
@@ -42,6 +45,9 @@ class Runtime {
   void start_ticket_rotation();
   void stop_ticket_rotation();
 
+  // Before the workers: destroyed after them, so every line they handed over is written.
+  std::unique_ptr<proxy::AccessLogWriter> access_log_;
+  model::OpenAccessLog open_access_log();
   mutable std::mutex mu_;
   model::SnapshotPtr snap_;
   model::ServerRegistry registry_;

@@ -302,7 +302,7 @@ void load_backend(LoadState& s, const Field& item,
   MapReader m(s.diag, item, "backend",
               {"name", "balance", "hash_key", "hash_balance_factor", "sticky", "health_check",
                "passive", "slow_start", "limits", "timeouts", "retries", "retry_budget",
-               "request_buffering", "servers"});
+               "request_buffering", "servers", "send_proxy_protocol"});
   if (!m.ok()) return;
   Backend b;
   b.pos = s.diag.pos(m.mark());
@@ -334,6 +334,19 @@ void load_backend(LoadState& s, const Field& item,
     load_request_buffering(s, *f, b.request_buffering);
   }
   if (const Field* f = m.find("passive")) load_passive(s, *f, b);
+  if (const Field* f = m.find("send_proxy_protocol")) {
+    std::string text = f->value.IsScalar() ? f->value.Scalar() : "";
+    if (text == "v1") {
+      b.send_proxy_protocol = ProxyProtocolVersion::V1;
+    } else if (text == "v2") {
+      b.send_proxy_protocol = ProxyProtocolVersion::V2;
+    } else if (text == "off" || text == "false") {
+      b.send_proxy_protocol = ProxyProtocolVersion::Off;
+    } else {
+      s.diag.error(f->mark,
+                   "\"send_proxy_protocol\" must be off, v1 or v2, got " + describe(f->value));
+    }
+  }
   m.get_duration("slow_start", true, b.slow_start);
   if (const Field* f = m.find("hash_balance_factor")) load_balance_factor(s, *f, b);
   if (const Field* f = m.require("servers")) load_servers(s, *f, b);

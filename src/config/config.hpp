@@ -3,6 +3,7 @@
 // and then only read; a reload builds a new one and swaps a shared_ptr.
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -11,6 +12,9 @@
 
 namespace re2 {
 class RE2;
+}
+namespace weir::net {
+class CidrSet;
 }
 
 namespace weir::config {
@@ -106,8 +110,13 @@ struct RetryBudget {
   uint32_t min_retries = 10;
 };
 
+enum class ProxyProtocolVersion : uint8_t { Off, V1, V2 };
+
 struct Backend {
   std::string name;
+  // `send_proxy_protocol`: each new upstream connection starts with a PROXY header naming the
+  // client; such a connection serves only the client connection it was opened for.
+  ProxyProtocolVersion send_proxy_protocol = ProxyProtocolVersion::Off;
   Balance balance = Balance::RoundRobin;
   std::string hash_key = "client_ip";
   std::optional<Sticky> sticky;
@@ -132,6 +141,15 @@ struct FieldMatch {
   bool any = false;
 };
 
+// `access:` of a listener or a route. Sets are built by the loader (deny_file read then, and
+// again on every reload) and shared, immutable, by every worker.
+struct AccessList {
+  std::shared_ptr<const net::CidrSet> allow;  // null: everyone may connect
+  std::shared_ptr<const net::CidrSet> deny;   // `deny` and `deny_file` together; null: none
+  std::string deny_file;                      // resolved path ("" = none)
+  SourcePos pos;
+};
+
 // Every condition given must hold.
 struct RouteMatch {
   std::string host;                       // lower-cased; "" = any; "*.example.com" = wildcard
@@ -143,9 +161,10 @@ struct RouteMatch {
   std::vector<FieldMatch> headers;
   std::vector<FieldMatch> cookies;
   std::vector<FieldMatch> query;  // on decoded parameters
+  std::string sni;                // tcp listeners: the ClientHello's server name (lower-cased)
   bool matches_everything() const {
     return host.empty() && path.empty() && path_prefix.empty() && path_regex.empty() &&
-           methods.empty() && headers.empty() && cookies.empty() && query.empty();
+           methods.empty() && headers.empty() && cookies.empty() && query.empty() && sni.empty();
   }
 };
 
@@ -192,6 +211,7 @@ struct Route {
   std::optional<RouteRedirect> redirect;
   std::optional<RouteRespond> respond;
   std::optional<RouteRewrite> rewrite;
+  std::optional<AccessList> access;  // refused → 403
   bool forwards() const { return !redirect && !respond; }
 };
 
@@ -228,6 +248,35 @@ struct ListenerTls {
   SourcePos pos;
 };
 
+// `client_limits:` of a listener.
+struct ClientLimits {
+  enum class Key : uint8_t { ClientIp, Header, Cookie };
+  Key key = Key::ClientIp;
+  std::string key_name;          // header or cookie name (header: lower-cased)
+  uint32_t max_connections = 0;  // per client address; 0 = no limit
+  double rate = 0;               // requests per second refilled; 0 = no rate limit
+  double burst = 0;              // bucket size (default: the rate's N)
+  // Keys tracked at once (the table is allocated whole, 32 bytes a key); beyond it, see
+  // model/client_table.hpp.
+  uint32_t table_size = 65536;
+  SourcePos pos;
+};
+
+enum class AccessLogFormat : uint8_t { Json, Combined };
+
+// `access_log:` (top level, or a listener's own).
+struct AccessLog {
+  std::string path;  // a file (appended) or "stdout"
+  AccessLogFormat format = AccessLogFormat::Json;
+  SourcePos pos;
+};
+
+// One of `error_pages:`: the body weir sends with its own answer of this status.
+struct ErrorPage {
+  std::string body;
+  std::string content_type;
+};
+
 struct Listener {
   std::string name;
   std::vector<std::string> listen;  // each "host:port" or "[v6]:port"
@@ -235,7 +284,14 @@ struct Listener {
   std::vector<Route> routes;  // `backend:` shorthand becomes one catch-all route
   uint32_t max_connections = 10000;
   ListenerTimeouts timeouts;
-  std::vector<std::string> trusted_proxies;  // client IPs whose X-Forwarded-* are kept
+  // Clients (addresses or CIDR ranges) whose X-Forwarded-* are kept and extended; null = none.
+  std::shared_ptr<const net::CidrSet> trusted_proxies;
+  bool proxy_protocol = false;  // every connection starts with a PROXY v1/v2 header
+  std::optional<AccessList> access;
+  std::optional<ClientLimits> client_limits;
+  std::string request_id;                     // header name ("" = off)
+  std::map<uint16_t, ErrorPage> error_pages;  // status → page
+  std::optional<AccessLog> access_log;        // else the top-level one
   std::optional<ListenerTls> tls;
   bool h2c = false;  // plain listener: also HTTP/2 with prior knowledge
   // Removes Server, X-Powered-By, X-AspNet-Version and X-AspNetMvc-Version from servers'
@@ -274,6 +330,7 @@ struct Config {
   GlobalLimits limits;
   std::vector<Listener> listeners;
   std::vector<Backend> backends;
+  std::optional<AccessLog> access_log;  // listeners without their own
 };
 
 using ConfigPtr = std::shared_ptr<const Config>;

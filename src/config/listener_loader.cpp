@@ -34,11 +34,37 @@ bool read_route_host(Diagnostics& d, const Field& f, std::string& out) {
   return true;
 }
 
-bool load_match(LoadState& s, const Field& f, RouteMatch& match) {
-  MapReader m(
-      s.diag, f, "match",
-      {"host", "path", "path_prefix", "path_regex", "methods", "headers", "cookies", "query"});
+// tcp mode: `match: { sni: NAME }`, exact or "*.suffix", case-insensitive.
+bool load_tcp_match(LoadState& s, const Field& f, RouteMatch& match) {
+  MapReader m(s.diag, f, "match", {"sni"});
   if (!m.ok()) return false;
+  const Field* sni = m.require("sni");
+  if (sni == nullptr) return false;
+  std::string name;
+  if (!read_string(s.diag, *sni, name)) return false;
+  std::transform(name.begin(), name.end(), name.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  std::string_view bare = name;
+  if (bare.starts_with("*.")) bare.remove_prefix(2);
+  if (!is_hostname(bare) || is_ipv4(bare) || is_ipv6(bare)) {
+    s.diag.error(sni->mark, "invalid sni " + quote(name) +
+                                ": expected a host name such as www.example.com or *.example.com");
+    return false;
+  }
+  match.sni = std::move(name);
+  return true;
+}
+
+bool load_match(LoadState& s, const Field& f, RouteMatch& match) {
+  MapReader m(s.diag, f, "match",
+              {"host", "path", "path_prefix", "path_regex", "methods", "headers", "cookies",
+               "query", "sni"});
+  if (!m.ok()) return false;
+  if (const Field* sni = m.find("sni")) {
+    s.diag.error(sni->key_mark,
+                 "\"sni\" matches the TLS ClientHello of a tcp listener; an http "
+                 "listener routes by \"host\"");
+  }
   bool ok = load_route_match_extra(s, m, match);
   if (const Field* host = m.find("host")) ok &= read_route_host(s.diag, *host, match.host);
   if (const Field* prefix = m.find("path_prefix")) {
@@ -55,6 +81,24 @@ void add_route(LoadState& s, Listener& l, size_t listener_index, Route route,
   l.routes.push_back(std::move(route));
 }
 
+// tcp mode: each route is `match: { sni }` and `backend`.
+void load_tcp_routes(LoadState& s, const Field& f, Listener& l, size_t listener_index) {
+  std::vector<Field> items;
+  if (!read_list(s.diag, f, items)) return;
+  if (items.empty()) s.diag.error(f.mark, "\"routes\" needs at least one route");
+  for (const Field& item : items) {
+    MapReader m(s.diag, item, "tcp route", {"match", "backend"});
+    if (!m.ok()) continue;
+    Route route;
+    route.pos = s.diag.pos(item.mark);
+    const Field* match = m.require("match");
+    const Field* backend = m.require("backend");
+    if (match == nullptr || backend == nullptr) continue;
+    if (!load_tcp_match(s, *match, route.match)) continue;
+    add_route(s, l, listener_index, std::move(route), *backend);
+  }
+}
+
 void load_routes(LoadState& s, const Field& f, Listener& l, size_t listener_index) {
   std::vector<Field> items;
   if (!read_list(s.diag, f, items)) return;
@@ -63,11 +107,12 @@ void load_routes(LoadState& s, const Field& f, Listener& l, size_t listener_inde
   for (const Field& item : items) {
     MapReader m(s.diag, item, "route",
                 {"match", "request_headers", "response_headers", "request_buffering", "backend",
-                 "redirect", "respond", "rewrite"});
+                 "redirect", "respond", "rewrite", "access"});
     if (!m.ok()) continue;
     Route route;
     route.pos = s.diag.pos(item.mark);
     if (const Field* match = m.find("match")) load_match(s, *match, route.match);
+    if (const Field* access = m.find("access")) load_access(s, *access, route.access);
     if (const Field* rules = m.find("request_headers")) {
       load_header_rules(s.diag, *rules, true, route.request_headers);
     }
@@ -140,25 +185,6 @@ void load_listen(LoadState& s, const Field& f, Listener& l) {
   }
 }
 
-void load_trusted_proxies(LoadState& s, const Field& f, Listener& l) {
-  std::vector<Field> items;
-  if (f.value.IsScalar()) {
-    items.push_back(f);
-  } else if (!read_list(s.diag, f, items)) {
-    return;
-  }
-  for (const Field& item : items) {
-    std::string ip;
-    if (!read_string(s.diag, item, ip)) continue;
-    if (!is_ipv4(ip) && !is_ipv6(ip)) {
-      s.diag.error(item.mark, "\"trusted_proxies\": " + quote(ip) +
-                                  " is not an IP address (such as 10.0.0.1 or ::1)");
-      continue;
-    }
-    l.trusted_proxies.push_back(ip);
-  }
-}
-
 void load_listener_timeouts(LoadState& s, const Field& f, ListenerTimeouts& t) {
   MapReader m(s.diag, f, "listener timeouts", {"header", "idle", "body"});
   if (!m.ok()) return;
@@ -209,9 +235,11 @@ void load_listener_protocols(LoadState& s, MapReader& m, Listener& l) {
 
 void load_listener(LoadState& s, const Field& item,
                    std::map<std::string, YAML::Mark, std::less<>>& names) {
-  MapReader m(s.diag, item, "listener",
-              {"name", "listen", "mode", "routes", "backend", "max_connections", "timeouts",
-               "trusted_proxies", "tls", "h2c", "redirect_https", "hide_server_headers"});
+  MapReader m(
+      s.diag, item, "listener",
+      {"name", "listen", "mode", "routes", "backend", "max_connections", "timeouts",
+       "trusted_proxies", "tls", "h2c", "redirect_https", "hide_server_headers", "proxy_protocol",
+       "access", "client_limits", "request_id", "error_pages", "access_log"});
   if (!m.ok()) return;
   const size_t index = s.config.listeners.size();
   Listener l;
@@ -242,12 +270,10 @@ void load_listener(LoadState& s, const Field& item,
   const Field* backend = m.find("backend");
   const Field* redirect = m.find("redirect_https");
   if (l.mode == ListenerMode::Tcp) {
-    if (routes != nullptr) {
-      s.diag.error(routes->key_mark,
-                   "\"routes\" are for http mode; a tcp listener has one "
-                   "\"backend\"");
+    if (routes != nullptr) load_tcp_routes(s, *routes, l, index);
+    if (routes == nullptr && backend == nullptr) {
+      s.diag.error(m.mark(), "tcp listener needs \"backend\" (or \"routes\" by sni)");
     }
-    if (backend == nullptr) s.diag.error(m.mark(), "tcp listener needs \"backend\"");
   } else {
     if (routes != nullptr) load_routes(s, *routes, l, index);
     // A listener that redirects every request to HTTPS needs nothing to route to.
@@ -265,6 +291,24 @@ void load_listener(LoadState& s, const Field& item,
   m.get_uint32("max_connections", 1, 10000000, l.max_connections);
   if (const Field* t = m.find("timeouts")) load_listener_timeouts(s, *t, l.timeouts);
   if (const Field* t = m.find("trusted_proxies")) load_trusted_proxies(s, *t, l);
+  if (const Field* p = m.find("proxy_protocol")) read_bool(s.diag, *p, l.proxy_protocol);
+  if (const Field* a = m.find("access")) load_access(s, *a, l.access);
+  if (const Field* c = m.find("client_limits")) load_client_limits(s, *c, l);
+  if (const Field* r = m.find("request_id")) {
+    if (l.mode == ListenerMode::Tcp) {
+      s.diag.error(r->key_mark, "\"request_id\" is a header: it is for http listeners");
+    } else {
+      load_request_id(s, *r, l);
+    }
+  }
+  if (const Field* e = m.find("error_pages")) {
+    if (l.mode == ListenerMode::Tcp) {
+      s.diag.error(e->key_mark, "\"error_pages\" are HTTP answers: they are for http listeners");
+    } else {
+      load_error_pages(s, *e, l);
+    }
+  }
+  if (const Field* a = m.find("access_log")) load_access_log(s, *a, l.access_log);
   s.config.listeners.push_back(std::move(l));
 }
 

@@ -42,5 +42,12 @@ void load_route_rewrite(LoadState& s, const Field& f, Route& route);
 // `request_buffering: { max: SIZE }` (routes and backends).
 void load_request_buffering(LoadState& s, const Field& f, std::optional<RequestBuffering>& out);
 void load_backends(LoadState& s, const Field& f);
+// proxy_loader.cpp: the reverse-proxy keys of listeners (and `access` of routes).
+void load_access(LoadState& s, const Field& f, std::optional<AccessList>& out);
+void load_trusted_proxies(LoadState& s, const Field& f, Listener& l);
+void load_client_limits(LoadState& s, const Field& f, Listener& l);
+void load_request_id(LoadState& s, const Field& f, Listener& l);
+void load_error_pages(LoadState& s, const Field& f, Listener& l);
+void load_access_log(LoadState& s, const Field& f, std::optional<AccessLog>& out);
 
 }  // namespace weir::config

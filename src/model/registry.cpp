@@ -1,5 +1,6 @@
 #include "model/registry.hpp"
 
+#include "model/client_table.hpp"
 #include "model/sticky.hpp"
 
 namespace weir::model {
@@ -28,6 +29,17 @@ const std::shared_ptr<net::tls::TicketKeys>& ServerRegistry::ticket_keys() {
   std::lock_guard lock(mu_);
   if (!ticket_keys_) ticket_keys_ = std::make_shared<net::tls::TicketKeys>();
   return ticket_keys_;
+}
+
+std::shared_ptr<ClientTable> ServerRegistry::client_table(const std::string& listener,
+                                                          size_t capacity) {
+  std::lock_guard lock(mu_);
+  auto& [size, table] = client_tables_[listener];
+  if (!table || size != capacity) {
+    table = std::make_shared<ClientTable>(capacity);
+    size = capacity;
+  }
+  return table;
 }
 
 }  // namespace weir::model

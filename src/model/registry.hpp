@@ -14,6 +14,8 @@
 
 namespace weir::model {
 
+class ClientTable;
+
 // Keeps ServerState (health, in-flight counts) and ids alive across reloads, keyed by
 // backend name, server name and address.
 class ServerRegistry {
@@ -25,6 +27,9 @@ class ServerRegistry {
   bool warned_random_key(const std::string& backend);
   // TLS session-ticket keys of the process: every listener and worker, across reloads.
   const std::shared_ptr<net::tls::TicketKeys>& ticket_keys();
+  // A listener's client_limits table: the same one across reloads while its size is unchanged
+  // (a new size starts a new table; connections counted in the old one are given back to it).
+  std::shared_ptr<ClientTable> client_table(const std::string& listener, size_t capacity);
 
  private:
   std::mutex mu_;
@@ -33,6 +38,7 @@ class ServerRegistry {
   std::string sticky_key_;
   std::set<std::string> warned_;
   std::shared_ptr<net::tls::TicketKeys> ticket_keys_;
+  std::map<std::string, std::pair<size_t, std::shared_ptr<ClientTable>>> client_tables_;
 };
 
 }  // namespace weir::model

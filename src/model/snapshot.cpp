@@ -7,7 +7,7 @@
 namespace weir::model {
 
 SnapshotPtr build_snapshot(config::ConfigPtr cfg, ServerRegistry& registry,
-                           std::vector<std::string>& errors) {
+                           std::vector<std::string>& errors, const OpenAccessLog& open_log) {
   auto snap = std::make_shared<Snapshot>();
   snap->config = cfg;
   snap->workers = cfg->workers ? cfg->workers : std::max(1u, std::thread::hardware_concurrency());
@@ -32,6 +32,22 @@ SnapshotPtr build_snapshot(config::ConfigPtr cfg, ServerRegistry& registry,
       std::string err;
       lr.tls = net::tls::ServerContext::build(*l.tls, registry.ticket_keys(), err);
       if (!lr.tls) errors.push_back("listener " + l.name + ": TLS: " + err);
+    }
+    const auto& log = l.access_log ? l.access_log : cfg->access_log;
+    if (log && open_log) {
+      std::string err;
+      lr.log_destination = open_log(log->path, err);
+      lr.log_combined = log->format == config::AccessLogFormat::Combined;
+      if (lr.log_destination < 0) errors.push_back("listener " + l.name + ": access log: " + err);
+    }
+    if (l.client_limits) {
+      const config::ClientLimits& cl = *l.client_limits;
+      lr.clients = registry.client_table(l.name, cl.table_size);
+      if (cl.key == config::ClientLimits::Key::Header) {
+        lr.limit_key = {KeySpec::Kind::Header, cl.key_name};
+      } else if (cl.key == config::ClientLimits::Key::Cookie) {
+        lr.limit_key = {KeySpec::Kind::Cookie, cl.key_name};
+      }
     }
     snap->listeners.push_back(std::move(lr));
   }

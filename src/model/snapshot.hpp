@@ -2,6 +2,7 @@
 // The runtime form of a config: addresses resolved, server state attached. Immutable once built;
 // shared by every worker through a shared_ptr and replaced as a whole on reload.
 #include <atomic>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -20,6 +21,8 @@
 #include "net/tls/tls.hpp"
 
 namespace weir::model {
+
+class ClientTable;
 
 struct ServerRuntime {
   std::string name;
@@ -49,6 +52,13 @@ struct ListenerRuntime {
   const config::Listener* cfg = nullptr;
   std::vector<net::SocketAddress> addrs;
   std::shared_ptr<net::tls::ServerContext> tls;  // certificates, SNI, ALPN; null = plain
+  // `client_limits`: the counts of every worker, kept across reloads (ServerRegistry).
+  std::shared_ptr<ClientTable> clients;
+  KeySpec limit_key;  // the rate's key (header/cookie name) in hash_key's terms
+  // The access log this listener writes to (its own `access_log`, else the top-level one): a
+  // destination id of the process's log writer, -1 = none; `log_combined`: the format.
+  int log_destination = -1;
+  bool log_combined = false;
 };
 
 struct Snapshot {
@@ -62,7 +72,10 @@ struct Snapshot {
 using SnapshotPtr = std::shared_ptr<const Snapshot>;
 
 // Builds a snapshot; on failure returns null and appends messages to `errors`.
+// Opens (or finds) an access log destination: its id, or -1 with `error`.
+using OpenAccessLog = std::function<int(const std::string& path, std::string& error)>;
+
 SnapshotPtr build_snapshot(config::ConfigPtr cfg, ServerRegistry& registry,
-                           std::vector<std::string>& errors);
+                           std::vector<std::string>& errors, const OpenAccessLog& open_log = {});
 
 }  // namespace weir::model

@@ -8,15 +8,34 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <iterator>
 #include <memory>
 
 namespace weir::net {
 namespace {
 
 using u128 = unsigned __int128;
-using Node = CidrSet::Node;
+using Node4 = CidrSet::Node4;
+using Node6 = CidrSet::Node6;
 
 constexpr unsigned kStride = 6;  // 64 slots a node: one uint64_t bitmap each for children, covered
+constexpr unsigned kBaseBits = 27;  // base_level: the first child's index | level << 27
+constexpr uint32_t kBaseMask = (uint32_t{1} << kBaseBits) - 1;
+
+// The node types' prefixes as numbers (IPv4: 32 bits, IPv6: 128).
+inline uint32_t prefix_of(const Node4& n) {
+  return n.prefix;
+}
+inline u128 prefix_of(const Node6& n) {
+  return (u128{n.prefix_hi} << 64) | n.prefix_lo;
+}
+inline void set_prefix(Node4& n, u128 p) {
+  n.prefix = static_cast<uint32_t>(p);
+}
+inline void set_prefix(Node6& n, u128 p) {
+  n.prefix_hi = static_cast<uint64_t>(p >> 64);
+  n.prefix_lo = static_cast<uint64_t>(p);
+}
 
 // The 6-bit slot of `key` at `level`, counting from the most significant bit; the last level of
 // a family is padded with zero bits (IPv4: 32 = 5×6 + 2, IPv6: 128 = 21×6 + 2).
@@ -27,14 +46,42 @@ inline unsigned slot(Key key, unsigned level) {
   return static_cast<unsigned>(key << (end - Bits)) & 63;
 }
 
-template <class Key, unsigned Bits>
-inline bool lookup(const std::vector<Node>& nodes, Key key) {
-  const Node* n = nodes.data();
-  for (unsigned level = 0;; ++level) {
-    uint64_t bit = uint64_t{1} << slot<Key, Bits>(key, level);
-    if (n->covered & bit) return true;
+inline unsigned level_of(const Node4& n) {
+  return n.base_level >> kBaseBits;
+}
+inline unsigned level_of(const Node6& n) {
+  return n.base_level >> kBaseBits;
+}
+
+// Entries of a direct table: a miss, a hit, or kFirstNode + the index of a node.
+constexpr uint32_t kMiss = 0;
+constexpr uint32_t kCovered = 1;
+constexpr uint32_t kFirstNode = 2;
+
+// Whether `key` starts with the prefix of node `n` (at `level`: its first 6·level bits).
+template <class Key, unsigned Bits, class Node>
+inline bool under(const Node& n, unsigned level, Key key) {
+  return level == 0 || ((key ^ prefix_of(n)) >> (Bits - kStride * level)) == 0;
+}
+
+template <class Key, unsigned Bits, class Node>
+inline bool lookup(const CidrSet::Trie<Node>& t, Key key) {
+  const Node* n = t.nodes.data();
+  if (!t.direct.empty()) {
+    // The table's entries are answers for the bits after the root's prefix: check that first.
+    if (!under<Key, Bits>(*n, level_of(*n), key)) return false;
+    uint32_t e = t.direct[static_cast<size_t>(key >> t.direct_shift) & (t.direct.size() - 1)];
+    if (e < kFirstNode) return e == kCovered;
+    n = t.nodes.data() + (e - kFirstNode);
+  }
+  for (;;) {
+    const unsigned level = level_of(*n);
+    const uint64_t bit = uint64_t{1} << slot<Key, Bits>(key, level);
+    // The levels skipped on the way to a node were not looked at: a covered slot is a hit only
+    // if the key starts with the node's prefix.
+    if (n->covered & bit) return under<Key, Bits>(*n, level, key);
     if (!(n->children & bit)) return false;
-    n = nodes.data() + n->base + std::popcount(n->children & (bit - 1));
+    n = t.nodes.data() + (n->base_level & kBaseMask) + std::popcount(n->children & (bit - 1));
   }
 }
 
@@ -46,9 +93,33 @@ bool covers(const Range& outer, const Range& inner) {
   return ((outer.key ^ inner.key) >> (Bits - outer.len)) == 0;
 }
 
-// Fills nodes[idx] from the sorted, disjoint ranges [b, e), all longer than kStride × level
-// bits and sharing the node's prefix, then its children (appended as one block).
-template <class Key, unsigned Bits, class It>
+// The level of the node that holds the sorted ranges [b, e) (all in one slot of the parent at
+// `above`, or the root's ranges with above = -1): the first level below `above` where two of
+// them take different slots or one of them ends. The single-child levels before it are skipped.
+template <unsigned Bits, class It>
+unsigned node_level(It b, It e, int above) {
+  const u128 diff = b->key ^ std::prev(e)->key;  // sorted: the first and last differ the most
+  unsigned common = Bits;                        // leading bits all of them share
+  if (diff != 0) {
+    const uint64_t hi = static_cast<uint64_t>(diff >> 64), lo = static_cast<uint64_t>(diff);
+    unsigned zeros =
+        static_cast<unsigned>(hi != 0 ? std::countl_zero(hi) : 64 + std::countl_zero(lo));
+    common = zeros - (128 - Bits);
+  }
+  unsigned shortest = Bits;
+  for (It it = b; it != e; ++it)
+    shortest = std::min(shortest, it->len);
+  // Level j can be skipped iff they all share its slot (common ≥ 6j + 6) and none ends in it
+  // (shortest > 6j + 6).
+  int by_common = static_cast<int>(common / kStride);
+  int by_end = static_cast<int>((shortest + kStride - 1) / kStride) - 1;
+  return static_cast<unsigned>(std::max(above + 1, std::min(by_common, by_end)));
+}
+
+// Fills nodes[idx], at `level`, from the sorted, disjoint ranges [b, e), all longer than
+// kStride × level bits and sharing their first kStride × level bits, then its children
+// (appended as one block).
+template <class Key, unsigned Bits, class Node, class It>
 void build_node(std::vector<Node>& nodes, uint32_t idx, unsigned level, It b, It e) {
   const unsigned end = kStride * level + kStride;
   uint64_t children = 0, covered = 0;
@@ -62,9 +133,15 @@ void build_node(std::vector<Node>& nodes, uint32_t idx, unsigned level, It b, It
       children |= uint64_t{1} << s;
     }
   }
+  // At most 2 × 1,000,000 + 1 nodes (kMaxEntries; see the header comment): base fits 27 bits.
   uint32_t base = static_cast<uint32_t>(nodes.size());
   nodes.resize(nodes.size() + static_cast<size_t>(std::popcount(children)));
-  nodes[idx] = Node{children, covered, base};
+  Node& n = nodes[idx];
+  n.children = children;
+  n.covered = covered;
+  n.base_level = base | level << kBaseBits;
+  const u128 mask = level == 0 ? 0 : ~u128{0} << (128 - kStride * level);
+  set_prefix(n, level == 0 || b == e ? 0 : b->key & (mask >> (128 - Bits)));
   uint32_t child = base;
   for (It it = b; it != e;) {
     if (it->len <= end) {
@@ -76,13 +153,61 @@ void build_node(std::vector<Node>& nodes, uint32_t idx, unsigned level, It b, It
     while (group_end != e && group_end->len > end &&
            slot<Key, Bits>(static_cast<Key>(group_end->key), level) == s)
       ++group_end;
-    build_node<Key, Bits>(nodes, child++, level + 1, it, group_end);
+    unsigned child_level = node_level<Bits>(it, group_end, static_cast<int>(level));
+    build_node<Key, Bits>(nodes, child++, child_level, it, group_end);
     it = group_end;
   }
 }
 
-template <class Key, unsigned Bits, class Range>
-std::vector<Node> build_trie(std::vector<Range>& ranges) {
+// Points the direct table's entries under node `idx` at answers or at the first nodes below the
+// table's levels (first_below).
+template <unsigned Bits, class Node>
+void fill_direct(CidrSet::Trie<Node>& t, uint32_t idx, unsigned first_below) {
+  const Node& n = t.nodes[idx];
+  const unsigned level = level_of(n);
+  const size_t mask = t.direct.size() - 1;
+  const size_t at = static_cast<size_t>(prefix_of(n) >> t.direct_shift) & mask;
+  if (level >= first_below) {
+    t.direct[at] = idx + kFirstNode;
+    return;
+  }
+  const size_t span = size_t{1} << (kStride * (first_below - level - 1));  // entries a slot
+  for (unsigned s = 0; s < 64; ++s) {
+    const uint64_t bit = uint64_t{1} << s;
+    if (n.covered & bit) {
+      std::fill_n(t.direct.begin() + static_cast<ptrdiff_t>(at + s * span), span, kCovered);
+    } else if (n.children & bit) {
+      uint32_t child =
+          (n.base_level & kBaseMask) + static_cast<uint32_t>(std::popcount(n.children & (bit - 1)));
+      fill_direct<Bits>(t, child, first_below);
+    }
+  }
+}
+
+// A big trie gets a direct table for the 12 or 18 bits after its root's prefix (Poptrie's
+// "direct pointing"): it replaces the top two or three nodes of every lookup with one read. Only
+// when the table is no bigger than half the nodes, and over at most half the address (IPv4: 12
+// bits; its trie is at most 6 deep anyway, and a wider table would mostly be its nodes again,
+// flattened).
+template <unsigned Bits, class Node>
+void add_direct(CidrSet::Trie<Node>& t) {
+  const size_t node_bytes = t.nodes.size() * sizeof(Node);
+  const unsigned root_level = level_of(t.nodes[0]);
+  for (unsigned bits : {18u, 12u}) {
+    const size_t table_bytes = sizeof(uint32_t) << bits;
+    // The table's levels must be whole 6-bit levels (not the padded last one).
+    if (table_bytes * 2 > node_bytes || bits > Bits / 2 ||
+        root_level + bits / kStride > Bits / kStride)
+      continue;
+    t.direct.assign(size_t{1} << bits, kMiss);
+    t.direct_shift = Bits - kStride * root_level - bits;
+    fill_direct<Bits>(t, 0, root_level + bits / kStride);
+    return;
+  }
+}
+
+template <class Key, unsigned Bits, class Node, class Range>
+CidrSet::Trie<Node> build_trie(std::vector<Range>& ranges) {
   std::sort(ranges.begin(), ranges.end(), [](const Range& a, const Range& b) {
     return a.key != b.key ? a.key < b.key : a.len < b.len;
   });
@@ -94,10 +219,13 @@ std::vector<Node> build_trie(std::vector<Range>& ranges) {
     if (kept.empty() || !covers<Bits>(kept.back(), r)) kept.push_back(r);
   std::vector<Range>().swap(ranges);  // the builder is left empty
 
-  std::vector<Node> nodes(1);
-  build_node<Key, Bits>(nodes, 0, 0, kept.cbegin(), kept.cend());
-  nodes.shrink_to_fit();
-  return nodes;
+  // The root sits at the level where the set's ranges first branch or one ends.
+  CidrSet::Trie<Node> t;
+  unsigned root_level = kept.empty() ? 0 : node_level<Bits>(kept.cbegin(), kept.cend(), -1);
+  build_node<Key, Bits>(t.nodes, 0, root_level, kept.cbegin(), kept.cend());
+  t.nodes.shrink_to_fit();
+  add_direct<Bits>(t);
+  return t;
 }
 
 u128 load_v6(const uint8_t* p) {
@@ -129,13 +257,22 @@ std::string format_range(int family, u128 key, unsigned len) {
 
 }  // namespace
 
-CidrSet::CidrSet() : v4_(1), v6_(1) {}
+// Each step of a lookup counts bits; the x86-64 baseline has no POPCNT instruction (std::popcount
+// becomes a libgcc call there), so the lookups are also built for CPUs that have it (every one
+// since 2008) and the loader picks the version (an ifunc).
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define WEIR_LOOKUP_CLONES __attribute__((target_clones("popcnt", "default")))
+#else
+#define WEIR_LOOKUP_CLONES
+#endif
 
-bool CidrSet::contains_v4(uint32_t addr) const {
+CidrSet::CidrSet() = default;
+
+WEIR_LOOKUP_CLONES bool CidrSet::contains_v4(uint32_t addr) const {
   return lookup<uint32_t, 32>(v4_, addr);
 }
 
-bool CidrSet::contains_v6(const uint8_t (&addr)[16]) const {
+WEIR_LOOKUP_CLONES bool CidrSet::contains_v6(const uint8_t (&addr)[16]) const {
   if (is_v4_mapped(addr)) {
     uint32_t v4 = (uint32_t{addr[12]} << 24) | (uint32_t{addr[13]} << 16) |
                   (uint32_t{addr[14]} << 8) | addr[15];
@@ -157,7 +294,8 @@ bool CidrSet::contains(const sockaddr_storage& ss) const {
 }
 
 size_t CidrSet::memory_bytes() const {
-  return (v4_.capacity() + v6_.capacity()) * sizeof(Node);
+  return v4_.nodes.capacity() * sizeof(Node4) + v4_.direct.capacity() * sizeof(uint32_t) +
+         v6_.nodes.capacity() * sizeof(Node6) + v6_.direct.capacity() * sizeof(uint32_t);
 }
 
 bool CidrSetBuilder::add(std::string_view text, std::string& error) {
@@ -287,8 +425,8 @@ bool CidrSetBuilder::add_file(const std::string& path, std::string& error) {
 
 CidrSet CidrSetBuilder::build() {
   CidrSet set;
-  set.v4_ = build_trie<uint32_t, 32>(v4_);
-  set.v6_ = build_trie<u128, 128>(v6_);
+  set.v4_ = build_trie<uint32_t, 32, Node4>(v4_);
+  set.v6_ = build_trie<u128, 128, Node6>(v6_);
   set.entries_ = entries_;
   entries_ = 0;
   return set;

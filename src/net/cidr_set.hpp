@@ -9,21 +9,42 @@
 //
 // Layout: one multibit trie per family, stride 6 bits, every node's children stored contiguously
 // and found by popcount (Poptrie, Asai & Ohara, SIGCOMM 2015, without its leaf vector since the
-// answer is a single bit). A node is 24 bytes:
+// answer is a single bit), with single-child chains compressed away (a path-compressed or
+// Patricia trie, at stride granularity). A node:
 //   children : bit s set → slot s has a child node, at base + popcount(children below s)
 //   covered  : bit s set → every address in slot s is in the set (a range ends here)
 //   base     : index of the node's first child in the family's one node vector
+//   level    : which 6 bits the node's slots index (bits 6·level to 6·level + 5)
+//   prefix   : the 6·level bits above, shared by every range under the node
+// A child need not sit one level below its parent: the levels in between, where every range
+// below took the same slot and none ended (a chain of one-child nodes), are skipped, and the
+// lookup does not look at the key's bits there. It checks them once, at the end: a covered slot
+// is a hit only if the key starts with that node's prefix. (A key that leaves the ranges' path
+// inside a skipped stretch holds none of them: on an empty slot that is already the answer, on
+// a covered slot the prefix check says so.) A node is 24 bytes for IPv4 (prefix: 32 bits) and
+// 40 for IPv6 (128 bits); base and level share 32 bits (27 + 5).
 // Ranges are normalized before building: a range covered by another is dropped, so the trie
 // holds disjoint ranges and a lookup stops at the first covered slot (hit) or empty slot (miss).
-// A lookup reads at most 6 nodes for IPv4 (32 = 5×6 + 2 bits) and 22 for IPv6 (128 = 21×6 + 2),
-// whatever the number of entries; in practice it stops after ceil(prefix/6) nodes on a hit and
-// after about log64(entries) + 1 nodes on a miss.
+// Big tries (nodes over 32 KB) also get a direct table (Poptrie's "direct pointing"): one
+// 32-bit entry for each value of the 12 or 18 bits after the root's prefix, saying "miss",
+// "hit", or which node to go on from; a lookup checks the root's prefix, reads the entry and
+// skips the two or three nodes it stands for. 18 bits (1 MB) only for IPv6 tries over 2 MB, 12
+// bits (16 KB) otherwise: the table is never more than half the nodes' size.
+// Every node but the root has two or more children, or ends a range; so a lookup reads one node
+// per point where the entries on its path branch, plus the one where its range ends: at most 6
+// nodes for IPv4 (32 = 5×6 + 2 bits) and 22 for IPv6 (128 = 21×6 + 2), and that only for
+// entries built to branch at every level. Measured with random entries (bench/micro, mean per
+// hit): 10 entries: 2-2.7 nodes; 1,000: 3.2 (IPv4) or a table entry and 1.9 nodes (IPv6);
+// 100,000: a table entry and 1.8 (IPv4) or 2 (IPv6) nodes. A miss reads about one node fewer.
 //
-// Memory (nodes only; the builder's list is freed by build()): each entry adds at most one node
-// per 6-bit level below the root, so in the worst case (no shared prefixes)
-//   IPv4: 5 nodes = 120 bytes per entry (a /32; a /24 needs 4 = 96 bytes)
-//   IPv6: 21 nodes = 504 bytes per entry (a /128; a /64 needs 11 = 264 bytes, a /48 8 = 192)
-// and far less when entries share prefixes. memory_bytes() gives the figure for a built set.
+// Memory (the builder's list is freed by build()): kept ranges R give at most 2R + 1
+// nodes whatever their lengths (a range ends in one node; a node without an ending range has
+// two or more children), so in the worst case
+//   IPv4: 48 bytes per entry     IPv6: 80 bytes per entry
+// plus the direct table (16 KB, or 1 MB for a big IPv6 trie), and less when entries share nodes
+// (many ranges end in the same node: 1,000,000 consecutive /32s take 6 bytes each). Random entries
+// (bench/micro): IPv4 18-30 bytes per entry, IPv6 52-70. memory_bytes() gives the figure for a
+// built set.
 //
 // IPv4-mapped IPv6 addresses (::ffff:a.b.c.d) are looked up as IPv4, and a range written in
 // that form (::ffff:10.0.0.0/104) is stored as the IPv4 range it denotes (10.0.0.0/8). An IPv6
@@ -47,11 +68,27 @@ namespace weir::net {
 
 class CidrSet {
  public:
-  // One trie node; see the header comment.
-  struct Node {
+  // Trie nodes, one type a family; see the header comment.
+  struct Node4 {
     uint64_t children = 0;
     uint64_t covered = 0;
-    uint32_t base = 0;
+    uint32_t base_level = 0;  // base | level << 27
+    uint32_t prefix = 0;
+  };
+  struct Node6 {
+    uint64_t children = 0;
+    uint64_t covered = 0;
+    uint64_t prefix_hi = 0;
+    uint64_t prefix_lo = 0;
+    uint32_t base_level = 0;
+  };
+  // One family's trie: nodes[0] is the root (always present); `direct`, when not empty, holds
+  // 2^direct_bits entries for the bits after the root's prefix (see the header comment).
+  template <class Node>
+  struct Trie {
+    std::vector<Node> nodes = std::vector<Node>(1);
+    std::vector<uint32_t> direct;
+    unsigned direct_shift = 0;  // index = (key >> direct_shift) & (direct.size() - 1)
   };
 
   CidrSet();  // empty: contains nothing
@@ -69,15 +106,15 @@ class CidrSet {
 
  private:
   friend class CidrSetBuilder;
-  std::vector<Node> v4_;  // v4_[0] and v6_[0] are the roots; always present
-  std::vector<Node> v6_;
+  Trie<Node4> v4_;
+  Trie<Node6> v6_;
   size_t entries_ = 0;
 };
 
 class CidrSetBuilder {
  public:
   // Bound on the entries of one set (add + add_file together): 1,000,000. At the worst case
-  // above that is at most 120 MB of IPv4 or 504 MB of IPv6 /128s; real lists share prefixes.
+  // above that is at most 48 MB of IPv4 or 81 MB of IPv6 (nodes and direct table).
   static constexpr size_t kMaxEntries = 1'000'000;
   // Bound on one line of a file (comment included), newline excluded.
   static constexpr size_t kMaxLineLength = 4096;

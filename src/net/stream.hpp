@@ -34,6 +34,8 @@ class Transport {
   // kIoError happened. A plain transport has nothing to negotiate.
   virtual bool handshake_done() const { return true; }
   virtual std::string_view alpn() const { return {}; }
+  // The protocol version ("TLSv1.3"), "" for plain TCP. A static string.
+  virtual std::string_view version() const { return {}; }
   virtual std::string_view last_error() const { return {}; }
 
  protected:

@@ -4,11 +4,19 @@
 
 namespace weir::proxy {
 
-ClientConn::ClientConn(Worker& w, int fd, std::string ip, size_t slot, bool tls)
-    : net::Connection(w.reactor(), w.buffers(), fd), w_(w), ip_(std::move(ip)) {
+ClientConn::ClientConn(Worker& w, int fd, ClientOrigin origin, bool tls)
+    : net::Connection(w.reactor(), w.buffers(), fd),
+      w_(w),
+      origin_(std::move(origin)),
+      ip_(net::peer_ip(origin_.addr.storage)),
+      address_(origin_.addr.to_string()) {
   client_.ip = ip_;
-  client_.slot = slot;
+  client_.address = address_;
+  client_.addr = &origin_.addr;
+  client_.local = &origin_.local;
+  client_.slot = origin_.slot;
   client_.tls = tls;
+  client_.proto = "HTTP/1.1";
 }
 
 const config::Listener& ClientConn::listener() const {
@@ -19,6 +27,7 @@ const config::Listener& ClientConn::listener() const {
 void ClientConn::hand_over_to(ClientConn* next) {
   w_.replace_connection(this, next);
   handed_over_ = true;
+  next->client_.tls_version = client_.tls_version;
   next->io_.fd = io_.fd;
   next->io_.transport = std::move(io_.transport);
   next->io_.readable = io_.readable;
@@ -35,8 +44,19 @@ void ClientConn::hand_over_to(ClientConn* next) {
   next->start();
 }
 
+void ClientConn::pass_socket_to(ClientConn* next) {
+  w_.replace_connection(this, next);
+  handed_over_ = true;
+  w_.reactor().remove(io_.fd);
+  io_.fd = -1;
+  close();
+  next->start();
+}
+
 void ClientConn::on_close() {
-  if (!handed_over_) w_.connection_closed(this, client_.slot);
+  if (handed_over_) return;
+  origin_.hold.release();
+  w_.connection_closed(this, client_.slot);
 }
 
 }  // namespace weir::proxy

@@ -9,6 +9,7 @@
 
 #include "core/slab.hpp"
 #include "net/connection.hpp"
+#include "proxy/client_origin.hpp"
 #include "proxy/downstream.hpp"
 
 namespace weir::config {
@@ -21,7 +22,7 @@ class Worker;
 
 class ClientConn : public net::Connection {
  public:
-  ClientConn(Worker& w, int fd, std::string ip, size_t slot, bool tls);
+  ClientConn(Worker& w, int fd, ClientOrigin origin, bool tls);
   // From the worker's slabs (core/slab.hpp), apart from buffer memory.
   static void* operator new(size_t size) { return slab::allocate(size); }
   static void operator delete(void* p, size_t size) { slab::deallocate(p, size); }
@@ -39,12 +40,17 @@ class ClientConn : public net::Connection {
   // The socket (and its TLS session) continue in `next` (ALPN h2, the h2c preface): `next`
   // takes this connection's place in the worker's list; this one closes without the socket.
   void hand_over_to(ClientConn* next);
+  // The same before anything was read into this connection's buffers (next was made with the
+  // fd): `next` registers the socket itself in start().
+  void pass_socket_to(ClientConn* next);
   void on_close() override;
   const config::Listener& listener() const;
 
   Worker& w_;
   ClientInfo client_;
-  std::string ip_;
+  ClientOrigin origin_;
+  std::string ip_;       // "1.2.3.4" / "::1"
+  std::string address_;  // "1.2.3.4:5678" / "[::1]:5678" (logs)
 
  private:
   bool handed_over_ = false;

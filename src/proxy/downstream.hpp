@@ -14,7 +14,8 @@
 
 namespace weir::net {
 struct Stream;
-}
+struct SocketAddress;
+}  // namespace weir::net
 
 namespace weir::proxy {
 
@@ -41,9 +42,14 @@ enum class HeadResult : uint8_t {
 
 // Who is asking: the same for every exchange of a connection.
 struct ClientInfo {
-  std::string_view ip;
-  size_t slot = 0;   // listen socket slot: the listener is looked up in the current view
-  bool tls = false;  // the client connection is TLS (X-Forwarded-Proto, Secure cookies, HSTS)
+  std::string_view ip;       // "1.2.3.4" / "::1" (v4-mapped shown as v4)
+  std::string_view address;  // with the port, for logs
+  const net::SocketAddress* addr = nullptr;
+  const net::SocketAddress* local = nullptr;  // the address the client reached (len 0: unknown)
+  std::string_view tls_version;               // "TLSv1.3"..., "" = plain
+  std::string_view proto;  // "HTTP/1.1", "HTTP/2", "tcp" (static strings, for logs)
+  size_t slot = 0;         // listen socket slot: the listener is looked up in the current view
+  bool tls = false;        // the client connection is TLS (X-Forwarded-Proto, Secure cookies, HSTS)
 };
 
 // Where request body bytes go upstream: the server connection's output buffer, with the
@@ -51,6 +57,7 @@ struct ClientInfo {
 class BodySink {
  public:
   BodySink(Buffer& out, bool chunked) : out_(out), chunked_(chunked) {}
+  uint64_t taken() const { return taken_; }  // payload bytes put so far
   // Payload bytes that fit now (framing room kept aside).
   size_t room() const;
   void put(std::string_view payload);
@@ -60,6 +67,7 @@ class BodySink {
  private:
   Buffer& out_;
   bool chunked_;
+  uint64_t taken_ = 0;
 };
 
 enum class BodyRead : uint8_t {

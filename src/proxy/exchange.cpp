@@ -8,6 +8,8 @@
 #include "core/log.hpp"
 #include "http/status.hpp"
 #include "model/hash_key.hpp"
+#include "net/cidr_set.hpp"
+#include "proxy/admission.hpp"
 #include "proxy/forward.hpp"
 #include "proxy/router.hpp"
 
@@ -66,6 +68,118 @@ void Exchange::reset_state(Downstream& ds) {
   head_filtered_ = false;
   status_ = 0;
   resp_keep_alive_ = false;
+  request_id_.clear();
+  own_answer_ = false;
+  log_.on = false;
+  slot_ = ds.client().slot;
+  if (AccessLogProducer* al = w_.access_log()) {
+    const model::ListenerRuntime& lr = w_.listener_runtime(ds.client().slot);
+    log_.on = al != nullptr && lr.log_destination >= 0;
+  }
+  if (log_.on) {
+    timespec ts{};
+    ::clock_gettime(CLOCK_REALTIME, &ts);
+    log_.start_ms = static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1'000'000;
+    log_start_ = w_.reactor().now();
+    log_.client.assign(ds.client().address);
+    log_.method.clear();
+    log_.host.clear();
+    log_.path.clear();
+    log_.user_agent.clear();
+    log_.referer.clear();
+    log_.proto = ds.client().proto;
+    log_.tls = ds.client().tls_version;
+    log_.bytes_in = log_.bytes_out = 0;
+    log_.upstream_ms = -1;
+    log_.server = {};
+    log_.ended = false;
+    log_.termination = Termination::Ok;
+  }
+}
+
+void Exchange::note_request(const http::RequestHead& req) {
+  if (!log_.on) return;
+  log_.method.assign(req.method_text);
+  log_.host.assign(req.host);
+  log_.path.assign(req.target);
+  if (req.version_minor == 0 && log_.proto == "HTTP/1.1") log_.proto = "HTTP/1.0";
+  // The head's size as HTTP/1.1 writes it (the same for both codecs).
+  uint64_t n = req.method_text.size() + req.target.size() + 12;
+  for (const auto& h : req.headers) {
+    n += h.name.size() + h.value.size() + 4;
+    if (h.name.size() == 10 && http::iequals(h.name, "user-agent")) log_.user_agent.assign(h.value);
+    if (h.name.size() == 7 && http::iequals(h.name, "referer")) log_.referer.assign(h.value);
+  }
+  log_.bytes_in = n + 2;
+}
+
+Termination Exchange::termination_for(uint16_t status) const {
+  if (own_answer_) return Termination::Local;
+  switch (status) {
+    case 400:
+    case 405:
+    case 413:
+    case 414:
+    case 431:
+      return Termination::BadRequest;
+    case 403:
+      return Termination::Denied;
+    case 408:
+      return Termination::ClientTimeout;
+    case 429:
+      return Termination::RateLimited;
+    case 502:
+    case 504:
+      switch (last_failure_) {
+        case Failure::Refused:
+          return Termination::UpstreamRefused;
+        case Failure::ConnectTimeout:
+        case Failure::Timeout:
+          return Termination::UpstreamTimeout;
+        case Failure::Reset:
+        case Failure::Garbage:
+          return Termination::UpstreamReset;
+      }
+      return Termination::UpstreamReset;
+    case 503:
+      return Termination::NoServer;
+    default:
+      return Termination::Local;
+  }
+}
+
+// One line per request, when the exchange goes back to the pool: everything it needs is its
+// own by then (the downstream may be gone).
+void Exchange::write_access_log() {
+  if (!log_.on || !view_) return;
+  log_.on = false;
+  const model::ListenerRuntime& lr = view_->snap->listeners[view_->slot_listener[slot_]];
+  AccessRecord r;
+  r.time_unix_ms = log_.start_ms;
+  r.listener = lr.cfg->name;
+  r.client = log_.client;
+  r.method = log_.method;
+  r.host = log_.host;
+  r.path = log_.path;
+  r.proto = log_.proto;
+  r.status = status_;
+  r.bytes_in = log_.bytes_in;
+  r.bytes_out = log_.bytes_out;
+  r.duration_ms =
+      std::chrono::duration<double, std::milli>(w_.reactor().refresh_now() - log_start_).count();
+  if (backend_.valid()) {
+    r.backend = backend().cfg->name;
+    if (log_.server.valid()) r.server = backend().server(log_.server).name;
+  }
+  r.upstream_ms = log_.upstream_ms;
+  r.retries = attempts_ > 1 ? attempts_ - 1 : 0;
+  r.request_id = request_id_;
+  r.tls = log_.tls;
+  r.termination = log_.termination;
+  r.user_agent = log_.user_agent;
+  r.referer = log_.referer;
+  w_.access_log()->log(lr.log_destination, lr.log_combined ? LogFormat::Combined : LogFormat::Json,
+                       r);
 }
 
 void Exchange::start(Downstream& ds, const http::RequestHead& req) {
@@ -78,6 +192,9 @@ void Exchange::start(Downstream& ds, const http::RequestHead& req) {
   want_upgrade_ = req.upgrade && !http::list_contains(req.upgrade_protocol, "h2c");
   req_chunked_out_ = req.body == http::BodyKind::Chunked;
   req_done_ = req.body == http::BodyKind::None;
+  note_request(req);
+  if (!admit(req)) return;
+  note_request_id(req);
   if (req.method == http::Method::Connect) {
     answer(405, "Method Not Allowed\n", true);
     return;
@@ -133,6 +250,39 @@ void Exchange::start_error(Downstream& ds, uint16_t status) {
   answer(status, local_body_, true);
 }
 
+void Exchange::start_refusal(Downstream& ds, uint16_t status, uint32_t retry_after) {
+  reset_state(ds);
+  if (status == 429) edits_.set("Retry-After", std::to_string(std::max<uint32_t>(1, retry_after)));
+  local_body_.assign(http::reason_phrase(status)).append("\n");
+  answer(status, local_body_, true);
+}
+
+// client_limits.rate: over it, 429 with Retry-After; the connection stays usable.
+bool Exchange::admit(const http::RequestHead& req) {
+  const model::ListenerRuntime& lr = w_.listener_runtime(ds_->client().slot);
+  if (!lr.clients) return true;
+  uint32_t retry_after = 1;
+  if (admit_request(w_, lr, *ds_->client().addr, req, retry_after) == Refusal::None) return true;
+  edits_.set("Retry-After", std::to_string(retry_after));
+  local_body_.assign(http::reason_phrase(429)).append("\n");
+  answer(429, local_body_);
+  return false;
+}
+
+// `request_id`: the client's own value is kept (when it is a sane one), else weir makes one:
+// unique across workers and restarts (the worker's random prefix, then its counter).
+void Exchange::note_request_id(const http::RequestHead& req) {
+  const std::string& name = listener().request_id;
+  if (name.empty()) return;
+  for (const auto& h : req.headers) {
+    if (http::iequals(h.name, name) && !h.value.empty() && h.value.size() <= 200) {
+      request_id_.assign(h.value);
+      return;
+    }
+  }
+  w_.next_request_id(request_id_);
+}
+
 void Exchange::start_tcp(Downstream& ds, BackendId backend) {
   reset_state(ds);
   tcp_mode_ = true;
@@ -164,6 +314,12 @@ bool Exchange::route_and_filter(const http::RequestHead& req, std::string_view t
     return false;
   }
   const config::Route& r = lr.cfg->routes[static_cast<size_t>(route)];
+  if (r.access && !access_allows(*r.access, *ds_->client().addr)) {
+    count_refusal(w_, *lr.cfg, Refusal::Access);
+    edits_.clear();
+    answer(403, "Forbidden\n");
+    return false;
+  }
   if (!r.forwards()) return route_action(r, target);
   backend_ = BackendId(r.backend_index);
   route_buffering_ = r.request_buffering;
@@ -173,6 +329,7 @@ bool Exchange::route_and_filter(const http::RequestHead& req, std::string_view t
 
 // A route that answers itself: `redirect` or `respond`. Always false (answered).
 bool Exchange::route_action(const config::Route& r, std::string_view target) {
+  own_answer_ = true;
   if (r.redirect) {
     const auto& rd = *r.redirect;
     std::string& loc = w_.scratch_string();
@@ -218,12 +375,12 @@ bool Exchange::build_forward_head(const http::RequestHead& req, std::string_view
   RequestView rv{req, route_host, target, target.substr(0, target.find('?')), c};
   edits_.clear();
   filters_->on_upstream_request(rv, edits_);
+  if (!request_id_.empty()) edits_.set(l.request_id, request_id_);
   RequestForward fwd;
   fwd.target = target;
   fwd.host = host;
   fwd.client_ip = c.ip;
-  fwd.trusted_client = std::find(l.trusted_proxies.begin(), l.trusted_proxies.end(), c.ip) !=
-                       l.trusted_proxies.end();
+  fwd.trusted_client = l.trusted_proxies && l.trusted_proxies->contains(*c.addr);
   fwd.upgrade = want_upgrade_;
   fwd.proto = c.tls ? "https" : "http";
   fwd.edits = edits_.empty() ? nullptr : &edits_;
@@ -250,10 +407,18 @@ void Exchange::answer(uint16_t status, std::string_view body, bool close,
   timer_kind_ = TimerKind::None;
   if (tcp_mode_) {
     // No server could be reached: layer 4 has no way to say so but closing.
+    note_end(termination_for(status));
     count(status);
     phase_ = Phase::Done;
     ds_->exchange_done(false, true);
     return;
+  }
+  if (!own_answer_ && status >= 400) {
+    const auto& pages = listener().error_pages;
+    if (auto it = pages.find(status); it != pages.end()) {
+      body = it->second.body;
+      content_type = it->second.content_type;
+    }
   }
   ResponseOut head;
   head.status = status;
@@ -265,9 +430,12 @@ void Exchange::answer(uint16_t status, std::string_view body, bool close,
   head.edits = &edits_;
   if (head.body != http::BodyKind::None) edits_.set("Content-Type", content_type);
   if (filters_) filters_->on_response(head);
+  if (!request_id_.empty()) edits_.set(listener().request_id, request_id_);
   if (close) req_done_ = false;  // the connection must not be reused
   head.last = !req_done_;        // an unread request body leaves no way to find the next head
   status_ = status;
+  note_end(termination_for(status));
+  log_.bytes_out += head.local_body.size() + 120;  // the head, roughly
   count(status);
   phase_ = Phase::Done;
   // Nothing of this exchange's answer was sent yet, so the head always fits.
@@ -414,6 +582,7 @@ Exchange* ExchangePool::take() {
 
 void Exchange::recycle() {
   cancel();
+  write_access_log();
   phase_ = Phase::Idle;
   view_.reset();  // an old snapshot is not kept alive by a pooled exchange
   ds_ = nullptr;

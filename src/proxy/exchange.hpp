@@ -20,6 +20,7 @@
 #include "core/timer.hpp"
 #include "http/body_decoder.hpp"
 #include "model/ids.hpp"
+#include "proxy/access_log.hpp"
 #include "proxy/downstream.hpp"
 #include "proxy/filter.hpp"
 #include "proxy/head_edits.hpp"
@@ -40,6 +41,8 @@ class Exchange final : public UpstreamOwner {
   // A request that could not even be read whole (400, 408, 431, a bad HTTP/2 head): weir's own
   // answer through the listener's filters, and the connection ends after it.
   void start_error(Downstream& ds, uint16_t status);
+  // A connection refused on accept (403 access, 429 max_connections): answered and closed.
+  void start_refusal(Downstream& ds, uint16_t status, uint32_t retry_after);
   // Layer 4: connect to a server of `backend` (retrying elsewhere), then hand the connection to
   // the downstream (upgrade()). Nothing is parsed.
   void start_tcp(Downstream& ds, BackendId backend);
@@ -85,6 +88,18 @@ class Exchange final : public UpstreamOwner {
 
   // exchange.cpp
   void reset_state(Downstream& ds);
+  bool admit(const http::RequestHead& req);  // client_limits.rate; false: answered 429
+  void note_request_id(const http::RequestHead& req);
+  void note_request(const http::RequestHead& req);  // the log's copy of the request line
+  // The first cause given is the one logged.
+  void note_end(Termination t) {
+    if (!log_.ended) {
+      log_.ended = true;
+      log_.termination = t;
+    }
+  }
+  Termination termination_for(uint16_t status) const;
+  void write_access_log();
   bool route_and_filter(const http::RequestHead& req, std::string_view target,
                         std::string_view route_host);
   void choose_affinity(const http::RequestHead& req);
@@ -140,6 +155,7 @@ class Exchange final : public UpstreamOwner {
   void drop_body_state();  // splice pipe and body filter of this response
   void response_done();
   void on_connected();
+  bool send_proxy_header();
 
   Worker& w_;
   Downstream* ds_ = nullptr;
@@ -182,6 +198,23 @@ class Exchange final : public UpstreamOwner {
   const config::RouteRewrite* rewrite_ = nullptr;  // the route's (the view keeps it alive)
   std::string rewritten_;   // the rewritten target (capacity kept)  // the route's, if it has one
   std::string local_body_;  // weir's own answer body (when it is not a literal)
+  // What the access log line needs, copied while the request's views live (capacity kept).
+  struct LogNote {
+    bool on = false;
+    int64_t start_ms = 0;  // wall clock
+    std::string client, method, host, path, user_agent, referer;
+    std::string_view proto, tls;  // static strings
+    uint64_t bytes_in = 0, bytes_out = 0;
+    double upstream_ms = -1;
+    ServerId server;  // the last one tried
+    bool ended = false;
+    Termination termination = Termination::Ok;
+  } log_;
+  TimePoint log_start_{};
+  size_t slot_ =
+      0;  // the client's listen slot (the downstream may be gone when the line is written)
+  std::string request_id_;   // `request_id`: the request's, or the one weir made (capacity kept)
+  bool own_answer_ = false;  // route respond/redirect: the listener's error_pages do not apply
 
   // attempts
   balance::TriedSet tried_;

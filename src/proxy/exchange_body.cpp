@@ -28,6 +28,7 @@ bool Exchange::push_body() {
       return true;
     }
     size_t taken = st.payload.empty() ? 0 : ds_->send_body(st.payload);
+    log_.bytes_out += taken;
     if (taken == st.payload.size()) {
       resp_body_ = probe;
       us.in.consume(st.consumed);
@@ -103,6 +104,7 @@ bool Exchange::splice_body(net::Stream& dst) {
     if (pipe_->held() > 0 && dst.writable) {
       ssize_t n = pipe_->drain(dst.fd);
       if (n > 0) {
+        log_.bytes_out += static_cast<uint64_t>(n);
         moved = true;
         if (pipe_->held() > 0) dst.writable = false;
       } else if (n == net::kWouldBlock) {
@@ -164,6 +166,7 @@ ssize_t Exchange::pull_body(char* buf, size_t len, bool& eof) {
       if (f == Feed::Idle) break;
     }
     if (n > 0) {
+      log_.bytes_out += n;
       touch_response_timer();
       ds_->wake();
     }
@@ -203,6 +206,7 @@ ssize_t Exchange::pull_body(char* buf, size_t len, bool& eof) {
     if (st.consumed == 0) break;
   }
   if (n > 0) {
+    log_.bytes_out += n;
     touch_response_timer();
     ds_->wake();  // room in the server's buffer: read on
   }
@@ -261,6 +265,7 @@ bool Exchange::push_filtered() {
   for (;;) {
     if (!filtered_.empty()) {
       size_t n = ds_->send_body(filtered_.readable());
+      log_.bytes_out += n;
       filtered_.consume(n);
       progress |= n > 0;
       if (!filtered_.empty()) break;  // the client is slower: the rest waits here

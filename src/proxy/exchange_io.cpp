@@ -9,6 +9,7 @@
 
 #include "core/log.hpp"
 #include "health/passive.hpp"
+#include "net/proxy_protocol.hpp"
 #include "net/tls/tls.hpp"
 #include "proxy/exchange.hpp"
 
@@ -35,11 +36,30 @@ void Exchange::on_upstream_event(uint32_t events) {
   ds_->wake();
 }
 
+// `send_proxy_protocol`: the header goes first on the fresh connection, before any TLS byte.
+// Nothing was written to the socket yet, so its send buffer takes the whole header at once.
+bool Exchange::send_proxy_header() {
+  const ClientInfo& c = ds_->client();
+  net::SocketAddress dst = c.local ? *c.local : net::SocketAddress{};
+  std::string header = backend().cfg->send_proxy_protocol == config::ProxyProtocolVersion::V1
+                           ? net::proxy_protocol::encode_v1(*c.addr, dst)
+                           : net::proxy_protocol::encode_v2(*c.addr, dst);
+  ssize_t n = ::send(up_->stream.fd, header.data(), header.size(), MSG_NOSIGNAL);
+  return n == static_cast<ssize_t>(header.size());
+}
+
 void Exchange::on_connected() {
   up_->connecting = false;
+  if (backend().cfg->send_proxy_protocol != config::ProxyProtocolVersion::Off &&
+      !send_proxy_header()) {
+    upstream_failed(Failure::Refused);
+    return;
+  }
   health::connect_success(backend(), server_.index());
   if (tcp_mode_) {
-    // Layer 4: the connection is the answer. The downstream relays bytes from now on.
+    // Layer 4: the connection is the answer. The downstream relays bytes from now on, and
+    // writes the connection's log line when it ends.
+    log_.on = false;
     count(0);
     hand_over();
     return;
@@ -131,6 +151,7 @@ bool Exchange::pump_request() {
     progress |= flush_upstream(body, &taken);
     if (taken > 0) {
       req_bytes_consumed_ = true;
+      log_.bytes_in += taken;
       keep_for_replay(body.substr(0, taken));
       ds_->consume_body(taken);
     }
@@ -139,7 +160,9 @@ bool Exchange::pump_request() {
   } else if (!req_done_) {
     BodySink sink(up_->stream.out, req_chunked_out_);
     size_t before = up_->stream.out.size();
-    switch (ds_->read_body(sink)) {
+    BodyRead got = ds_->read_body(sink);
+    log_.bytes_in += sink.taken();
+    switch (got) {
       case BodyRead::Idle:
         break;
       case BodyRead::Progress:
@@ -257,6 +280,11 @@ bool Exchange::handle_response_head() {
 // The final head: latency and passive health first, then the filters, then the client's codec.
 bool Exchange::send_response_head(const http::ResponseHead& resp, size_t head_len) {
   const BackendRuntime& b = backend();
+  if (log_.on) {
+    log_.upstream_ms =
+        std::chrono::duration<double, std::milli>(w_.reactor().now() - attempt_start_).count();
+    log_.bytes_out += head_len;
+  }
   ResponseOut head;
   head.status = resp.status;
   head.reason = resp.reason;
@@ -275,6 +303,7 @@ bool Exchange::send_response_head(const http::ResponseHead& resp, size_t head_le
       edits_.add("Set-Cookie", cookie);
     }
     filters_->on_response(head);
+    if (!request_id_.empty()) edits_.set(listener().request_id, request_id_);
     body_filter_.reset();
     if (head.body != http::BodyKind::None && resp.status != 101) {
       body_filter_ = filters_->on_response_body(head);

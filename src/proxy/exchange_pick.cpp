@@ -76,6 +76,7 @@ void Exchange::enqueue() {
   const auto& lim = b.cfg->limits;
   if (phase_ != Phase::Queued) {
     if (b.queued->load(std::memory_order_relaxed) >= static_cast<int64_t>(lim.queue_size)) {
+      note_end(Termination::QueueFull);
       edits_.set("Retry-After", "1");
       answer(503, "Service Unavailable\n");
       return;
@@ -127,6 +128,7 @@ void Exchange::queue_tick() {
   }
   if (w_.reactor().now() >= queue_deadline_ || !saw_full) {
     // Waited too long, or the servers went away while waiting.
+    note_end(Termination::QueueTimeout);
     edits_.set("Retry-After", "1");
     answer(503, "Service Unavailable\n");
     return;
@@ -137,6 +139,7 @@ void Exchange::queue_tick() {
 void Exchange::use_server(ServerId id, bool allow_pooled) {
   const BackendRuntime& b = backend();
   server_ = id;
+  log_.server = id;
   attempt_start_ = w_.reactor().now();
   const ServerRuntime& srv = b.server(id);
   srv.state->active.fetch_add(1, std::memory_order_relaxed);
@@ -215,6 +218,10 @@ void Exchange::release_upstream(bool reusable) {
   UpstreamConn* up = up_;
   up_ = nullptr;
   up->owner = nullptr;
+  // A connection that began with a PROXY header names its client: no one else may use it.
+  if (reusable && backend_.valid() && view_ &&
+      backend().cfg->send_proxy_protocol != config::ProxyProtocolVersion::Off)
+    reusable = false;
   if (reusable) {
     w_.pool().put(up);
   } else {
@@ -307,6 +314,7 @@ bool Exchange::buffer_body() {
   while (!body_read_done_ && replay_body_.size() < buffer_max_) {
     BodySink sink(staging, req_chunked_out_);
     r = ds_->read_body(sink);
+    log_.bytes_in += sink.taken();
     if (r == BodyRead::Error || r == BodyRead::Gone) break;
     if (r == BodyRead::Done) body_read_done_ = sink.finish();
     if (!staging.empty()) {
@@ -336,6 +344,7 @@ bool Exchange::buffer_body() {
 }
 
 void Exchange::client_closed() {
+  note_end(Termination::ClientClosed);
   auto& st = w_.stats();
   if (phase_ == Phase::Streaming) {
     ++st.client_closed_response;
@@ -359,6 +368,7 @@ void Exchange::client_gone() {
 // Part of the response already reached the client (or the body cannot complete): the only
 // honest signal left is ending the client's connection or stream.
 void Exchange::abort() {
+  note_end(Termination::UpstreamReset);
   drop_body_state();
   release_upstream(false);
   count(phase_ == Phase::Streaming ? status_ : 502);

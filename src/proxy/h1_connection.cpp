@@ -35,6 +35,7 @@ size_t BodySink::room() const {
 }
 
 void BodySink::put(std::string_view payload) {
+  taken_ += payload.size();
   if (chunked_)
     append_chunk(out_, payload);
   else
@@ -48,8 +49,8 @@ bool BodySink::finish() {
   return true;
 }
 
-H1Connection::H1Connection(Worker& w, int fd, std::string ip, size_t slot)
-    : ClientConn(w, fd, std::move(ip), slot, false) {}
+H1Connection::H1Connection(Worker& w, int fd, ClientOrigin origin)
+    : ClientConn(w, fd, std::move(origin), false) {}
 
 H1Connection::~H1Connection() = default;
 
@@ -113,8 +114,13 @@ bool H1Connection::check_handshake() {
     if (io_.eof) close();  // gone before the handshake ended (a port probe, a scanner)
     return io_.eof;
   }
+  client_.tls_version = io_.transport->version();
   if (io_.transport->alpn() == "h2") {
-    hand_over_to(new H2Connection(w_, ip_, client_.slot, true));
+    if (origin_.refuse != 0) {
+      close();  // refused on accept (access, max_connections): HTTP/2 gets no 403 of its own
+      return true;
+    }
+    hand_over_to(new H2Connection(w_, std::move(origin_), true));
     return true;
   }
   phase_ = Phase::Head;
@@ -142,6 +148,16 @@ bool H1Connection::h2c_preface(bool& wait) const {
 }
 
 bool H1Connection::handle_head() {
+  if (origin_.refuse != 0) {
+    // Refused on accept: the answer goes out before anything the client sent is read.
+    keep_alive_ = false;
+    phase_ = Phase::Exchange;
+    cancel_timer();
+    timer_kind_ = TimerKind::None;
+    ex_ = w_.exchanges().take();
+    ex_->start_refusal(*this, origin_.refuse, origin_.retry_after);
+    return true;
+  }
   if (io_.in.empty()) {
     if (io_.eof) close_after_flush(true);
     return false;
@@ -150,7 +166,7 @@ bool H1Connection::handle_head() {
   if (listener().h2c) {
     bool wait = false;
     if (h2c_preface(wait)) {
-      hand_over_to(new H2Connection(w_, ip_, client_.slot, false));
+      hand_over_to(new H2Connection(w_, std::move(origin_), false));
       return true;
     }
     if (wait) return false;

@@ -19,7 +19,7 @@ class Tunnel;
 
 class H1Connection final : public ClientConn, public Downstream {
  public:
-  H1Connection(Worker& w, int fd, std::string ip, size_t slot);
+  H1Connection(Worker& w, int fd, ClientOrigin origin);
   ~H1Connection() override;
 
   void start() override;

@@ -146,8 +146,10 @@ struct H2Callbacks {
   }
 };
 
-H2Connection::H2Connection(Worker& w, std::string ip, size_t slot, bool tls)
-    : ClientConn(w, -1, std::move(ip), slot, tls) {}
+H2Connection::H2Connection(Worker& w, ClientOrigin origin, bool tls)
+    : ClientConn(w, -1, std::move(origin), tls) {
+  client_.proto = "HTTP/2";
+}
 
 H2Connection::~H2Connection() {
   if (session_) nghttp2_session_del(session_);

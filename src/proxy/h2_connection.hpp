@@ -31,7 +31,7 @@ namespace weir::proxy {
 
 class H2Connection final : public ClientConn {
  public:
-  H2Connection(Worker& w, std::string ip, size_t slot, bool tls);
+  H2Connection(Worker& w, ClientOrigin origin, bool tls);
   ~H2Connection() override;
 
   // The socket was handed over: SETTINGS out, then the frames already buffered.

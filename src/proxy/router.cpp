@@ -143,6 +143,19 @@ int find_route(const std::vector<config::Route>& routes, const RouteRequest& rq)
   return -1;
 }
 
+int find_tcp_route(const std::vector<config::Route>& routes, std::string_view sni) {
+  int catch_all = -1;
+  for (size_t i = 0; i < routes.size(); ++i) {
+    const std::string& pattern = routes[i].match.sni;
+    if (pattern.empty()) {
+      if (catch_all < 0) catch_all = static_cast<int>(i);
+    } else if (!sni.empty() && host_matches(pattern, sni)) {
+      return static_cast<int>(i);
+    }
+  }
+  return catch_all;
+}
+
 int find_route(const std::vector<config::Route>& routes, std::string_view host,
                std::string_view path) {
   return find_route(routes, RouteRequest{host, path, {}, nullptr});

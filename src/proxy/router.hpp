@@ -21,6 +21,10 @@ struct RouteRequest {
 
 int find_route(const std::vector<config::Route>& routes, const RouteRequest& rq);
 
+// tcp mode: the first route whose `sni` matches the ClientHello's server name (lower-cased;
+// "" when there is none or the connection is not TLS), else the catch-all route, else -1.
+int find_tcp_route(const std::vector<config::Route>& routes, std::string_view sni);
+
 // True if the decoded query parameter `name` is present (and equals `value` unless `any`).
 // Exposed for tests.
 bool query_matches(std::string_view query, const config::FieldMatch& m);

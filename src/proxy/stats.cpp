@@ -29,6 +29,8 @@ void WorkerStats::merge(const WorkerStats& o) {
   retries_unseen += o.retries_unseen;
   retries_resent += o.retries_resent;
   retries_refused_by_budget += o.retries_refused_by_budget;
+  for (const auto& [key, n] : o.refused)
+    refused[key] += n;
   buffers_in_use += o.buffers_in_use;
   buffer_block_bytes = std::max(buffer_block_bytes, o.buffer_block_bytes);
 }

@@ -67,6 +67,11 @@ struct WorkerStats {
   uint64_t retries_unseen = 0;
   uint64_t retries_resent = 0;
   uint64_t retries_refused_by_budget = 0;
+  // weir_refused_total: (listener, reason) → clients refused (access, connections, rate,
+  // proxy_protocol).
+  std::map<std::pair<std::string, std::string>, uint64_t> refused;
+  uint64_t access_log_dropped = 0;  // process-wide (the log writer's), set when collected
+  uint64_t access_log_written = 0;
   uint64_t buffers_in_use = 0;      // buffer blocks held, summed over workers when collected
   uint64_t buffer_block_bytes = 0;  // the size of one block
 

@@ -1,20 +1,37 @@
 #include "proxy/tcp_connection.hpp"
 
+#include <ctime>
+
+#include "proxy/access_log.hpp"
 #include "proxy/exchange.hpp"
+#include "proxy/router.hpp"
 #include "proxy/tunnel.hpp"
+#include "proxy/worker.hpp"
 
 namespace weir::proxy {
 
-TcpConnection::TcpConnection(Worker& w, int fd, std::string ip, size_t slot)
-    : ClientConn(w, fd, std::move(ip), slot, false) {}
+TcpConnection::TcpConnection(Worker& w, int fd, ClientOrigin origin)
+    : ClientConn(w, fd, std::move(origin), false) {
+  client_.proto = "tcp";
+}
 
 TcpConnection::~TcpConnection() = default;
 
 void TcpConnection::start() {
+  started_ = w_.reactor().now();
+  timespec ts{};
+  ::clock_gettime(CLOCK_REALTIME, &ts);
+  started_ms_ = static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1'000'000;
   w_.reactor().add(io_.fd, this);
   const auto& routes = listener().routes;
+  // The route chosen by SNI (Prelude), else the catch-all.
+  int route = origin_.tcp_route >= 0 ? origin_.tcp_route : find_tcp_route(routes, "");
+  if (route < 0) {
+    close();
+    return;
+  }
   ex_ = w_.exchanges().take();
-  ex_->start_tcp(*this, BackendId(routes.front().backend_index));
+  ex_->start_tcp(*this, BackendId(routes[static_cast<size_t>(route)].backend_index));
   run();
 }
 
@@ -46,12 +63,37 @@ void TcpConnection::exchange_done(bool response_complete, bool) {
   schedule_turn();  // bytes may wait on both sides already
 }
 
+// One line per tcp connection that reached a server (one that did not is the exchange's line).
+void TcpConnection::write_access_log() {
+  AccessLogProducer* al = w_.access_log();
+  const model::ListenerRuntime& lr = w_.listener_runtime(client_.slot);
+  if (!al || lr.log_destination < 0) return;
+  AccessRecord r;
+  r.time_unix_ms = started_ms_;
+  r.listener = lr.cfg->name;
+  r.client = address_;
+  r.proto = "tcp";
+  r.bytes_in = tunnel_->bytes_in();
+  r.bytes_out = tunnel_->bytes_out();
+  r.duration_ms =
+      std::chrono::duration<double, std::milli>(w_.reactor().refresh_now() - started_).count();
+  const ServerSlot& s = tunnel_->slot();
+  if (s.view && s.backend.valid()) {
+    const auto& b = s.view->snap->backend(s.backend);
+    r.backend = b.cfg->name;
+    if (s.server.valid()) r.server = b.server(s.server).name;
+  }
+  r.termination = Termination::Ok;
+  al->log(lr.log_destination, lr.log_combined ? LogFormat::Combined : LogFormat::Json, r);
+}
+
 void TcpConnection::on_close() {
   if (ex_) {
     ex_->cancel();
     w_.exchanges().give_back_later(ex_);
     ex_ = nullptr;
   }
+  if (tunnel_) write_access_log();
   tunnel_.reset();
   ClientConn::on_close();
 }

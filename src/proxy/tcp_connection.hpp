@@ -13,7 +13,7 @@ class Tunnel;
 
 class TcpConnection final : public ClientConn, public Downstream {
  public:
-  TcpConnection(Worker& w, int fd, std::string ip, size_t slot);
+  TcpConnection(Worker& w, int fd, ClientOrigin origin);
   ~TcpConnection() override;
 
   void start() override;
@@ -34,9 +34,12 @@ class TcpConnection final : public ClientConn, public Downstream {
   bool turn() override;
   void on_timeout() override { close(); }
   void on_close() override;
+  void write_access_log();
 
   Exchange* ex_ = nullptr;
   std::unique_ptr<Tunnel> tunnel_;
+  TimePoint started_{};
+  int64_t started_ms_ = 0;
 };
 
 }  // namespace weir::proxy

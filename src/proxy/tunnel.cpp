@@ -8,10 +8,11 @@
 namespace weir::proxy {
 namespace {
 
-bool move_bytes(Buffer& from, Buffer& to) {
+bool move_bytes(Buffer& from, Buffer& to, uint64_t& count) {
   if (from.empty() || to.free_space() == 0) return false;
   size_t n = to.append(from.readable());
   from.consume(n);
+  count += n;
   return n > 0;
 }
 
@@ -39,8 +40,8 @@ bool Tunnel::pump(net::Stream& client) {
   if (finished_) return false;
   auto& us = up_->stream;
   bool progress = us.fill();
-  progress |= move_bytes(client.in, us.out);
-  progress |= move_bytes(us.in, client.out);
+  progress |= move_bytes(client.in, us.out, bytes_in_);
+  progress |= move_bytes(us.in, client.out, bytes_out_);
   progress |= us.flush();
   if (us.failed || us.write_failed || client.write_failed) {
     finished_ = true;

@@ -25,6 +25,9 @@ class Tunnel final : public UpstreamOwner {
   // Moves what both sides have; returns true if anything moved.
   bool pump(net::Stream& client);
   bool finished() const { return finished_; }
+  uint64_t bytes_in() const { return bytes_in_; }    // from the client
+  uint64_t bytes_out() const { return bytes_out_; }  // to the client
+  const ServerSlot& slot() const { return slot_; }
   void on_upstream_event(uint32_t events) override;
 
  private:
@@ -35,6 +38,8 @@ class Tunnel final : public UpstreamOwner {
   bool client_shut_ = false;    // we half-closed the client
   bool upstream_shut_ = false;  // we half-closed the server
   bool finished_ = false;
+  uint64_t bytes_in_ = 0;
+  uint64_t bytes_out_ = 0;
 };
 
 }  // namespace weir::proxy

@@ -1,7 +1,11 @@
 #include "proxy/worker.hpp"
 
 #include <malloc.h>
+#include <sys/random.h>
+#include <unistd.h>
+
 #include <sys/socket.h>
+#include <cstdio>
 
 #include <algorithm>
 #include <cerrno>
@@ -10,8 +14,10 @@
 #include "core/log.hpp"
 #include "net/address.hpp"
 #include "net/socket.hpp"
+#include "proxy/admission.hpp"
 #include "proxy/exchange.hpp"
 #include "proxy/h1_connection.hpp"
+#include "proxy/prelude.hpp"
 #include "proxy/tcp_connection.hpp"
 
 namespace weir::proxy {
@@ -28,7 +34,8 @@ class Worker::Acceptor final : public EventHandler {
   void accept_all() {
     if (sock_.fd < 0) return;
     const auto& snap = *w_.view_->snap;
-    const auto& lc = *snap.listeners[w_.view_->slot_listener[sock_.slot]].cfg;
+    const auto& lr = snap.listeners[w_.view_->slot_listener[sock_.slot]];
+    const auto& lc = *lr.cfg;
     auto& gate = *w_.gates_[sock_.slot];
     paused_ = false;
     for (int i = 0; i < 1024; ++i) {
@@ -47,14 +54,32 @@ class Worker::Acceptor final : public EventHandler {
         }
         return;
       }
+      ClientOrigin origin;
+      origin.addr.storage = peer;
+      origin.addr.len = len;
+      origin.slot = sock_.slot;
+      if (w_.view_->sends_proxy_protocol) {
+        origin.local.len = sizeof origin.local.storage;
+        if (::getsockname(fd, reinterpret_cast<sockaddr*>(&origin.local.storage),
+                          &origin.local.len) != 0)
+          origin.local.len = 0;
+      }
+      ClientConn* c;
+      if (needs_prelude(lc)) {
+        // The client is known (PROXY header) or the route is (SNI) only after its first bytes.
+        c = new Prelude(w_, fd, std::move(origin));
+      } else if (admit_connection(w_, lr, origin) != Refusal::None &&
+                 lc.mode == config::ListenerMode::Tcp) {
+        net::close_fd(fd);  // layer 4 has nothing to say but closing
+        continue;
+      } else if (lc.mode == config::ListenerMode::Tcp) {
+        c = new TcpConnection(w_, fd, std::move(origin));
+      } else {
+        c = new H1Connection(w_, fd, std::move(origin));
+      }
       gate.open.fetch_add(1, std::memory_order_relaxed);
       ++w_.stats_.connections_accepted;
       ++w_.stats_.connections_open;
-      ClientConn* c;
-      if (lc.mode == config::ListenerMode::Tcp)
-        c = new TcpConnection(w_, fd, net::peer_ip(peer), sock_.slot);
-      else
-        c = new H1Connection(w_, fd, net::peer_ip(peer), sock_.slot);
       w_.add_connection(c);
       c->start();
     }
@@ -89,6 +114,10 @@ Worker::Worker(unsigned index, SnapshotPtr snap, std::vector<ListenSocket> socke
       exchanges_(std::make_unique<ExchangePool>(*this)) {
   rng_state_ = 0x9E3779B97F4A7C15ull * (index + 1) ^
                static_cast<uint64_t>(Clock::now().time_since_epoch().count());
+  if (::getrandom(&request_id_prefix_, sizeof request_id_prefix_, 0) !=
+      static_cast<ssize_t>(sizeof request_id_prefix_)) {
+    request_id_prefix_ = rng_state_ ^ static_cast<uint64_t>(::getpid()) << 32;
+  }
   install_view(std::move(snap));
   for (auto& s : sockets)
     acceptors_.push_back(std::make_unique<Acceptor>(*this, std::move(s)));
@@ -119,6 +148,14 @@ uint64_t Worker::random() {
   return rng_state_ * 0x2545F4914F6CDD1Dull;
 }
 
+void Worker::next_request_id(std::string& out) {
+  char buf[48];
+  int n = std::snprintf(buf, sizeof buf, "%016llx-%llx",
+                        static_cast<unsigned long long>(request_id_prefix_),
+                        static_cast<unsigned long long>(++request_id_counter_));
+  out.assign(buf, static_cast<size_t>(n));
+}
+
 void Worker::install_view(SnapshotPtr snap) {
   auto v = std::make_shared<WorkerView>();
   v->snap = std::move(snap);
@@ -134,6 +171,8 @@ void Worker::install_view(SnapshotPtr snap) {
   for (const auto& l : v->snap->listeners)
     v->filters.push_back(build_filters(*l.cfg));
   for (const auto& b : v->snap->backends) {
+    if (b.cfg->send_proxy_protocol != config::ProxyProtocolVersion::Off)
+      v->sends_proxy_protocol = true;
     v->balancers.push_back(balance::make_balancer(
         b.cfg->balance, b.infos, random(), {.hash_balance_factor = b.cfg->hash_balance_factor}));
     RetryBudget& budget = v->budgets.emplace_back(b.cfg->retry_budget);

@@ -31,6 +31,7 @@ using model::ServerRuntime;
 using model::Snapshot;
 using model::SnapshotPtr;
 
+class AccessLogProducer;
 class ClientConn;
 class Exchange;
 class ExchangePool;
@@ -77,6 +78,7 @@ struct WorkerView {
   http::Limits limits;
   std::vector<size_t> slot_listener;     // listen socket slot → listener index in snap
   std::vector<ListenerFilters> filters;  // by listener index
+  bool sends_proxy_protocol = false;     // a backend has send_proxy_protocol: note local addresses
   CodeCounts* counts(size_t listener, int backend) const {
     return counters[listener * (snap->backends.size() + 1) + static_cast<size_t>(backend + 1)];
   }
@@ -119,6 +121,12 @@ class Worker {
   // For the worker's own connections.
   Reactor& reactor() { return reactor_; }
   const ViewPtr& view() const { return view_; }
+  // Where this worker's access log lines go (set before start(); null: no logging at all).
+  void set_access_log(AccessLogProducer* p) { access_log_ = p; }
+  AccessLogProducer* access_log() const { return access_log_; }
+  const model::ListenerRuntime& listener_runtime(size_t slot) const {
+    return view_->snap->listeners[view_->slot_listener[slot]];
+  }
   UpstreamPool& pool() { return pool_; }
   WorkerStats& stats() { return stats_; }
   std::span<http::Header> scratch_headers() { return scratch_headers_; }
@@ -135,6 +143,9 @@ class Worker {
   // `to` continues `from`'s socket (ALPN h2, h2c): same place in the list, same gate count.
   void replace_connection(ClientConn* from, ClientConn* to);
   uint64_t random();
+  // A fresh request id: this worker's random 64-bit prefix (from getrandom at start, so unique
+  // across workers and restarts), '-', its counter. Written into `out`.
+  void next_request_id(std::string& out);
 
  private:
   class Acceptor;
@@ -161,6 +172,9 @@ class Worker {
   bool draining_ = false;
   Timer drain_timer_;
   Timer housekeeping_;  // gives memory back after a burst (housekeep())
+  AccessLogProducer* access_log_ = nullptr;
+  uint64_t request_id_prefix_ = 0;
+  uint64_t request_id_counter_ = 0;
   uint64_t rng_state_;
   std::thread thread_;
 };

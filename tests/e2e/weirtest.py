@@ -577,8 +577,11 @@ class HttpConn:
     """One client connection. send() exact bytes, read_response() one response at a time (so
     pipelining works), is_closed() to check that the peer closed."""
 
-    def __init__(self, port: int, host: str = HOST, timeout: float = IO_TIMEOUT):
-        self.sock = socket.create_connection((host, port), timeout=timeout)
+    def __init__(self, port: int, host: str = HOST, timeout: float = IO_TIMEOUT,
+                 source: str | None = None):
+        """source: the local address to connect from (any of 127.0.0.0/8 on loopback)."""
+        self.sock = socket.create_connection((host, port), timeout=timeout,
+                                             source_address=(source, 0) if source else None)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buf = bytearray()
         self.eof = False

@@ -103,6 +103,7 @@ class TlsTransport final : public Transport {
 
   bool handshake_done() const override;
   std::string_view alpn() const override;  // the negotiated protocol, "" if none
+  std::string_view version() const override;
   bool resumed() const;
   // Why the last kIoError happened (handshake failure, verify error…), for logs.
   std::string_view last_error() const override { return last_error_; }

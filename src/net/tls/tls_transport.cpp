@@ -234,6 +234,10 @@ std::string_view TlsTransport::alpn() const {
   return {reinterpret_cast<const char*>(proto), len};
 }
 
+std::string_view TlsTransport::version() const {
+  return SSL_get_version(ssl_);  // OpenSSL's static strings ("TLSv1.3")
+}
+
 bool TlsTransport::resumed() const {
   return SSL_session_reused(ssl_) == 1;
 }

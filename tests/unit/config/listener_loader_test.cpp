@@ -1,5 +1,6 @@
 // Listeners, addresses and routes.
 #include "config/loader.hpp"
+#include "net/cidr_set.hpp"
 
 #include <gtest/gtest.h>
 
@@ -122,15 +123,20 @@ backends:
 TEST(Listeners, TrustedProxies) {
   const Config& c = ok(load(with_backend("").insert(with_backend("").find("backends:"),
                                                     "    trusted_proxies: [10.0.0.1, \"::1\"]\n")));
-  EXPECT_EQ(c.listeners.at(0).trusted_proxies, (std::vector<std::string>{"10.0.0.1", "::1"}));
+  const auto& trusted = c.listeners.at(0).trusted_proxies;
+  ASSERT_TRUE(trusted);
+  EXPECT_EQ(trusted->size(), 2u);
+  EXPECT_TRUE(trusted->contains_v4(0x0a000001));
+  EXPECT_FALSE(trusted->contains_v4(0x0a000002));
+  // CIDR ranges are welcome; names and ranges with host bits are not.
   std::string bad = with_backend("");
-  bad.insert(bad.find("backends:"), "    trusted_proxies: [10.0.0.0/8, proxy.local]\n");
-  EXPECT_EQ(errors(bad),
-            (std::vector<std::string>{
-                "t.yaml:5:23: \"trusted_proxies\": \"10.0.0.0/8\" is not an IP address (such as "
-                "10.0.0.1 or ::1)",
-                "t.yaml:5:35: \"trusted_proxies\": \"proxy.local\" is not an IP address (such "
-                "as 10.0.0.1 or ::1)"}));
+  bad.insert(bad.find("backends:"), "    trusted_proxies: [10.0.0.0/8, proxy.local, 10.1.2.3/8]\n");
+  std::vector<std::string> errs = errors(bad);
+  ASSERT_EQ(errs.size(), 2u);
+  EXPECT_TRUE(errs[0].starts_with("t.yaml:5:35: \"trusted_proxies\": ")) << errs[0];
+  EXPECT_NE(errs[0].find("proxy.local"), std::string::npos) << errs[0];
+  EXPECT_TRUE(errs[1].starts_with("t.yaml:5:48: \"trusted_proxies\": ")) << errs[1];
+  EXPECT_NE(errs[1].find("10.0.0.0/8"), std::string::npos) << errs[1];
 }
 
 TEST(Listeners, DuplicateListenerName) {
@@ -187,7 +193,7 @@ listeners:
             "t.yaml:2:5: listener needs routes or backend");
 }
 
-TEST(Listeners, TcpModeNeedsBackendAndNoRoutes) {
+TEST(Listeners, TcpModeNeedsBackendOrSniRoutes) {
   EXPECT_EQ(errors(R"(
 listeners:
   - name: db
@@ -200,9 +206,53 @@ backends:
     servers:
       - address: 127.0.0.1:9001
 )"),
+            (std::vector<std::string>{"t.yaml:6:9: tcp route needs \"match\""}));
+  // tcp routes match on sni only; http routes never do.
+  EXPECT_EQ(errors(R"(
+listeners:
+  - name: db
+    listen: 127.0.0.1:6432
+    mode: tcp
+    routes:
+      - match: { sni: "*.Example.com", path: /x }
+        backend: web
+      - match: { sni: "bad name" }
+        backend: web
+  - name: web
+    listen: 127.0.0.1:6433
+    routes:
+      - match: { sni: a.example.com }
+        backend: web
+backends:
+  - name: web
+    servers:
+      - address: 127.0.0.1:9001
+)"),
             (std::vector<std::string>{
-                "t.yaml:2:5: tcp listener needs \"backend\"",
-                "t.yaml:5:5: \"routes\" are for http mode; a tcp listener has one \"backend\""}));
+                "t.yaml:6:40: unknown key \"path\" in match",
+                "t.yaml:8:23: invalid sni \"bad name\": expected a host name such as "
+                "www.example.com or *.example.com",
+                "t.yaml:13:18: \"sni\" matches the TLS ClientHello of a tcp listener; an http "
+                "listener routes by \"host\""}));
+  {
+    const Config& c = ok(load(R"(
+listeners:
+  - name: db
+    listen: 127.0.0.1:6432
+    mode: tcp
+    routes:
+      - match: { sni: "*.Example.com" }
+        backend: web
+    backend: web
+backends:
+  - name: web
+    servers:
+      - address: 127.0.0.1:9001
+)"));
+    ASSERT_EQ(c.listeners[0].routes.size(), 2u);
+    EXPECT_EQ(c.listeners[0].routes[0].match.sni, "*.example.com");
+    EXPECT_TRUE(c.listeners[0].routes[1].match.sni.empty());
+  }
   LoadResult r = load(R"(
 listeners:
   - name: db

@@ -1,4 +1,5 @@
 #include "config/loader.hpp"
+#include "net/cidr_set.hpp"
 
 #include <gtest/gtest.h>
 
@@ -112,7 +113,7 @@ TEST(ContractExample, EveryFieldLands) {
   EXPECT_EQ(l.max_connections, 10000u);
   EXPECT_EQ(l.timeouts.header, milliseconds(10000));
   EXPECT_EQ(l.timeouts.idle, milliseconds(60000));
-  EXPECT_TRUE(l.trusted_proxies.empty());
+  EXPECT_FALSE(l.trusted_proxies);
 
   ASSERT_EQ(c.backends.size(), 2u);
   const Backend& b = c.backends[0];
@@ -160,7 +161,8 @@ TEST(ExampleFile, LoadsCleanly) {
   EXPECT_EQ(c.backends.size(), 4u);
   EXPECT_EQ(c.listeners[1].mode, ListenerMode::Tcp);
   EXPECT_EQ(c.listeners[0].listen.size(), 2u);
-  EXPECT_EQ(c.listeners[0].trusted_proxies.size(), 2u);
+  ASSERT_TRUE(c.listeners[0].trusted_proxies);
+  EXPECT_EQ(c.listeners[0].trusted_proxies->size(), 2u);
   EXPECT_EQ(c.backends[2].balance, Balance::ConsistentHash);
   EXPECT_EQ(c.backends[2].hash_key, "path");
   EXPECT_EQ(c.backends[0].sticky->max_age, milliseconds(3600000));

@@ -1,6 +1,7 @@
 // net::CidrSet: the access-list address set (issue 11). Exact addresses, every prefix length at
-// its boundaries, families, v4-mapped IPv6, overlaps, bad input, the file loader, and the trie
-// against a brute-force scan over random ranges.
+// its boundaries, families, v4-mapped IPv6, overlaps, bad input, the file loader, compressed
+// paths (skipped levels) and direct tables, and the trie against a brute-force scan over random
+// ranges, for many seeds and sizes.
 #include "net/cidr_set.hpp"
 
 #include <arpa/inet.h>
@@ -14,6 +15,8 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <unordered_set>
+#include <utility>
 #include <vector>
 
 namespace weir::net {
@@ -502,6 +505,279 @@ TEST(CidrSetRandom, MatchesBruteForce) {
     // Both answers were exercised plenty.
     EXPECT_GT(hits, 10000);
     EXPECT_LT(hits, 90000);
+  }
+}
+
+// --- Compressed paths: levels where every range below takes the same slot are skipped, and a
+// covered slot is checked against the node's whole prefix at the end.
+
+std::string v6_text(u128 k, unsigned len) {
+  uint8_t bytes[16];
+  to_bytes(k, bytes);
+  char buf[INET6_ADDRSTRLEN];
+  inet_ntop(AF_INET6, bytes, buf, sizeof buf);
+  return std::string(buf) + "/" + std::to_string(len);
+}
+
+bool has6(const CidrSet& s, u128 k) {
+  uint8_t bytes[16];
+  to_bytes(k, bytes);
+  return s.contains_v6(bytes);
+}
+
+constexpr u128 kPattern6 = (u128{0x2001'0db8'a5c3'96e1} << 64) | 0x0f1e'2d3c'4b5a'6978;
+
+// One long range alone: the root sits where it ends, every level above is skipped. Flipping any
+// one bit of its prefix must miss (the key leaves the path inside the skipped stretch, and the
+// slot it lands on at the root may well be covered), flipping a host bit must not.
+TEST(CidrSetCompressed, MissesThatDivergeInsideASkip) {
+  for (unsigned len : {1u, 5u, 6u, 7u, 48u, 60u, 64u, 66u, 100u, 125u, 126u, 127u, 128u}) {
+    const u128 mask = ~u128{0} << (128 - len);
+    const u128 first = kPattern6 & mask;
+    CidrSetBuilder b;
+    std::string error;
+    ASSERT_TRUE(b.add(v6_text(first, len), error)) << error;
+    CidrSet s = b.build();
+    SCOPED_TRACE(v6_text(first, len));
+    EXPECT_TRUE(has6(s, first));
+    for (unsigned bit = 0; bit < 128; ++bit) {
+      const u128 flipped = first ^ (u128{1} << (127 - bit));
+      EXPECT_EQ(has6(s, flipped), bit >= len) << "bit " << bit;
+    }
+  }
+  // The same in IPv4.
+  for (unsigned len : {1u, 6u, 7u, 24u, 29u, 30u, 31u, 32u}) {
+    const uint32_t mask = ~uint32_t{0} << (32 - len);
+    const uint32_t first = 0xA5C3'96E1 & mask;
+    CidrSetBuilder b;
+    std::string error;
+    in_addr a{htonl(first)};
+    char buf[INET_ADDRSTRLEN];
+    inet_ntop(AF_INET, &a, buf, sizeof buf);
+    ASSERT_TRUE(b.add(std::string(buf) + "/" + std::to_string(len), error)) << error;
+    CidrSet s = b.build();
+    for (unsigned bit = 0; bit < 32; ++bit)
+      EXPECT_EQ(s.contains_v4(first ^ (uint32_t{1} << (31 - bit))), bit >= len)
+          << buf << "/" << len << " bit " << bit;
+  }
+}
+
+// Entries that share 100+ bits: the path to where they branch is skipped; addresses that share
+// the entries' prefix except one bit anywhere in it miss.
+TEST(CidrSetCompressed, EntriesSharingLongPrefixes) {
+  const u128 base = kPattern6 & (~u128{0} << 16);  // .../112
+  CidrSetBuilder b;
+  std::string error;
+  std::vector<std::pair<u128, unsigned>> entries = {{base | 0x0100, 120},
+                                                    {base | 0x0200, 120},
+                                                    {base | 0x0301, 128},
+                                                    {base | 0x0400, 126},
+                                                    {base | 0xff00, 124}};
+  for (auto [k, len] : entries)
+    ASSERT_TRUE(b.add(v6_text(k, len), error)) << error;
+  CidrSet s = b.build();
+  EXPECT_TRUE(has6(s, base | 0x0100));
+  EXPECT_TRUE(has6(s, base | 0x01ff));
+  EXPECT_TRUE(has6(s, base | 0x02ab));
+  EXPECT_TRUE(has6(s, base | 0x0301));
+  EXPECT_FALSE(has6(s, base | 0x0300));
+  EXPECT_FALSE(has6(s, base | 0x0302));
+  EXPECT_TRUE(has6(s, base | 0x0403));
+  EXPECT_FALSE(has6(s, base | 0x0404));
+  EXPECT_TRUE(has6(s, base | 0xff0f));
+  EXPECT_FALSE(has6(s, base | 0xff10));
+  EXPECT_FALSE(has6(s, base | 0x00ff));
+  EXPECT_FALSE(has6(s, base));
+  for (unsigned bit = 0; bit < 112; ++bit) {
+    const u128 flip = u128{1} << (127 - bit);
+    for (auto [k, len] : entries)
+      EXPECT_FALSE(has6(s, k ^ flip)) << v6_text(k, len) << " bit " << bit;
+  }
+}
+
+// A range that ends part-way into a level next to one that goes on far below: the node where the
+// first ends keeps the second as a child several levels down.
+TEST(CidrSetCompressed, RangesEndingWhereOthersSkipOn) {
+  CidrSet s = make({"2001:db8::/35", "2001:db8:2000:1234:5678::/80", "2001:db8:2000:1234:5679::/80",
+                    "2001:db8:4000::/34", "2001:db8:e000::/35", "10.0.0.0/9", "10.200.3.4/31",
+                    "10.200.3.128/25"});
+  EXPECT_TRUE(has(s, "2001:db8::"));
+  EXPECT_TRUE(has(s, "2001:db8:1fff:ffff:ffff:ffff:ffff:ffff"));
+  EXPECT_FALSE(has(s, "2001:db8:2000::"));
+  EXPECT_TRUE(has(s, "2001:db8:2000:1234:5678::1"));
+  EXPECT_TRUE(has(s, "2001:db8:2000:1234:5679:ffff:ffff:ffff"));
+  EXPECT_FALSE(has(s, "2001:db8:2000:1234:567a::"));
+  EXPECT_FALSE(has(s, "2001:db8:2000:1235:5678::"));  // differs inside the skipped levels
+  EXPECT_FALSE(has(s, "2001:db8:3000:1234:5678::"));
+  EXPECT_FALSE(has(s, "2001:db9:2000:1234:5678::"));
+  EXPECT_TRUE(has(s, "2001:db8:4000::"));
+  EXPECT_TRUE(has(s, "2001:db8:7fff::1"));
+  EXPECT_FALSE(has(s, "2001:db8:8000::"));
+  EXPECT_FALSE(has(s, "2001:db8:dfff:ffff:ffff:ffff:ffff:ffff"));
+  EXPECT_TRUE(has(s, "2001:db8:e000::"));
+  EXPECT_TRUE(has(s, "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff"));
+  EXPECT_TRUE(has(s, "10.127.255.255"));
+  EXPECT_FALSE(has(s, "10.128.0.0"));
+  EXPECT_TRUE(has(s, "10.200.3.5"));
+  EXPECT_FALSE(has(s, "10.200.3.6"));
+  EXPECT_FALSE(has(s, "10.200.3.3"));
+  EXPECT_FALSE(has(s, "10.201.3.4"));
+  EXPECT_TRUE(has(s, "10.200.3.255"));
+  EXPECT_FALSE(has(s, "10.200.3.127"));
+}
+
+// v4-mapped addresses are IPv4 whatever the IPv6 trie holds around ::ffff:0:0/96, including
+// long IPv6 entries right beside it (compressed paths sharing 95 or more bits with it).
+TEST(CidrSetCompressed, V4MappedBesideLongIPv6Entries) {
+  CidrSet s = make({"::fffe:1.2.3.4", "::ffff:1.2.3.4", "::1:ffff:1.2.3.0/120", "1.2.3.5"});
+  EXPECT_TRUE(has(s, "::fffe:1.2.3.4"));
+  EXPECT_FALSE(has(s, "::fffe:1.2.3.5"));
+  EXPECT_TRUE(has(s, "1.2.3.4"));  // ::ffff:1.2.3.4 is the IPv4 address
+  EXPECT_TRUE(has(s, "::ffff:1.2.3.4"));
+  EXPECT_TRUE(has(s, "::ffff:1.2.3.5"));
+  EXPECT_FALSE(has(s, "::ffff:1.2.3.6"));
+  EXPECT_TRUE(has(s, "::1:ffff:1.2.3.77"));
+  EXPECT_FALSE(has(s, "::1:fffe:1.2.3.77"));
+  EXPECT_FALSE(has(s, "::ffff:1.2.3.77"));  // the same low bits, but IPv4 1.2.3.77
+  EXPECT_FALSE(has(s, "1.2.3.77"));
+  EXPECT_FALSE(has(s, "::1.2.3.4"));
+}
+
+// --- Random sets against an oracle, for many seeds: sizes from a handful (no direct table,
+// root at level 0) to tens of thousands (12- and 18-bit direct tables), ranges spread over the
+// whole space or clustered under one prefix (the root and the direct table sit below it).
+
+// Is the probe in a range? One hash lookup per prefix length: (probe masked to it, length).
+struct Oracle {
+  struct Hash {
+    size_t operator()(const std::pair<u128, unsigned>& r) const {
+      uint64_t h = static_cast<uint64_t>(r.first >> 64) * 0x9E3779B97F4A7C15ULL;
+      h ^= static_cast<uint64_t>(r.first) + 0x632BE59BD9B4E019ULL + (h << 6) + (h >> 2);
+      return static_cast<size_t>(h * 0xBF58476D1CE4E5B9ULL + r.second);
+    }
+  };
+  unsigned bits;
+  std::unordered_set<std::pair<u128, unsigned>, Hash> ranges;  // (first address, length)
+  u128 mask(unsigned len) const {
+    u128 full = bits == 32 ? u128{0xffffffffu} : ~u128{0};
+    return len == 0 ? 0 : (full << (bits - len)) & full;
+  }
+  bool contains(u128 probe) const {
+    for (unsigned len = 0; len <= bits; ++len)
+      if (ranges.count({probe & mask(len), len})) return true;
+    return false;
+  }
+};
+
+std::string range_text(unsigned bits, u128 key, unsigned len) {
+  if (bits == 128) return v6_text(key, len);
+  in_addr a{htonl(static_cast<uint32_t>(key))};
+  char buf[INET_ADDRSTRLEN];
+  inet_ntop(AF_INET, &a, buf, sizeof buf);
+  return std::string(buf) + "/" + std::to_string(len);
+}
+
+// `cluster`: the prefix length all ranges share (0: none); returns the number of hits.
+int cross_check(uint64_t seed, unsigned bits, size_t n, unsigned cluster, int probes) {
+  std::mt19937_64 rng(seed);
+  Oracle o{bits, {}};
+  const u128 full = o.mask(bits);
+  const u128 top = ((u128{rng()} << 64) | rng()) & o.mask(cluster);
+  auto random_addr = [&]() -> u128 {
+    u128 k = ((u128{rng()} << 64) | rng()) & full;
+    if (bits == 128 && cluster == 0 && rng() % 8 != 0)
+      k = (k & (~u128{0} >> 16)) | (u128{0x2001} << 112);  // most under one /16: deep paths
+    k = (k & ~o.mask(cluster)) | top;
+    // Never v4-mapped (those are IPv4 lookups).
+    if (bits == 128 && (k >> 32) == 0xffff) k ^= u128{1} << 40;
+    return k;
+  };
+  // Mostly the lengths of real lists (well below the cluster's), some hosts, a few shorter.
+  const unsigned typical = cluster == 0 ? (bits == 32 ? 16 : 32) : cluster + (bits == 32 ? 10 : 12);
+  auto random_len = [&]() -> unsigned {
+    uint64_t r = rng() % 64;
+    if (r == 0) return typical - 4 + static_cast<unsigned>(rng() % (bits - typical + 5));
+    if (r < 8) return bits;
+    return typical + static_cast<unsigned>(rng() % (bits - typical + 1));
+  };
+  CidrSetBuilder b;
+  std::string error;
+  std::vector<std::pair<u128, unsigned>> list;
+  while (list.size() < n) {
+    unsigned len = random_len();
+    u128 key = random_addr() & o.mask(len);
+    if (bits == 128 && len >= 96 && (key >> 32) == 0xffff) continue;
+    list.emplace_back(key, len);
+    o.ranges.insert({key, len});
+    if (!b.add(range_text(bits, key, len), error)) {
+      ADD_FAILURE() << error;
+      return 0;
+    }
+  }
+  CidrSet s = b.build();
+  int hits = 0;
+  for (int i = 0; i < probes; ++i) {
+    u128 probe;
+    if (i % 2 == 0) {
+      auto [key, len] = list[rng() % list.size()];
+      u128 span = ~o.mask(len) & full;
+      switch (rng() % 6) {
+        case 0:
+          probe = key;
+          break;
+        case 1:
+          probe = key | span;
+          break;
+        case 2:
+          probe = (key - 1) & full;
+          break;
+        case 3:
+          probe = ((key | span) + 1) & full;
+          break;
+        case 4:  // one bit of the prefix flipped: leaves the path at any level, skipped or not
+          probe = len == 0 ? key : key ^ (u128{1} << (bits - 1 - rng() % len));
+          probe |= span & ((u128{rng()} << 64) | rng());
+          break;
+        default:
+          probe = key | (span & ((u128{rng()} << 64) | rng()));
+      }
+    } else {
+      probe = random_addr();
+    }
+    if (bits == 128 && (probe >> 32) == 0xffff) continue;
+    bool got = bits == 32 ? s.contains_v4(static_cast<uint32_t>(probe)) : has6(s, probe);
+    bool expected = o.contains(probe);
+    if (got != expected) {
+      ADD_FAILURE() << "seed " << seed << " bits " << bits << " n " << n << " cluster " << cluster
+                    << ": " << range_text(bits, probe, bits) << " got " << got;
+      return hits;
+    }
+    hits += got;
+  }
+  return hits;
+}
+
+TEST(CidrSetRandom, ManySeedsAndSizes) {
+  uint64_t seed = 1;
+  for (unsigned bits : {32u, 128u})
+    for (size_t n : {size_t{1}, size_t{3}, size_t{10}, size_t{100}, size_t{1000}, size_t{5000}})
+      for (unsigned cluster : {0u, 13u, bits == 32 ? 8u : 32u})
+        for (int rep = 0; rep < (n <= 100 ? 10 : 2); ++rep) {
+          SCOPED_TRACE(seed);
+          int hits = cross_check(seed++, bits, n, cluster, 3000);
+          EXPECT_GT(hits, 300);
+        }
+}
+
+// Sets big enough for an 18-bit IPv6 direct table (over 2 MB of nodes) and a 12-bit IPv4 one.
+TEST(CidrSetRandom, LargeSetsWithDirectTables) {
+  for (unsigned cluster : {0u, 32u}) {
+    int hits = cross_check(1000 + cluster, 128, 80000, cluster, 40000);
+    EXPECT_GT(hits, 10000);
+  }
+  for (unsigned cluster : {0u, 8u}) {
+    int hits = cross_check(2000 + cluster, 32, 80000, cluster, 40000);
+    EXPECT_GT(hits, 10000);
   }
 }
 

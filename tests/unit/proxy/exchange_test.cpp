@@ -712,7 +712,7 @@ class ExchangeH1 : public ::testing::Test {
       ::setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &weir_sndbuf, sizeof weir_sndbuf);
     }
     ++stats().connections_open;  // as the acceptor counts it
-    auto* conn = new H1Connection(*worker_, sv[0], "127.0.0.1", 0);
+    auto* conn = new H1Connection(*worker_, sv[0], loopback_client());
     worker_->add_connection(conn);
     conn->start();
     clients_.push_back(std::make_unique<Client>());

@@ -51,7 +51,11 @@ Fields fields_of(const ResponseOut& r) {
 // A request as the exchange shows it to filters.
 struct Request {
   http::RequestHead head;
-  ClientInfo client{"192.0.2.7", 0, false};
+  ClientInfo client = [] {
+    ClientInfo c;
+    c.ip = "192.0.2.7";
+    return c;
+  }();
   std::string host;
   std::string target;
   Request(std::string h, std::string t) : host(std::move(h)), target(std::move(t)) {

@@ -1,0 +1,199 @@
+#include "model/client_table.hpp"
+
+#include <algorithm>
+#include <cassert>
+#include <cmath>
+#include <thread>
+
+#include "balance/hash.hpp"
+
+namespace weir::model {
+namespace {
+
+constexpr uint64_t kEmpty = 0;       // a slot never used
+constexpr uint64_t kReclaiming = 1;  // a slot being taken over by a new key
+
+constexpr auto kSeq = std::memory_order_seq_cst;
+constexpr auto kRelaxed = std::memory_order_relaxed;
+
+// Keys 0 and 1 mark slot states; a caller's 0 or 1 becomes 2 or 3 (a 2^-63 collision, at most).
+uint64_t usable(uint64_t key) {
+  return key <= kReclaiming ? key + 2 : key;
+}
+
+// Spin lock for the insert path only (held for one scan of a window).
+class SpinGuard {
+ public:
+  explicit SpinGuard(std::atomic<uint32_t>& lock) : lock_(lock) {
+    for (unsigned spins = 0; lock_.exchange(1, std::memory_order_acquire) != 0;)
+      while (lock_.load(kRelaxed) != 0)
+        if (++spins % 64 == 0) std::this_thread::yield();
+  }
+  ~SpinGuard() { lock_.store(0, std::memory_order_release); }
+  SpinGuard(const SpinGuard&) = delete;
+  SpinGuard& operator=(const SpinGuard&) = delete;
+
+ private:
+  std::atomic<uint32_t>& lock_;
+};
+
+// GCRA's emission interval T (ns a token) and tolerance (burst - 1)·T, clamped so that
+// now + tolerance + T cannot overflow for any steady-clock time below 2^62 ns (146 years).
+struct Bucket {
+  int64_t interval_ns;
+  int64_t tolerance_ns;
+};
+
+Bucket bucket_of(double rate_per_s, double burst) {
+  constexpr double kMinRate = 1e-6;  // a token every 11.6 days
+  constexpr double kMaxTolerance = 0x1p61;
+  if (!(rate_per_s >= kMinRate)) rate_per_s = kMinRate;  // NaN too
+  if (!(burst >= 1)) burst = 1;
+  double interval = std::round(1e9 / rate_per_s);
+  double tolerance = std::min(std::round((burst - 1) * interval), kMaxTolerance);
+  return {static_cast<int64_t>(interval), static_cast<int64_t>(tolerance)};
+}
+
+}  // namespace
+
+ClientTable::ClientTable(size_t capacity, std::chrono::nanoseconds idle_expiry)
+    : capacity_(static_cast<uint32_t>(std::clamp<size_t>(capacity, 1, kNone - 1))),
+      window_(static_cast<uint32_t>(std::min<size_t>(kWindow, capacity_))),
+      idle_expiry_ns_(std::max<int64_t>(idle_expiry.count(), 0)),
+      slots_(std::make_unique<Slot[]>(capacity_)) {
+  static_assert(sizeof(Slot) == 32);
+}
+
+uint32_t ClientTable::find(uint64_t key) const {
+  uint32_t i = static_cast<uint32_t>(balance::reduce(balance::mix64(key), capacity_));
+  for (uint32_t d = 0; d < window_; ++d, i = next(i)) {
+    uint64_t k = slots_[i].key.load(std::memory_order_acquire);
+    if (k == key) return i;
+    if (k == kEmpty) return kNone;  // slots are never emptied: the key is not further on
+  }
+  return kNone;
+}
+
+bool ClientTable::reclaimable(const Slot& s, int64_t now_ns) const {
+  return s.conns.load(kSeq) == 0 && s.tat.load(kSeq) <= now_ns &&
+         now_ns - s.last_used.load(kSeq) >= idle_expiry_ns_;
+}
+
+uint32_t ClientTable::find_or_insert(uint64_t key, int64_t now_ns) {
+  if (uint32_t i = find(key); i != kNone) return i;
+
+  const uint32_t home = static_cast<uint32_t>(balance::reduce(balance::mix64(key), capacity_));
+  SpinGuard guard(slots_[home].lock);  // one inserter of this key at a time
+  for (;;) {
+    // Under the lock, look again (another worker may have inserted the key) and pick the first
+    // never-used or reclaimable slot. A slot being reclaimed may hold this very key (to be put
+    // back): wait for it to settle before deciding the key is absent.
+    uint32_t pick = kNone;
+    uint64_t pick_key = kEmpty;
+    bool settling = false;
+    uint32_t i = home;
+    for (uint32_t d = 0; d < window_; ++d, i = next(i)) {
+      uint64_t k = slots_[i].key.load(std::memory_order_acquire);
+      if (k == key) return i;
+      if (k == kReclaiming) {
+        settling = true;
+      } else if (k == kEmpty) {
+        if (pick == kNone) pick = i, pick_key = kEmpty;
+        break;
+      } else if (pick == kNone && reclaimable(slots_[i], now_ns)) {
+        pick = i, pick_key = k;
+      }
+    }
+    if (settling) {
+      std::this_thread::yield();
+      continue;
+    }
+    if (pick == kNone) return kNone;  // the bound: see the header comment
+
+    Slot& s = slots_[pick];
+    if (pick_key == kEmpty) {
+      // last_used first, so that no reclaimer sees the new key as long idle.
+      s.last_used.store(now_ns, kRelaxed);
+      uint64_t expected = kEmpty;
+      if (s.key.compare_exchange_strong(expected, key, kSeq)) {
+        occupied_.fetch_add(1, kRelaxed);
+        return pick;
+      }
+      continue;  // taken by a key of another home meanwhile
+    }
+    // Reclaim: hide the old key, then check again that it holds nothing (a user of the old key
+    // counts first and checks the key after: one of us sees the other).
+    if (!s.key.compare_exchange_strong(pick_key, kReclaiming, kSeq)) continue;
+    if (reclaimable(s, now_ns)) {
+      s.last_used.store(now_ns, kRelaxed);
+      s.key.store(key, kSeq);  // tat ≤ now and conns = 0: the state of a fresh slot
+      return pick;
+    }
+    s.key.store(pick_key, kSeq);  // in use again: put it back
+  }
+}
+
+ClientTable::Conn ClientTable::open_connection(uint64_t key, uint32_t max_connections,
+                                               int64_t now_ns) {
+  key = usable(key);
+  for (;;) {
+    uint32_t i = find_or_insert(key, now_ns);
+    if (i == kNone) {
+      untracked_.fetch_add(1, kRelaxed);
+      return {0, true, false};
+    }
+    Slot& s = slots_[i];
+    bool admitted = true;
+    uint32_t c = s.conns.load(kSeq);
+    do {
+      if (c >= max_connections) {
+        admitted = false;
+        break;
+      }
+    } while (!s.conns.compare_exchange_weak(c, c + 1, kSeq));
+    if (s.key.load(kSeq) != key) {  // the slot was reclaimed under us: undo, find the key again
+      if (admitted) s.conns.fetch_sub(1, kSeq);
+      continue;
+    }
+    s.last_used.store(now_ns, kRelaxed);
+    return {i, admitted, true};
+  }
+}
+
+void ClientTable::close_connection(const Conn& c) {
+  if (!c.admitted || !c.tracked || c.slot >= capacity_) return;
+  [[maybe_unused]] uint32_t before = slots_[c.slot].conns.fetch_sub(1, kSeq);
+  assert(before > 0);
+}
+
+ClientTable::Take ClientTable::take(uint64_t key, double rate_per_s, double burst, int64_t now_ns) {
+  key = usable(key);
+  const Bucket b = bucket_of(rate_per_s, burst);
+  for (;;) {
+    uint32_t i = find_or_insert(key, now_ns);
+    if (i == kNone) {
+      untracked_.fetch_add(1, kRelaxed);
+      return {true, 0, false};
+    }
+    Slot& s = slots_[i];
+    Take result{true, 0, true};
+    int64_t tat = s.tat.load(kSeq);
+    for (;;) {
+      int64_t from = std::max(tat, now_ns);
+      if (from - now_ns > b.tolerance_ns) {
+        // The next token is back when tat - now = tolerance.
+        int64_t wait_ns = from - b.tolerance_ns - now_ns;
+        int64_t secs = (wait_ns + 999'999'999) / 1'000'000'000;
+        result = {false, static_cast<uint32_t>(std::clamp<int64_t>(secs, 1, UINT32_MAX)), true};
+        break;
+      }
+      if (s.tat.compare_exchange_weak(tat, from + b.interval_ns, kSeq)) break;
+    }
+    // Reclaimed under us: our token (if taken) went to the new key; take one of our own.
+    if (s.key.load(kSeq) != key) continue;
+    s.last_used.store(now_ns, kRelaxed);
+    return result;
+  }
+}
+
+}  // namespace weir::model
