@@ -66,6 +66,8 @@ std::string_view to_string(Termination t);  // "ok", "client_closed", ... as in 
 enum class LogFormat : uint8_t { Json, Combined };
 
 // One finished exchange, as views into the exchange's own storage: filling it allocates nothing.
+// listener, client, proto, backend, server and tls are weir's own text (config names, addresses,
+// static strings) and are written without escaping; every other string is escaped.
 struct AccessRecord {
   int64_t time_unix_ms = 0;  // when the request started (wall clock)
   std::string_view listener;

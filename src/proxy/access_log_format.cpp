@@ -58,6 +58,7 @@ struct Out {
     p += N - 1;
   }
   void raw(std::string_view s) {
+    if (s.empty()) return;  // an empty view may have no data pointer (memcpy's null rule)
     std::memcpy(p, s.data(), s.size());
     p += s.size();
   }
@@ -193,6 +194,25 @@ void json_member(const char (&name)[N], std::string_view value, Out& o) {
   o.lit(name);
   json_escaped(value, o);
   o.ch('"');
+}
+
+// A value weir itself made from a restricted alphabet (config names: letters, digits, '.', '_',
+// '-'; addresses; its own protocol and TLS version strings): written as it is, not scanned.
+template <size_t N>
+void json_member_plain(const char (&name)[N], std::string_view value, Out& o) {
+  o.lit(name);
+  o.raw(value);
+  o.ch('"');
+}
+
+template <size_t N>
+void json_plain_or_null(const char (&name)[N], std::string_view value, Out& o) {
+  if (value.empty()) {
+    o.raw(std::string_view(name, N - 2));  // without the opening quote
+    o.lit("null");
+  } else {
+    json_member_plain(name, value, o);
+  }
 }
 
 template <size_t N>
@@ -343,12 +363,12 @@ void format_json(const AccessRecord& r, std::string& out) {
     o.ch(static_cast<char>('0' + milli / 10 % 10));
     o.ch(static_cast<char>('0' + milli % 10));
     o.lit("Z\"");
-    json_member(",\"listener\":\"", r.listener, o);
-    json_member(",\"client\":\"", r.client, o);
+    json_member_plain(",\"listener\":\"", r.listener, o);
+    json_member_plain(",\"client\":\"", r.client, o);
     json_member(",\"method\":\"", r.method, o);
     json_member(",\"host\":\"", r.host, o);
     json_member(",\"path\":\"", r.path, o);
-    json_member(",\"proto\":\"", r.proto, o);
+    json_member_plain(",\"proto\":\"", r.proto, o);
     o.lit(",\"status\":");
     o.integer(r.status);
     o.lit(",\"bytes_in\":");
@@ -357,8 +377,8 @@ void format_json(const AccessRecord& r, std::string& out) {
     o.integer(r.bytes_out);
     o.lit(",\"duration_ms\":");
     put_ms(r.duration_ms, o);
-    json_member_or_null(",\"backend\":\"", r.backend, o);
-    json_member_or_null(",\"server\":\"", r.server, o);
+    json_plain_or_null(",\"backend\":\"", r.backend, o);
+    json_plain_or_null(",\"server\":\"", r.server, o);
     o.lit(",\"upstream_ms\":");
     if (r.upstream_ms >= 0 && std::isfinite(r.upstream_ms)) {
       put_ms(r.upstream_ms, o);
@@ -368,7 +388,7 @@ void format_json(const AccessRecord& r, std::string& out) {
     o.lit(",\"retries\":");
     o.integer(r.retries);
     json_member_or_null(",\"request_id\":\"", r.request_id, o);
-    json_member_or_null(",\"tls\":\"", r.tls, o);
+    json_plain_or_null(",\"tls\":\"", r.tls, o);
     o.lit(",\"termination\":\"");
     o.raw(to_string(r.termination));
     o.lit("\"}\n");

@@ -105,8 +105,10 @@ void Exchange::note_request(const http::RequestHead& req) {
   if (req.version_minor == 0 && log_.proto == "HTTP/1.1") log_.proto = "HTTP/1.0";
   // The head's size as HTTP/1.1 writes it (the same for both codecs).
   uint64_t n = req.method_text.size() + req.target.size() + 12;
+  const bool combined = w_.listener_runtime(slot_).log_combined;
   for (const auto& h : req.headers) {
     n += h.name.size() + h.value.size() + 4;
+    if (!combined) continue;
     if (h.name.size() == 10 && http::iequals(h.name, "user-agent")) log_.user_agent.assign(h.value);
     if (h.name.size() == 7 && http::iequals(h.name, "referer")) log_.referer.assign(h.value);
   }

@@ -10,7 +10,7 @@ import socket
 import time
 import unittest
 
-from weirtest import (HttpConn, WeirTestCase, free_port, rss, wait_until)
+from weirtest import (HttpConn, WeirTestCase, free_port, port_accepts, rss, wait_until)
 
 
 def get(port, target="/", source=None, headers=None):
@@ -41,7 +41,7 @@ class AccessLimitsTest(WeirTestCase):
         self.page = os.path.join(self.env.tmp, "50x.html")
         with open(self.page, "w") as f:
             f.write("<h1>we are on it</h1>\n")
-        self.port, self.tcp_port, self.limited, self.v6 = (free_port() for _ in range(4))
+        self.port, self.tcp_port, self.limited, self.v6, self.keyed = (free_port() for _ in range(5))
         self.cfg = {
             "workers": 2,
             "admin": {"listen": f"127.0.0.1:{self.admin_port}"},
@@ -62,6 +62,9 @@ class AccessLimitsTest(WeirTestCase):
                  "access": {"allow": ["127.0.0.1"]}, "backend": "app"},
                 {"name": "limited", "listen": f"127.0.0.1:{self.limited}",
                  "client_limits": {"max_connections": 2, "rate": "5/s", "burst": 5},
+                 "backend": "app"},
+                {"name": "keyed", "listen": f"127.0.0.1:{self.keyed}",
+                 "client_limits": {"key": "header:X-Api-Key", "rate": "120/m", "burst": 3},
                  "backend": "app"},
                 {"name": "v6", "listen": f"[::1]:{self.v6}",
                  "access": {"allow": ["::1/128"], "deny": ["2001:db8::/32"]}, "backend": "app"},
@@ -127,6 +130,17 @@ class AccessLimitsTest(WeirTestCase):
     def test_ipv6_access(self):
         with HttpConn(self.v6, host="::1") as c:
             self.assertWhoami(c.request("GET", "/", None, None, "x"), "app")
+        # An IPv6 deny list: ::1 itself denied on a second weir.
+        port = free_port()
+        lb = self.start_weir({"workers": 1, "listeners": [
+            {"name": "v6deny", "listen": f"[::1]:{port}", "access": {"deny": ["::/127"]},
+             "backend": "app"}],
+            "backends": [{"name": "app", "servers": [{"address": self.app.address}]}]},
+            wait=False, filename="v6.yaml")
+        wait_until(lambda: port_accepts(port, "::1"), what="the [::1] listener")
+        with HttpConn(port, host="::1") as c:
+            c.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            self.assertEqual(c.read_response().status, 403)
 
     def test_max_connections_per_address(self):
         a = HttpConn(self.limited, source="127.0.0.11")
@@ -164,6 +178,21 @@ class AccessLimitsTest(WeirTestCase):
         # Another address has its own bucket.
         self.assertEqual(get(self.limited, source="127.0.0.22").status, 200)
         self.assertGreaterEqual(self.refused("limited", "rate"), 1)
+
+    def test_rate_by_header_key(self):
+        def status(key, source="127.0.0.31"):
+            return get(self.keyed, source=source, headers={"X-Api-Key": key} if key else None).status
+        self.assertEqual([status("alice") for _ in range(4)], [200, 200, 200, 429])
+        # Another key from the same address has its own bucket ...
+        self.assertEqual(status("bob"), 200)
+        # ... the same key from another address shares alice's (the key is the header) ...
+        self.assertEqual(status("alice", source="127.0.0.32"), 429)
+        # ... and leaving the header out counts under the address, not as a way around.
+        self.assertEqual([status(None) for _ in range(4)], [200, 200, 200, 429])
+        r = get(self.keyed, headers={"X-Api-Key": "alice"})
+        self.assertEqual(r.status, 429)
+        self.assertGreaterEqual(int(r.header("retry-after")), 1)  # 2/s refill: ≥ 1 s rounded up
+        self.assertGreaterEqual(self.refused("keyed", "rate"), 3)
 
     def test_request_id(self):
         seen = set()
@@ -204,7 +233,7 @@ class AccessLimitsTest(WeirTestCase):
                               "routes": [{"match": {"path": "/"},
                                           "respond": {"status": 200, "body": "ok"}}]}],
                "backends": [{"name": "app", "servers": [{"address": self.app.address}]}]}
-        lb = self.start_weir(cfg)
+        lb = self.start_weir(cfg, filename="flood.yaml")
         req = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
 
         def burst(first, count):
