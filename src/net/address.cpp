@@ -106,4 +106,38 @@ std::optional<SocketAddress> resolve(const std::string& host, uint16_t port, std
   return a;
 }
 
+PeerAddress PeerAddress::from(const sockaddr_storage& ss) {
+  PeerAddress p;
+  if (ss.ss_family == AF_INET) {
+    const auto& in = reinterpret_cast<const sockaddr_in&>(ss);
+    p.family_ = AF_INET;
+    p.port_ = ntohs(in.sin_port);
+    std::memcpy(p.bytes, &in.sin_addr, 4);
+  } else if (ss.ss_family == AF_INET6) {
+    const auto& in6 = reinterpret_cast<const sockaddr_in6&>(ss);
+    p.family_ = AF_INET6;
+    p.port_ = ntohs(in6.sin6_port);
+    std::memcpy(p.bytes, &in6.sin6_addr, 16);
+  }
+  return p;
+}
+
+SocketAddress PeerAddress::full() const {
+  SocketAddress a;
+  if (family_ == AF_INET) {
+    auto& in = reinterpret_cast<sockaddr_in&>(a.storage);
+    in.sin_family = AF_INET;
+    in.sin_port = htons(port_);
+    std::memcpy(&in.sin_addr, bytes, 4);
+    a.len = sizeof(sockaddr_in);
+  } else if (family_ == AF_INET6) {
+    auto& in6 = reinterpret_cast<sockaddr_in6&>(a.storage);
+    in6.sin6_family = AF_INET6;
+    in6.sin6_port = htons(port_);
+    std::memcpy(&in6.sin6_addr, bytes, 16);
+    a.len = sizeof(sockaddr_in6);
+  }
+  return a;
+}
+
 }  // namespace weir::net

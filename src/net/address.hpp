@@ -1,5 +1,6 @@
 #pragma once
 // Socket addresses: parsing "HOST:PORT" / "[V6]:PORT", resolving names, printing.
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include <cstdint>
@@ -18,6 +19,22 @@ struct SocketAddress {
   std::string to_string() const;  // "1.2.3.4:80" or "[::1]:80"
   std::string ip_string() const;  // "1.2.3.4" or "::1"
   uint16_t port() const;
+};
+
+// An IPv4 or IPv6 address with its port in 20 bytes (what a client connection keeps: a
+// SocketAddress is 132). The address bytes are in network order: 4 for IPv4, 16 for IPv6.
+struct PeerAddress {
+  uint16_t family_ = 0;  // AF_INET, AF_INET6, or 0 (none)
+  uint16_t port_ = 0;    // host order
+  uint8_t bytes[16]{};
+  PeerAddress() = default;
+  // Families other than AF_INET/AF_INET6 give an empty address (family 0).
+  static PeerAddress from(const sockaddr_storage& ss);
+  static PeerAddress from(const SocketAddress& a) { return from(a.storage); }
+  SocketAddress full() const;
+  int family() const { return family_; }
+  uint16_t port() const { return port_; }
+  std::string to_string() const { return full().to_string(); }
 };
 
 // Splits "host:port" or "[v6]:port". Returns false on bad syntax.

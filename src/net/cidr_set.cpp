@@ -285,11 +285,21 @@ WEIR_LOOKUP_CLONES bool CidrSet::contains_v6(const uint8_t (&addr)[16]) const {
   return lookup<u128, 128>(v6_, key);
 }
 
-bool CidrSet::contains(const sockaddr_storage& ss) const {
-  if (ss.ss_family == AF_INET)
-    return contains_v4(ntohl(reinterpret_cast<const sockaddr_in*>(&ss)->sin_addr.s_addr));
-  if (ss.ss_family == AF_INET6)
-    return contains_v6(reinterpret_cast<const sockaddr_in6*>(&ss)->sin6_addr.s6_addr);
+bool CidrSet::contains(const PeerAddress& a) const {
+  if (a.family() == AF_INET) {
+    uint32_t v4;
+    std::memcpy(&v4, a.bytes, 4);
+    return contains_v4(ntohl(v4));
+  }
+  if (a.family() == AF_INET6) return contains_v6(a.bytes);
+  return false;
+}
+
+bool CidrSet::contains(const sockaddr* sa) const {
+  if (sa->sa_family == AF_INET)
+    return contains_v4(ntohl(reinterpret_cast<const sockaddr_in*>(sa)->sin_addr.s_addr));
+  if (sa->sa_family == AF_INET6)
+    return contains_v6(reinterpret_cast<const sockaddr_in6*>(sa)->sin6_addr.s6_addr);
   return false;
 }
 

@@ -95,7 +95,11 @@ class CidrSet {
 
   // The hot path: no allocation, no lock. Families other than AF_INET/AF_INET6 → false.
   bool contains(const SocketAddress& a) const { return contains(a.storage); }
-  bool contains(const sockaddr_storage& ss) const;
+  bool contains(const sockaddr_storage& ss) const {
+    return contains(reinterpret_cast<const sockaddr*>(&ss));
+  }
+  bool contains(const PeerAddress& a) const;
+  bool contains(const sockaddr* sa) const;            // reads only what its family says is there
   bool contains_v4(uint32_t addr) const;              // host byte order
   bool contains_v6(const uint8_t (&addr)[16]) const;  // network byte order; v4-mapped → v4
 

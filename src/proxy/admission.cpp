@@ -15,18 +15,14 @@ namespace {
 
 // The hash of a client address (its bytes, v4-mapped IPv6 as IPv4): the key of both
 // max_connections and a client_ip rate.
-uint64_t address_key(const net::SocketAddress& addr) {
-  const auto& ss = addr.storage;
-  if (ss.ss_family == AF_INET) {
-    const auto& a = reinterpret_cast<const sockaddr_in&>(ss).sin_addr;
-    return balance::hash_key(std::string_view(reinterpret_cast<const char*>(&a), sizeof a));
-  }
-  if (ss.ss_family == AF_INET6) {
-    const auto& a = reinterpret_cast<const sockaddr_in6&>(ss).sin6_addr;
-    if (IN6_IS_ADDR_V4MAPPED(&a)) {
-      return balance::hash_key(std::string_view(reinterpret_cast<const char*>(&a) + 12, 4));
+uint64_t address_key(const net::PeerAddress& addr) {
+  const char* bytes = reinterpret_cast<const char*>(addr.bytes);
+  if (addr.family() == AF_INET) return balance::hash_key(std::string_view(bytes, 4));
+  if (addr.family() == AF_INET6) {
+    if (IN6_IS_ADDR_V4MAPPED(reinterpret_cast<const in6_addr*>(addr.bytes))) {
+      return balance::hash_key(std::string_view(bytes + 12, 4));
     }
-    return balance::hash_key(std::string_view(reinterpret_cast<const char*>(&a), sizeof a), 6);
+    return balance::hash_key(std::string_view(bytes, 16), 6);
   }
   return 0;
 }
@@ -61,7 +57,7 @@ void ConnectionHold::release() {
   }
 }
 
-bool access_allows(const config::AccessList& a, const net::SocketAddress& addr) {
+bool access_allows(const config::AccessList& a, const net::PeerAddress& addr) {
   if (a.deny && a.deny->contains(addr)) return false;
   return !a.allow || a.allow->contains(addr);
 }
@@ -81,18 +77,18 @@ Refusal admit_connection(Worker& w, const model::ListenerRuntime& lr, ClientOrig
     if (!c.admitted) {
       r = Refusal::Connections;
     } else if (c.tracked) {
-      origin.hold = ConnectionHold(lr.clients, c.slot);
+      origin.extra().hold = ConnectionHold(lr.clients, c.slot);
     }
   }
   if (r != Refusal::None) {
     count_refusal(w, l, r);
-    origin.refuse = r == Refusal::Access ? 403 : 429;
-    origin.retry_after = 1;
+    origin.extra().refuse = r == Refusal::Access ? 403 : 429;
+    origin.extra().retry_after = 1;
   }
   return r;
 }
 
-Refusal admit_request(Worker& w, const model::ListenerRuntime& lr, const net::SocketAddress& addr,
+Refusal admit_request(Worker& w, const model::ListenerRuntime& lr, const net::PeerAddress& addr,
                       const http::RequestHead& req, uint32_t& retry_after) {
   const config::Listener& l = *lr.cfg;
   if (!lr.clients || l.client_limits->rate <= 0) return Refusal::None;

@@ -27,14 +27,14 @@ enum class Refusal : uint8_t { None, Access, Connections, Rate, ProxyProtocol };
 std::string_view to_string(Refusal r);
 
 // Deny wins over allow; no allow list lets everyone else in.
-bool access_allows(const config::AccessList& a, const net::SocketAddress& addr);
+bool access_allows(const config::AccessList& a, const net::PeerAddress& addr);
 
 // On accept: the listener's access list, then the client's connection count (taken into
 // origin.hold when admitted). Counts the refusal; the caller closes or answers.
 Refusal admit_connection(Worker& w, const model::ListenerRuntime& lr, ClientOrigin& origin);
 
 // One request against client_limits.rate. None, or Rate with `retry_after` (seconds, ≥ 1).
-Refusal admit_request(Worker& w, const model::ListenerRuntime& lr, const net::SocketAddress& addr,
+Refusal admit_request(Worker& w, const model::ListenerRuntime& lr, const net::PeerAddress& addr,
                       const http::RequestHead& req, uint32_t& retry_after);
 
 void count_refusal(Worker& w, const config::Listener& l, Refusal r);

@@ -5,23 +5,15 @@
 namespace weir::proxy {
 
 ClientConn::ClientConn(Worker& w, int fd, ClientOrigin origin, bool tls)
-    : net::Connection(w.reactor(), w.buffers(), fd),
-      w_(w),
-      origin_(std::move(origin)),
-      ip_(net::peer_ip(origin_.addr.storage)),
-      address_(origin_.addr.to_string()) {
-  client_.ip = ip_;
-  client_.address = address_;
-  client_.addr = &origin_.addr;
-  client_.local = &origin_.local;
-  client_.slot = origin_.slot;
+    : net::Connection(w.reactor(), w.buffers(), fd), w_(w) {
+  client_.origin = std::move(origin);
+  client_.ip = net::peer_ip(client_.origin.addr.full().storage);
   client_.tls = tls;
-  client_.proto = "HTTP/1.1";
 }
 
 const config::Listener& ClientConn::listener() const {
   const WorkerView& v = *w_.view();
-  return *v.snap->listeners[v.slot_listener[client_.slot]].cfg;
+  return *v.snap->listeners[v.slot_listener[client_.origin.slot]].cfg;
 }
 
 void ClientConn::hand_over_to(ClientConn* next) {
@@ -55,8 +47,8 @@ void ClientConn::pass_socket_to(ClientConn* next) {
 
 void ClientConn::on_close() {
   if (handed_over_) return;
-  origin_.hold.release();
-  w_.connection_closed(this, client_.slot);
+  if (client_.origin.extras) client_.origin.extras->hold.release();
+  w_.connection_closed(this, client_.origin.slot);
 }
 
 }  // namespace weir::proxy

@@ -48,9 +48,6 @@ class ClientConn : public net::Connection {
 
   Worker& w_;
   ClientInfo client_;
-  ClientOrigin origin_;
-  std::string ip_;       // "1.2.3.4" / "::1"
-  std::string address_;  // "1.2.3.4:5678" / "[::1]:5678" (logs)
 
  private:
   bool handed_over_ = false;

@@ -5,16 +5,18 @@
 // downstream too (no answer, only upgrade()).
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <string_view>
 
 #include "core/buffer.hpp"
 #include "http/parser.hpp"
 #include "model/ids.hpp"
+#include "proxy/client_origin.hpp"
 #include "proxy/head_edits.hpp"
 
 namespace weir::net {
 struct Stream;
-struct SocketAddress;
+struct PeerAddress;
 }  // namespace weir::net
 
 namespace weir::proxy {
@@ -41,15 +43,28 @@ enum class HeadResult : uint8_t {
 };
 
 // Who is asking: the same for every exchange of a connection.
+enum class ClientProto : uint8_t { Http1, Http2, Tcp };
+// "HTTP/1.1", "HTTP/2", "tcp" (for logs)
+constexpr const char* to_string(ClientProto p) {
+  return p == ClientProto::Http2 ? "HTTP/2" : p == ClientProto::Tcp ? "tcp" : "HTTP/1.1";
+}
+
+// TLS versions as ClientInfo keeps them (one byte): 0 plain, else 10..13 for TLS 1.0..1.3.
+constexpr const char* tls_version_name(uint8_t v) {
+  return v == 13 ? "TLSv1.3" : v == 12 ? "TLSv1.2" : v == 11 ? "TLSv1.1" : v == 10 ? "TLSv1" : "";
+}
+
+// Kept by every client connection, so kept small (an idle connection's size is what 10,000 of
+// them cost): the address in 20 bytes, rarely needed state out of line (ClientOrigin::extras).
 struct ClientInfo {
-  std::string_view ip;       // "1.2.3.4" / "::1" (v4-mapped shown as v4)
-  std::string_view address;  // with the port, for logs
-  const net::SocketAddress* addr = nullptr;
-  const net::SocketAddress* local = nullptr;  // the address the client reached (len 0: unknown)
-  std::string_view tls_version;               // "TLSv1.3"..., "" = plain
-  std::string_view proto;  // "HTTP/1.1", "HTTP/2", "tcp" (static strings, for logs)
-  size_t slot = 0;         // listen socket slot: the listener is looked up in the current view
-  bool tls = false;        // the client connection is TLS (X-Forwarded-Proto, Secure cookies, HSTS)
+  std::string ip;           // "1.2.3.4" / "::1" (v4-mapped shown as v4)
+  ClientOrigin origin;      // address and port, listen slot, local address, limits hold
+  uint8_t tls_version = 0;  // tls_version_name()
+  ClientProto proto = ClientProto::Http1;
+  bool tls = false;  // the client connection is TLS (X-Forwarded-Proto, Secure cookies, HSTS)
+  // The listen socket slot: the listener is looked up in the current view.
+  uint32_t slot() const { return origin.slot; }
+  const net::PeerAddress& addr() const { return origin.addr; }
 };
 
 // Where request body bytes go upstream: the server connection's output buffer, with the

@@ -22,14 +22,14 @@ Exchange::Exchange(Worker& w) : w_(w) {
 Exchange::~Exchange() = default;
 
 const config::Listener& Exchange::listener() const {
-  return *view_->snap->listeners[view_->slot_listener[ds_->client().slot]].cfg;
+  return *view_->snap->listeners[view_->slot_listener[ds_->client().slot()]].cfg;
 }
 
 void Exchange::reset_state(Downstream& ds) {
   ds_ = &ds;
   view_ = w_.view();
   // Until a route matches, weir's own answers go through the listener's filters (HSTS...).
-  filters_ = &view_->filters[view_->slot_listener[ds.client().slot]].listener;
+  filters_ = &view_->filters[view_->slot_listener[ds.client().slot()]].listener;
   phase_ = Phase::Upstream;
   timer_kind_ = TimerKind::None;
   backend_ = {};
@@ -71,9 +71,9 @@ void Exchange::reset_state(Downstream& ds) {
   request_id_.clear();
   own_answer_ = false;
   log_.on = false;
-  slot_ = ds.client().slot;
+  slot_ = ds.client().slot();
   if (AccessLogProducer* al = w_.access_log()) {
-    const model::ListenerRuntime& lr = w_.listener_runtime(ds.client().slot);
+    const model::ListenerRuntime& lr = w_.listener_runtime(ds.client().slot());
     log_.on = al != nullptr && lr.log_destination >= 0;
   }
   if (log_.on) {
@@ -81,14 +81,16 @@ void Exchange::reset_state(Downstream& ds) {
     ::clock_gettime(CLOCK_REALTIME, &ts);
     log_.start_ms = static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1'000'000;
     log_start_ = w_.reactor().now();
-    log_.client.assign(ds.client().address);
-    log_.method.clear();
-    log_.host.clear();
-    log_.path.clear();
-    log_.user_agent.clear();
-    log_.referer.clear();
-    log_.proto = ds.client().proto;
-    log_.tls = ds.client().tls_version;
+    if (!log_.text) log_.text = std::make_unique<LogText>();
+    LogText& t = *log_.text;
+    t.client = ds.client().addr().to_string();
+    t.method.clear();
+    t.host.clear();
+    t.path.clear();
+    t.user_agent.clear();
+    t.referer.clear();
+    log_.proto = to_string(ds.client().proto);
+    log_.tls = tls_version_name(ds.client().tls_version);
     log_.bytes_in = log_.bytes_out = 0;
     log_.upstream_ms = -1;
     log_.server = {};
@@ -99,9 +101,9 @@ void Exchange::reset_state(Downstream& ds) {
 
 void Exchange::note_request(const http::RequestHead& req) {
   if (!log_.on) return;
-  log_.method.assign(req.method_text);
-  log_.host.assign(req.host);
-  log_.path.assign(req.target);
+  log_.text->method.assign(req.method_text);
+  log_.text->host.assign(req.host);
+  log_.text->path.assign(req.target);
   if (req.version_minor == 0 && log_.proto == "HTTP/1.1") log_.proto = "HTTP/1.0";
   // The head's size as HTTP/1.1 writes it (the same for both codecs).
   uint64_t n = req.method_text.size() + req.target.size() + 12;
@@ -109,8 +111,9 @@ void Exchange::note_request(const http::RequestHead& req) {
   for (const auto& h : req.headers) {
     n += h.name.size() + h.value.size() + 4;
     if (!combined) continue;
-    if (h.name.size() == 10 && http::iequals(h.name, "user-agent")) log_.user_agent.assign(h.value);
-    if (h.name.size() == 7 && http::iequals(h.name, "referer")) log_.referer.assign(h.value);
+    if (h.name.size() == 10 && http::iequals(h.name, "user-agent"))
+      log_.text->user_agent.assign(h.value);
+    if (h.name.size() == 7 && http::iequals(h.name, "referer")) log_.text->referer.assign(h.value);
   }
   log_.bytes_in = n + 2;
 }
@@ -159,10 +162,10 @@ void Exchange::write_access_log() {
   AccessRecord r;
   r.time_unix_ms = log_.start_ms;
   r.listener = lr.cfg->name;
-  r.client = log_.client;
-  r.method = log_.method;
-  r.host = log_.host;
-  r.path = log_.path;
+  r.client = log_.text->client;
+  r.method = log_.text->method;
+  r.host = log_.text->host;
+  r.path = log_.text->path;
   r.proto = log_.proto;
   r.status = status_;
   r.bytes_in = log_.bytes_in;
@@ -178,8 +181,8 @@ void Exchange::write_access_log() {
   r.request_id = request_id_;
   r.tls = log_.tls;
   r.termination = log_.termination;
-  r.user_agent = log_.user_agent;
-  r.referer = log_.referer;
+  r.user_agent = log_.text->user_agent;
+  r.referer = log_.text->referer;
   w_.access_log()->log(lr.log_destination, lr.log_combined ? LogFormat::Combined : LogFormat::Json,
                        r);
 }
@@ -261,10 +264,10 @@ void Exchange::start_refusal(Downstream& ds, uint16_t status, uint32_t retry_aft
 
 // client_limits.rate: over it, 429 with Retry-After; the connection stays usable.
 bool Exchange::admit(const http::RequestHead& req) {
-  const model::ListenerRuntime& lr = w_.listener_runtime(ds_->client().slot);
+  const model::ListenerRuntime& lr = w_.listener_runtime(ds_->client().slot());
   if (!lr.clients) return true;
   uint32_t retry_after = 1;
-  if (admit_request(w_, lr, *ds_->client().addr, req, retry_after) == Refusal::None) return true;
+  if (admit_request(w_, lr, ds_->client().addr(), req, retry_after) == Refusal::None) return true;
   edits_.set("Retry-After", std::to_string(retry_after));
   local_body_.assign(http::reason_phrase(429)).append("\n");
   answer(429, local_body_);
@@ -297,7 +300,7 @@ void Exchange::start_tcp(Downstream& ds, BackendId backend) {
 bool Exchange::route_and_filter(const http::RequestHead& req, std::string_view target,
                                 std::string_view route_host) {
   std::string_view path = target.substr(0, target.find('?'));
-  size_t li = view_->slot_listener[ds_->client().slot];
+  size_t li = view_->slot_listener[ds_->client().slot()];
   const auto& lr = view_->snap->listeners[li];
   const ListenerFilters& lf = view_->filters[li];
   size_t q = target.find('?');
@@ -316,7 +319,7 @@ bool Exchange::route_and_filter(const http::RequestHead& req, std::string_view t
     return false;
   }
   const config::Route& r = lr.cfg->routes[static_cast<size_t>(route)];
-  if (r.access && !access_allows(*r.access, *ds_->client().addr)) {
+  if (r.access && !access_allows(*r.access, ds_->client().addr())) {
     count_refusal(w_, *lr.cfg, Refusal::Access);
     edits_.clear();
     answer(403, "Forbidden\n");
@@ -382,7 +385,7 @@ bool Exchange::build_forward_head(const http::RequestHead& req, std::string_view
   fwd.target = target;
   fwd.host = host;
   fwd.client_ip = c.ip;
-  fwd.trusted_client = l.trusted_proxies && l.trusted_proxies->contains(*c.addr);
+  fwd.trusted_client = l.trusted_proxies && l.trusted_proxies->contains(c.addr());
   fwd.upgrade = want_upgrade_;
   fwd.proto = c.tls ? "https" : "http";
   fwd.edits = edits_.empty() ? nullptr : &edits_;
@@ -447,7 +450,7 @@ void Exchange::answer(uint16_t status, std::string_view body, bool close,
 
 void Exchange::count(uint16_t status) {
   const ViewPtr& v = view_ ? view_ : w_.view();
-  size_t li = v->slot_listener[ds_->client().slot];
+  size_t li = v->slot_listener[ds_->client().slot()];
   v->counts(li, backend_.as_int())->add(status);
   if (request_start_ != TimePoint{}) {
     auto elapsed = w_.reactor().refresh_now() - request_start_;

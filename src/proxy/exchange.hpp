@@ -199,10 +199,15 @@ class Exchange final : public UpstreamOwner {
   std::string rewritten_;   // the rewritten target (capacity kept)  // the route's, if it has one
   std::string local_body_;  // weir's own answer body (when it is not a literal)
   // What the access log line needs, copied while the request's views live (capacity kept).
+  // The request's text, allocated on the first logged request (an exchange of a listener that
+  // does not log stays small: the pool keeps up to 256 of them).
+  struct LogText {
+    std::string client, method, host, path, user_agent, referer;
+  };
   struct LogNote {
     bool on = false;
     int64_t start_ms = 0;  // wall clock
-    std::string client, method, host, path, user_agent, referer;
+    std::unique_ptr<LogText> text;
     std::string_view proto, tls;  // static strings
     uint64_t bytes_in = 0, bytes_out = 0;
     double upstream_ms = -1;

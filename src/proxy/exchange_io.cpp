@@ -40,10 +40,12 @@ void Exchange::on_upstream_event(uint32_t events) {
 // Nothing was written to the socket yet, so its send buffer takes the whole header at once.
 bool Exchange::send_proxy_header() {
   const ClientInfo& c = ds_->client();
-  net::SocketAddress dst = c.local ? *c.local : net::SocketAddress{};
+  net::SocketAddress src = c.addr().full();
+  const net::PeerAddress* local = c.origin.local();
+  net::SocketAddress dst = local ? local->full() : net::SocketAddress{};
   std::string header = backend().cfg->send_proxy_protocol == config::ProxyProtocolVersion::V1
-                           ? net::proxy_protocol::encode_v1(*c.addr, dst)
-                           : net::proxy_protocol::encode_v2(*c.addr, dst);
+                           ? net::proxy_protocol::encode_v1(src, dst)
+                           : net::proxy_protocol::encode_v2(src, dst);
   ssize_t n = ::send(up_->stream.fd, header.data(), header.size(), MSG_NOSIGNAL);
   return n == static_cast<ssize_t>(header.size());
 }

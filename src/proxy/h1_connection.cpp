@@ -57,7 +57,7 @@ H1Connection::~H1Connection() = default;
 void H1Connection::start() {
   w_.reactor().add(io_.fd, this);
   const WorkerView& v = *w_.view();
-  if (const auto& ctx = v.snap->listeners[v.slot_listener[client_.slot]].tls) {
+  if (const auto& ctx = v.snap->listeners[v.slot_listener[client_.origin.slot]].tls) {
     // The handshake runs inside the first reads, under the header timeout.
     io_.transport = std::make_unique<net::tls::TlsTransport>(ctx->new_session());
     client_.tls = true;
@@ -114,13 +114,18 @@ bool H1Connection::check_handshake() {
     if (io_.eof) close();  // gone before the handshake ended (a port probe, a scanner)
     return io_.eof;
   }
-  client_.tls_version = io_.transport->version();
+  std::string_view v = io_.transport->version();
+  client_.tls_version = v == "TLSv1.3"   ? 13
+                        : v == "TLSv1.2" ? 12
+                        : v == "TLSv1.1" ? 11
+                        : v == "TLSv1"   ? 10
+                                         : 0;
   if (io_.transport->alpn() == "h2") {
-    if (origin_.refuse != 0) {
+    if (client_.origin.refuse() != 0) {
       close();  // refused on accept (access, max_connections): HTTP/2 gets no 403 of its own
       return true;
     }
-    hand_over_to(new H2Connection(w_, std::move(origin_), true));
+    hand_over_to(new H2Connection(w_, std::move(client_.origin), true));
     return true;
   }
   phase_ = Phase::Head;
@@ -130,7 +135,7 @@ bool H1Connection::check_handshake() {
 void H1Connection::on_read_failed() {
   if (phase_ == Phase::Handshake) {
     ++w_.stats().tls_handshake_failures;
-    log::debug("client {}: TLS handshake failed: {}", ip_, io_.transport->last_error());
+    log::debug("client {}: TLS handshake failed: {}", client_.ip, io_.transport->last_error());
   }
 }
 
@@ -148,14 +153,14 @@ bool H1Connection::h2c_preface(bool& wait) const {
 }
 
 bool H1Connection::handle_head() {
-  if (origin_.refuse != 0) {
+  if (client_.origin.refuse() != 0) {
     // Refused on accept: the answer goes out before anything the client sent is read.
     keep_alive_ = false;
     phase_ = Phase::Exchange;
     cancel_timer();
     timer_kind_ = TimerKind::None;
     ex_ = w_.exchanges().take();
-    ex_->start_refusal(*this, origin_.refuse, origin_.retry_after);
+    ex_->start_refusal(*this, client_.origin.refuse(), client_.origin.extras->retry_after);
     return true;
   }
   if (io_.in.empty()) {
@@ -166,7 +171,7 @@ bool H1Connection::handle_head() {
   if (listener().h2c) {
     bool wait = false;
     if (h2c_preface(wait)) {
-      hand_over_to(new H2Connection(w_, std::move(origin_), false));
+      hand_over_to(new H2Connection(w_, std::move(client_.origin), false));
       return true;
     }
     if (wait) return false;
@@ -186,7 +191,8 @@ bool H1Connection::handle_head() {
       return false;
     case http::ParseStatus::Error:
       ++w_.stats().parse_errors;
-      log::debug("client {}: bad request: {} at byte {}", ip_, r.error_reason, r.error_offset);
+      log::debug("client {}: bad request: {} at byte {}", client_.ip, r.error_reason,
+                 r.error_offset);
       reject(r.error_status);
       return true;
     case http::ParseStatus::Done:

@@ -148,7 +148,7 @@ struct H2Callbacks {
 
 H2Connection::H2Connection(Worker& w, ClientOrigin origin, bool tls)
     : ClientConn(w, -1, std::move(origin), tls) {
-  client_.proto = "HTTP/2";
+  client_.proto = ClientProto::Http2;
 }
 
 H2Connection::~H2Connection() {
@@ -157,7 +157,7 @@ H2Connection::~H2Connection() {
 
 void H2Connection::start() {
   if (!setup()) {
-    log::error("client {}: cannot start an HTTP/2 session", ip_);
+    log::error("client {}: cannot start an HTTP/2 session", client_.ip);
     close();
     return;
   }
@@ -241,7 +241,7 @@ void H2Connection::glitch(const char* what) {
 
 void H2Connection::calm_down(const char* why) {
   if (failed_) return;
-  log::warn("client {}: HTTP/2: {}; sending GOAWAY and closing", ip_, why);
+  log::warn("client {}: HTTP/2: {}; sending GOAWAY and closing", client_.ip, why);
   ++w_.stats().h2_abuse;
   nghttp2_session_terminate_session(session_, NGHTTP2_ENHANCE_YOUR_CALM);
   failed_ = true;
@@ -249,7 +249,7 @@ void H2Connection::calm_down(const char* why) {
 
 void H2Connection::protocol_error(const char* why) {
   if (failed_) return;
-  log::debug("client {}: HTTP/2: {}; sending GOAWAY(PROTOCOL_ERROR) and closing", ip_, why);
+  log::debug("client {}: HTTP/2: {}; sending GOAWAY(PROTOCOL_ERROR) and closing", client_.ip, why);
   nghttp2_session_terminate_session(session_, NGHTTP2_PROTOCOL_ERROR);
   failed_ = true;
 }
@@ -317,7 +317,7 @@ bool H2Connection::turn() {
         calm_down(n == NGHTTP2_ERR_FLOODED ? "flood of frames that need an answer it does not read"
                                            : "CONTINUATION flood");
       } else if (n < 0) {
-        log::debug("client {}: HTTP/2 connection error: {}", ip_,
+        log::debug("client {}: HTTP/2 connection error: {}", client_.ip,
                    nghttp2_strerror(static_cast<int>(n)));
         failed_ = true;
       }
@@ -330,7 +330,7 @@ bool H2Connection::turn() {
     size_t before = io_.out.size();
     int rv = nghttp2_session_send(session_);
     if (rv != 0) {
-      log::debug("client {}: HTTP/2 send: {}", ip_, nghttp2_strerror(rv));
+      log::debug("client {}: HTTP/2 send: {}", client_.ip, nghttp2_strerror(rv));
       failed_ = true;
     }
     moved |= io_.out.size() != before;

@@ -43,7 +43,8 @@ void Prelude::start() {
   arm_timer(listener().timeouts.header);
   if (stage_ == Stage::Hello) {
     // No PROXY header: the listener's own admission, as for any accepted connection.
-    if (admit_connection(w_, w_.listener_runtime(client_.slot), origin_) != Refusal::None) {
+    if (admit_connection(w_, w_.listener_runtime(client_.origin.slot), client_.origin) !=
+        Refusal::None) {
       close();
       return;
     }
@@ -62,8 +63,8 @@ void Prelude::on_timeout() {
     return;
   }
   // A tcp client that sent no (complete) ClientHello in time: the catch-all, if there is one.
-  origin_.tcp_route = find_tcp_route(listener().routes, "");
-  if (origin_.tcp_route < 0) {
+  client_.origin.extra().tcp_route = find_tcp_route(listener().routes, "");
+  if (client_.origin.tcp_route() < 0) {
     close();
     return;
   }
@@ -72,7 +73,7 @@ void Prelude::on_timeout() {
 
 void Prelude::refuse_proxy_header(std::string_view why) {
   count_refusal(w_, listener(), Refusal::ProxyProtocol);
-  log::debug("client {}: {}: closed", address_, why);
+  log::debug("client {}: {}: closed", client_.ip, why);
   close();
 }
 
@@ -120,15 +121,12 @@ void Prelude::step() {
         taken += static_cast<size_t>(r);
       }
       if (!h.local) {
-        origin_.addr = h.source;
-        origin_.local = h.destination;
-        ip_ = net::peer_ip(origin_.addr.storage);
-        address_ = origin_.addr.to_string();
-        client_.ip = ip_;
-        client_.address = address_;
+        client_.origin.addr = net::PeerAddress::from(h.source);
+        client_.origin.extra().local = net::PeerAddress::from(h.destination);
+        client_.ip = net::peer_ip(h.source.storage);
       }
-      const model::ListenerRuntime& lr = w_.listener_runtime(client_.slot);
-      if (admit_connection(w_, lr, origin_) != Refusal::None &&
+      const model::ListenerRuntime& lr = w_.listener_runtime(client_.origin.slot);
+      if (admit_connection(w_, lr, client_.origin) != Refusal::None &&
           lr.cfg->mode == config::ListenerMode::Tcp) {
         close();
         return;
@@ -148,9 +146,9 @@ void Prelude::step() {
       return;
     }
     if (st != net::HelloStatus::Done) sni.clear();  // not TLS, broken or cut: the catch-all
-    origin_.tcp_route = find_tcp_route(listener().routes, sni);
-    if (origin_.tcp_route < 0) {
-      log::debug("client {}: no tcp route for server name \"{}\": closed", address_, sni);
+    client_.origin.extra().tcp_route = find_tcp_route(listener().routes, sni);
+    if (client_.origin.tcp_route() < 0) {
+      log::debug("client {}: no tcp route for server name \"{}\": closed", client_.ip, sni);
       close();
       return;
     }
@@ -163,9 +161,9 @@ void Prelude::take_over() {
   cancel_timer();
   ClientConn* next;
   if (listener().mode == config::ListenerMode::Tcp) {
-    next = new TcpConnection(w_, io_.fd, std::move(origin_));
+    next = new TcpConnection(w_, io_.fd, std::move(client_.origin));
   } else {
-    next = new H1Connection(w_, io_.fd, std::move(origin_));
+    next = new H1Connection(w_, io_.fd, std::move(client_.origin));
   }
   pass_socket_to(next);
 }

@@ -12,7 +12,7 @@ namespace weir::proxy {
 
 TcpConnection::TcpConnection(Worker& w, int fd, ClientOrigin origin)
     : ClientConn(w, fd, std::move(origin), false) {
-  client_.proto = "tcp";
+  client_.proto = ClientProto::Tcp;
 }
 
 TcpConnection::~TcpConnection() = default;
@@ -25,7 +25,8 @@ void TcpConnection::start() {
   w_.reactor().add(io_.fd, this);
   const auto& routes = listener().routes;
   // The route chosen by SNI (Prelude), else the catch-all.
-  int route = origin_.tcp_route >= 0 ? origin_.tcp_route : find_tcp_route(routes, "");
+  int route =
+      client_.origin.tcp_route() >= 0 ? client_.origin.tcp_route() : find_tcp_route(routes, "");
   if (route < 0) {
     close();
     return;
@@ -66,12 +67,13 @@ void TcpConnection::exchange_done(bool response_complete, bool) {
 // One line per tcp connection that reached a server (one that did not is the exchange's line).
 void TcpConnection::write_access_log() {
   AccessLogProducer* al = w_.access_log();
-  const model::ListenerRuntime& lr = w_.listener_runtime(client_.slot);
+  const model::ListenerRuntime& lr = w_.listener_runtime(client_.origin.slot);
   if (!al || lr.log_destination < 0) return;
   AccessRecord r;
   r.time_unix_ms = started_ms_;
   r.listener = lr.cfg->name;
-  r.client = address_;
+  std::string client = client_.origin.addr.to_string();
+  r.client = client;
   r.proto = "tcp";
   r.bytes_in = tunnel_->bytes_in();
   r.bytes_out = tunnel_->bytes_out();

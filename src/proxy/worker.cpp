@@ -55,14 +55,13 @@ class Worker::Acceptor final : public EventHandler {
         return;
       }
       ClientOrigin origin;
-      origin.addr.storage = peer;
-      origin.addr.len = len;
+      origin.addr = net::PeerAddress::from(peer);
       origin.slot = sock_.slot;
       if (w_.view_->sends_proxy_protocol) {
-        origin.local.len = sizeof origin.local.storage;
-        if (::getsockname(fd, reinterpret_cast<sockaddr*>(&origin.local.storage),
-                          &origin.local.len) != 0)
-          origin.local.len = 0;
+        sockaddr_storage local{};
+        socklen_t local_len = sizeof local;
+        if (::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &local_len) == 0)
+          origin.extra().local = net::PeerAddress::from(local);
       }
       ClientConn* c;
       if (needs_prelude(lc)) {

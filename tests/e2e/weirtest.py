@@ -159,13 +159,19 @@ def proc_status(pid: int) -> dict:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
             key, _, rest = line.partition(":")
-            if key in ("VmRSS", "VmHWM", "VmSize", "VmPeak"):
+            if key in ("VmRSS", "VmHWM", "VmSize", "VmPeak", "RssAnon"):
                 out[key] = int(rest.split()[0]) * 1024
     return out
 
 
 def rss(pid: int) -> int:
     return proc_status(pid)["VmRSS"]
+
+
+def rss_anon(pid: int) -> int:
+    """Resident anonymous memory (heap, stacks): what a process allocated, without its code and
+    file pages, which the kernel may drop and fault in again under memory pressure."""
+    return proc_status(pid)["RssAnon"]
 
 
 def hwm(pid: int) -> int:
