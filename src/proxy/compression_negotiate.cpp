@@ -5,6 +5,7 @@
 #include <string_view>
 
 #include "http/chars.hpp"
+#include "http/fields.hpp"
 #include "proxy/compression.hpp"
 
 namespace weir::proxy {
@@ -47,19 +48,7 @@ int CompressionLevels::of(Encoding e) const {
 
 namespace {
 
-// Calls f(element) for each comma-separated element of a list value, trimmed of OWS (empty ones
-// included); stops when f returns false.
-template <typename F>
-bool for_each_element(std::string_view list, F&& f) {
-  size_t i = 0;
-  while (i <= list.size()) {
-    size_t comma = list.find(',', i);
-    if (comma == std::string_view::npos) comma = list.size();
-    if (!f(chars::trim_ows(list.substr(i, comma - i)))) return false;
-    i = comma + 1;
-  }
-  return true;
-}
+using http::detail::for_each_element;  // comma-separated elements, trimmed of OWS
 
 // ---------------------------------------------------------------------------------------------
 // Accept-Encoding
