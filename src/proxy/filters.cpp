@@ -50,11 +50,29 @@ class Hsts final : public Filter {
 // route's response_headers, which may still set such a field on purpose.
 class HideServerHeaders final : public Filter {
  public:
+  // Only the names the server sent are removed: one length check per received field, and no
+  // edit at all for a server that names nothing (measured in bench s1: an edit per name cost
+  // every response four removals and four comparisons per field).
   void on_response(ResponseOut& h) override {
     if (h.local) return;
-    for (std::string_view name :
-         {"Server", "X-Powered-By", "X-AspNet-Version", "X-AspNetMvc-Version"})
-      h.edits->remove(name);
+    for (const auto& f : h.fields)
+      if (names_software(f.name)) h.edits->remove(f.name);
+  }
+
+ private:
+  static bool names_software(std::string_view n) {
+    switch (n.size()) {
+      case 6:
+        return http::iequals(n, "Server");
+      case 12:
+        return http::iequals(n, "X-Powered-By");
+      case 16:
+        return http::iequals(n, "X-AspNet-Version");
+      case 19:
+        return http::iequals(n, "X-AspNetMvc-Version");
+      default:
+        return false;
+    }
   }
 };
 
