@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "model/client_table.hpp"
 #include "server/http_server.hpp"
 
 namespace weir::admin {
@@ -97,6 +98,27 @@ std::string render_metrics(const model::Snapshot& snap, const proxy::WorkerStats
             escape_label(b.cfg->name), escape_label(s.name), result, n);
       }
     }
+  }
+  out +=
+      "# HELP weir_client_limits_keys Client keys tracked by a listener's client_limits table "
+      "(idle ones included until reclaimed), and its size.\n";
+  out += "# TYPE weir_client_limits_keys gauge\n";
+  for (const auto& l : snap.listeners) {
+    if (!l.clients) continue;
+    out += fmt::format("weir_client_limits_keys{{listener=\"{}\"}} {}\n", escape_label(l.cfg->name),
+                       l.clients->live_entries());
+    out += fmt::format("weir_client_limits_table_size{{listener=\"{}\"}} {}\n",
+                       escape_label(l.cfg->name), l.clients->capacity());
+  }
+  out +=
+      "# HELP weir_client_limits_untracked_total Connections and requests served without a "
+      "limit because the client_limits table had no slot for their key (fail-open at the "
+      "bound).\n";
+  out += "# TYPE weir_client_limits_untracked_total counter\n";
+  for (const auto& l : snap.listeners) {
+    if (!l.clients) continue;
+    out += fmt::format("weir_client_limits_untracked_total{{listener=\"{}\"}} {}\n",
+                       escape_label(l.cfg->name), l.clients->untracked());
   }
   out +=
       "# HELP weir_server_connect_failures_total Connections to the server refused, reset "

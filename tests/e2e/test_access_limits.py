@@ -226,7 +226,8 @@ class AccessLimitsTest(WeirTestCase):
     def test_ten_thousand_addresses_bounded(self):
         """10,000 distinct client addresses against a 1,024-key table: served, memory flat."""
         port = free_port()
-        cfg = {"workers": 1, "admin": {"listen": f"127.0.0.1:{free_port()}"},
+        admin = free_port()
+        cfg = {"workers": 1, "admin": {"listen": f"127.0.0.1:{admin}"},
                "listeners": [{"name": "flood", "listen": f"127.0.0.1:{port}",
                               "client_limits": {"max_connections": 4, "rate": "100/s",
                                                 "table_size": 1024},
@@ -257,6 +258,11 @@ class AccessLimitsTest(WeirTestCase):
         self.assertEqual(burst(2000, 8000), 8000)
         grown = rss(lb.proc.pid) - base
         self.assertLess(grown, 8 << 20, f"RSS grew by {grown} bytes over 8,000 new addresses")
+        # The table stayed at its size; keys beyond it were served without a limit, counted.
+        m = lb.metrics()
+        self.assertEqual(m.get("weir_client_limits_table_size", listener="flood"), 1024)
+        self.assertLessEqual(m.get("weir_client_limits_keys", listener="flood"), 1024)
+        self.assertGreater(m.get("weir_client_limits_untracked_total", listener="flood"), 0)
 
 
 class AccessConfigErrorsTest(WeirTestCase):
