@@ -30,14 +30,6 @@ constexpr std::array<std::pair<std::string_view, Balance>, 6> kBalances{{
     {"consistent_hash", Balance::ConsistentHash},
 }};
 
-// RFC 9110 token: header and cookie names.
-bool is_token(std::string_view s) {
-  return !s.empty() && std::all_of(s.begin(), s.end(), [](unsigned char c) {
-    return std::isalnum(c) ||
-           std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) != std::string_view::npos;
-  });
-}
-
 bool is_query_name(std::string_view s) {
   return !s.empty() && std::all_of(s.begin(), s.end(), [](unsigned char c) {
     return c > 0x20 && c != 0x7f && c != '&' && c != '=' && c != '#';

@@ -32,6 +32,9 @@ bool read_name(Diagnostics& d, const Field& f, std::string& out);
 bool read_listen_address(LoadState& s, const Field& f, const std::string& owner, std::string& out);
 
 void load_listeners(LoadState& s, const Field& f);
+// An RFC 9110 token (header names, methods): letters, digits and !#$%&'*+-.^_`|~
+// (route_loader.cpp).
+bool is_token(std::string_view s);
 // route_loader.cpp: a path key (starts with "/"; no spaces, controls, "?" or "#"), the match
 // keys beyond host and path_prefix, and the route actions.
 bool read_route_path(Diagnostics& d, const Field& f, std::string_view key, std::string& out);

@@ -18,15 +18,6 @@ namespace {
 
 constexpr uint64_t kMaxErrorPageBytes = 1024 * 1024;
 
-bool is_token_char(char c) {
-  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-         std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
-}
-
-bool is_header_name(std::string_view s) {
-  return !s.empty() && std::all_of(s.begin(), s.end(), is_token_char);
-}
-
 std::string lower(std::string s) {
   for (char& c : s)
     c = (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
@@ -168,7 +159,7 @@ void load_client_limits(LoadState& s, const Field& f, Listener& l) {
       std::string name = colon == std::string::npos ? "" : text.substr(colon + 1);
       if (text == "client_ip") {
         c.key = ClientLimits::Key::ClientIp;
-      } else if ((kind == "header" || kind == "cookie") && is_header_name(name)) {
+      } else if ((kind == "header" || kind == "cookie") && is_token(name)) {
         c.key = kind == "header" ? ClientLimits::Key::Header : ClientLimits::Key::Cookie;
         c.key_name = kind == "header" ? lower(name) : name;
       } else {
@@ -208,7 +199,7 @@ void load_client_limits(LoadState& s, const Field& f, Listener& l) {
 void load_request_id(LoadState& s, const Field& f, Listener& l) {
   std::string name;
   if (!read_string(s.diag, f, name)) return;
-  if (!is_header_name(name)) {
+  if (!is_token(name)) {
     s.diag.error(f.mark,
                  "\"request_id\" must be a header name such as X-Request-ID, got " + quote(name));
     return;

@@ -19,10 +19,6 @@ bool is_tchar(char c) {
          kTokenPunctuation.find(c) != std::string_view::npos;
 }
 
-bool is_token(std::string_view s) {
-  return !s.empty() && std::all_of(s.begin(), s.end(), is_tchar);
-}
-
 // No control characters (HTAB aside) and no DEL: nothing that could split or end a field.
 bool clean_text(std::string_view s) {
   return std::none_of(s.begin(), s.end(),
@@ -216,6 +212,10 @@ void load_route_rewrite(LoadState& s, const Field& f, Route& route) {
   if (r.strip_prefix.empty() && r.add_prefix.empty())
     s.diag.error(f.mark, "\"rewrite\" needs strip_prefix or add_prefix");
   route.rewrite = std::move(r);
+}
+
+bool is_token(std::string_view s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), is_tchar);
 }
 
 }  // namespace weir::config

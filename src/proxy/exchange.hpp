@@ -90,6 +90,8 @@ class Exchange final : public UpstreamOwner {
   void reset_state(Downstream& ds);
   bool admit(const http::RequestHead& req);  // client_limits.rate; false: answered 429
   void note_request_id(const http::RequestHead& req);
+  // exchange_log.cpp
+  void begin_log(Downstream& ds);
   void note_request(const http::RequestHead& req);  // the log's copy of the request line
   // The first cause given is the one logged.
   void note_end(Termination t) {
