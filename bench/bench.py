@@ -5,9 +5,10 @@ Standard library only (Debian's /usr/bin/python3). Entry points are the shell wr
 bench/run.sh, bench/callgrind.sh and bench/syscalls.sh; see bench/README.md.
 
 Subcommands:
-  scenarios   run scenarios 1-11 on the three proxies, alternating A B C A B C ...
+  scenarios   run scenarios 1-15 on the three proxies, alternating A B C A B C ...
               (7-9, TLS and HTTP/2, live in bench/tls_scenarios.py; 11, failures under
-              server kills and reloads, weir and HAProxy only, in bench/chaos.py)
+              server kills and reloads, weir and HAProxy only, in bench/chaos.py; 12-15,
+              compression and static files, in bench/edge_scenarios.py)
   callgrind   instructions per request of each proxy (valgrind --tool=callgrind)
   syscalls    system calls per request of each proxy (strace -c -f)
   report      rebuild latest.md / latest.png from the JSON files in the data directory
@@ -458,6 +459,8 @@ def run_wrk(bed, name, sc, duration, rundir, tag):
            "-s", os.path.join(HERE, "wrk", "report.lua")]
     if sc.get("close"):
         cmd += ["-H", "Connection: close"]
+    for h in sc.get("headers", ()):  # e.g. Accept-Encoding (scenarios 12, 13)
+        cmd += ["-H", h]
     cmd.append(f"{sc.get('scheme', 'http')}://127.0.0.1:{bed.ports[name]}{sc['path']}")
     env = dict(os.environ)
     if sc.get("post"):
@@ -479,6 +482,7 @@ def run_wrk(bed, name, sc, duration, rundir, tag):
               w["err_timeout"])
     r = {
         "requests": reqs,
+        "bytes": w["bytes"],  # read by wrk, headers included
         "rps": reqs / (w["duration_us"] / 1e6) if w["duration_us"] else 0.0,
         "p50_ms": w["p50_us"] / 1000.0,
         "p99_ms": w["p99_us"] / 1000.0,
@@ -611,14 +615,16 @@ def selected(sc, only):
     return not only or sc["id"] in only or sc.get("group") in only
 
 
-def run_rounds(bed, sc, rounds, measure):
-    """Measures the selected proxies alternately (A B C A B C ...), `rounds` times.
+def run_rounds(bed, sc, rounds, measure, proxies=None):
+    """Measures the selected proxies (or the bed's `proxies`, by name) alternately
+    (A B C A B C ...), `rounds` times.
 
     measure(bed, name, sc, tag) returns one run's figures. A proxy found dead is restarted for
     the next run; a run that fails or during which the proxy dies is recorded, never dropped."""
-    runs = {n: [] for n in SELECTED}
+    proxies = SELECTED if proxies is None else proxies
+    runs = {n: [] for n in proxies}
     for rnd in range(rounds):
-        for name in SELECTED:
+        for name in proxies:
             tag = f"{sc['id']}-{name}-r{rnd + 1}"
             if not bed.alive(name):
                 # a crash in an earlier run: record it and restart for the next one
@@ -651,6 +657,7 @@ def run_rounds(bed, sc, rounds, measure):
 
 def cmd_scenarios(a):
     import chaos  # scenario 11 (server kills and reloads)
+    import edge_scenarios  # scenarios 12-15 (compression, static files)
     import tls_scenarios  # scenarios 7-9 (TLS, HTTP/2)
     data_dir = a.data_dir
     os.makedirs(data_dir, exist_ok=True)
@@ -660,8 +667,9 @@ def cmd_scenarios(a):
     plain = [sc for sc in SCENARIOS if selected(sc, only)]
     tls = [sc for sc in tls_scenarios.TLS_SCENARIOS if selected(sc, only)]
     chaos_sc = [sc for sc in chaos.CHAOS_SCENARIOS if selected(sc, only)]
+    edge = [sc for sc in edge_scenarios.EDGE_SCENARIOS if selected(sc, only)]
     known = {x for sc in SCENARIOS + tls_scenarios.TLS_SCENARIOS + chaos.CHAOS_SCENARIOS
-             for x in (sc["id"], sc.get("group")) if x}
+             + edge_scenarios.EDGE_SCENARIOS for x in (sc["id"], sc.get("group")) if x}
     if only and only - known:
         sys.exit(f"bench: BENCH_SCENARIOS: unknown {','.join(sorted(only - known))} "
                  f"(known: {','.join(sorted(known))})")
@@ -716,6 +724,9 @@ def cmd_scenarios(a):
     if chaos_sc:
         # its own backends (weir whoami, killed and restarted) and proxies, weir and HAProxy
         chaos.run_phase(a, rundir, chaos_sc, out)
+    if edge:
+        # its own origin (a JSON file) and proxies (compression on) or file servers (no proxy)
+        edge_scenarios.run_phase(a, rundir, edge, out)
     path = os.path.join(data_dir, "scenarios.json")
     with open(path, "w") as f:
         json.dump(out, f, indent=1)
@@ -1207,6 +1218,7 @@ def aggregate(sc):
 
 def cmd_report(a):
     import chaos  # scenario 11's table
+    import edge_scenarios  # scenarios 12-15's tables
     import tls_scenarios  # the TLS parts of the report
     d = a.data_dir
     md_dir = a.md_dir
@@ -1268,15 +1280,15 @@ def cmd_report(a):
         notes = []
         # no such table when only memory / handshake scenarios ran (e.g. BENCH_SCENARIOS=s10)
         if any(sc["kind"] not in ("idle", "handshake", "chaos")
-               for sc in scen["scenarios"].values()):
+               and not sc["kind"].startswith("edge-") for sc in scen["scenarios"].values()):
             L.append("## Throughput, latency, CPU and memory")
             L.append("")
             L.append("| scenario | proxy | req/s | ÷ HAProxy | p50 ms | p99 ms | CPU µs/req | "
                      "÷ HAProxy | proxy CPU % | RSS MiB | errors |")
             L.append("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
             for sid, sc in scen["scenarios"].items():
-                if sc["kind"] in ("idle", "handshake", "chaos"):
-                    continue
+                if sc["kind"] in ("idle", "handshake", "chaos") or sc["kind"].startswith("edge-"):
+                    continue  # edge-*: scenarios 12-15, tables of their own
                 agg = aggregate(sc)
                 base = agg.get(BASELINE, {})
                 for name in PROXIES:
@@ -1333,12 +1345,14 @@ def cmd_report(a):
             L.append("")
         L.extend(tls_scenarios.handshake_section(scen, notes))
         L.extend(chaos.report_section(scen, notes))
+        L.extend(edge_scenarios.report_section(scen, notes))
         if notes:
             L.append("### Failures")
             L.append("")
             L.extend(notes)
             L.append("")
-        if any(sc["kind"] != "chaos" for sc in scen["scenarios"].values()):  # else no chart
+        if any(sc["kind"] != "chaos" and not sc["kind"].startswith("edge-")
+               for sc in scen["scenarios"].values()):  # else no chart
             L.append("![requests/s and CPU per request, relative to HAProxy](latest.png)")
             L.append("")
     else:
@@ -1414,8 +1428,8 @@ def plot(scen, md_dir, data_dir):
         return v / b if b and v else 0.0  # no bar: not measured, or failed
 
     for sid, sc in scen["scenarios"].items():
-        if sc["kind"] == "chaos":
-            continue  # failure counts, not a cost: a table of its own only
+        if sc["kind"] == "chaos" or sc["kind"].startswith("edge-"):
+            continue  # failure counts (11), or relative to NGINX (12-15): tables of their own
         agg = aggregate(sc)
         base = agg.get(BASELINE, {})
         key = thr_key.get(sc["kind"])
@@ -1488,7 +1502,8 @@ def main():
     p.add_argument("--rounds", type=int, default=int(os.environ.get("BENCH_ROUNDS", "3")))
     p.add_argument("--duration", type=int, default=int(os.environ.get("BENCH_DURATION", "10")))
     p.add_argument("--scenarios", default=os.environ.get("BENCH_SCENARIOS", ""),
-                   help="comma-separated subset, e.g. s1,s5 or s7,s8,s9 or s10 or s11")
+                   help="comma-separated subset, e.g. s1,s5 or s7,s8,s9 or s10 or s11 or "
+                        "s12,s13 or edge (s12-s15)")
     p = sub.add_parser("callgrind")
     common(p)
     p.add_argument("--requests", type=int, default=int(os.environ.get("BENCH_CG_REQUESTS", "20000")))
@@ -1540,6 +1555,7 @@ def main():
 
 
 if __name__ == "__main__":
-    # bench/tls_scenarios.py does `import bench`: make that this very module, not a second copy
+    # bench/tls_scenarios.py (and edge_scenarios.py) do `import bench`: make that this very
+    # module, not a second copy
     sys.modules.setdefault("bench", sys.modules[__name__])
     main()

@@ -199,6 +199,23 @@ struct HeaderRules {
   bool empty() const { return remove.empty() && set.empty() && add.empty(); }
 };
 
+// `compression:` of a listener or a route (edge.md "Compression"); a route's replaces its
+// listener's. `compression: true` is every default; on a route, `false` turns it off.
+struct Compression {
+  bool enabled = true;
+  // In the server's order of preference: "zstd", "br", "gzip".
+  std::vector<std::string> algorithms{"zstd", "br", "gzip"};
+  uint64_t min_size = 1024;  // a body of known length below this is sent as it is
+  // Media types, lower case; "text/*" matches a whole top-level type.
+  std::vector<std::string> types{
+      "text/html",        "text/css",     "text/plain", "text/javascript", "application/javascript",
+      "application/json", "image/svg+xml"};
+  int gzip_level = 5;  // 1-9
+  int br_level = 4;    // 0-6 (7 and above take 9-33 MiB per response)
+  int zstd_level = 3;  // 1-19
+  SourcePos pos;
+};
+
 struct Route {
   RouteMatch match;
   std::string backend;       // name
@@ -211,7 +228,8 @@ struct Route {
   std::optional<RouteRedirect> redirect;
   std::optional<RouteRespond> respond;
   std::optional<RouteRewrite> rewrite;
-  std::optional<AccessList> access;  // refused → 403
+  std::optional<AccessList> access;        // refused → 403
+  std::optional<Compression> compression;  // else the listener's
   bool forwards() const { return !redirect && !respond; }
 };
 
@@ -292,6 +310,7 @@ struct Listener {
   std::string request_id;                     // header name ("" = off)
   std::map<uint16_t, ErrorPage> error_pages;  // status → page
   std::optional<AccessLog> access_log;        // else the top-level one
+  std::optional<Compression> compression;     // routes without their own
   std::optional<ListenerTls> tls;
   bool h2c = false;  // plain listener: also HTTP/2 with prior knowledge
   // Removes Server, X-Powered-By, X-AspNet-Version and X-AspNetMvc-Version from servers'

@@ -2,6 +2,8 @@
 // so that a rule can never put an invalid or smuggling-prone field on the wire.
 #include "config/header_rules_loader.hpp"
 
+#include "config/loader_parts.hpp"
+
 #include <cstdio>
 #include <map>
 #include <string_view>
@@ -11,13 +13,6 @@ namespace {
 
 char ascii_lower(char c) {
   return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
-}
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out)
-    c = ascii_lower(c);
-  return out;
 }
 
 // tchar of RFC 9110 5.6.2: a field name is one or more of these.
@@ -191,6 +186,13 @@ void load_header_rules(Diagnostics& d, const Field& f, bool request, HeaderRules
   }
   if (const Field* set = m.find("set")) load_pairs(Op{d, "set", request}, *set, out.set);
   if (const Field* add = m.find("add")) load_pairs(Op{d, "add", request}, *add, out.add);
+}
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out)
+    c = ascii_lower(c);
+  return out;
 }
 
 }  // namespace weir::config

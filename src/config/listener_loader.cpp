@@ -107,12 +107,13 @@ void load_routes(LoadState& s, const Field& f, Listener& l, size_t listener_inde
   for (const Field& item : items) {
     MapReader m(s.diag, item, "route",
                 {"match", "request_headers", "response_headers", "request_buffering", "backend",
-                 "redirect", "respond", "rewrite", "access"});
+                 "redirect", "respond", "rewrite", "access", "compression"});
     if (!m.ok()) continue;
     Route route;
     route.pos = s.diag.pos(item.mark);
     if (const Field* match = m.find("match")) load_match(s, *match, route.match);
     if (const Field* access = m.find("access")) load_access(s, *access, route.access);
+    if (const Field* c = m.find("compression")) load_compression(s, *c, true, route.compression);
     if (const Field* rules = m.find("request_headers")) {
       load_header_rules(s.diag, *rules, true, route.request_headers);
     }
@@ -239,7 +240,7 @@ void load_listener(LoadState& s, const Field& item,
       s.diag, item, "listener",
       {"name", "listen", "mode", "routes", "backend", "max_connections", "timeouts",
        "trusted_proxies", "tls", "h2c", "redirect_https", "hide_server_headers", "proxy_protocol",
-       "access", "client_limits", "request_id", "error_pages", "access_log"});
+       "access", "client_limits", "request_id", "error_pages", "access_log", "compression"});
   if (!m.ok()) return;
   const size_t index = s.config.listeners.size();
   Listener l;
@@ -309,6 +310,15 @@ void load_listener(LoadState& s, const Field& item,
     }
   }
   if (const Field* a = m.find("access_log")) load_access_log(s, *a, l.access_log);
+  if (const Field* c = m.find("compression")) {
+    if (l.mode == ListenerMode::Tcp) {
+      s.diag.error(c->key_mark,
+                   "\"compression\" is for http listeners: a tcp listener does not "
+                   "read the bytes it forwards");
+    } else {
+      load_compression(s, *c, false, l.compression);
+    }
+  }
   s.config.listeners.push_back(std::move(l));
 }
 

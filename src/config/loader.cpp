@@ -24,12 +24,6 @@ constexpr uint64_t kGiB = 1024ULL * 1024 * 1024;
 constexpr uint64_t kMaxH2Window = 2147483647;  // 2^31 - 1, the largest window HTTP/2 allows
 constexpr Duration kMinTicketRotation{1000};
 
-std::string lower(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return s;
-}
-
 void load_workers(LoadState& s, const Field& f) {
   if (f.value.IsScalar() && f.value.Scalar() == "auto") {
     s.config.workers = 0;

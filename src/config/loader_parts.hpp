@@ -35,6 +35,8 @@ void load_listeners(LoadState& s, const Field& f);
 // An RFC 9110 token (header names, methods): letters, digits and !#$%&'*+-.^_`|~
 // (route_loader.cpp).
 bool is_token(std::string_view s);
+// ASCII lower case (header_rules_loader.cpp).
+std::string lower(std::string_view s);
 // route_loader.cpp: a path key (starts with "/"; no spaces, controls, "?" or "#"), the match
 // keys beyond host and path_prefix, and the route actions.
 bool read_route_path(Diagnostics& d, const Field& f, std::string_view key, std::string& out);
@@ -52,5 +54,7 @@ void load_client_limits(LoadState& s, const Field& f, Listener& l);
 void load_request_id(LoadState& s, const Field& f, Listener& l);
 void load_error_pages(LoadState& s, const Field& f, Listener& l);
 void load_access_log(LoadState& s, const Field& f, std::optional<AccessLog>& out);
+// edge_loader.cpp: `compression` (a route may turn its listener's off with `false`).
+void load_compression(LoadState& s, const Field& f, bool on_route, std::optional<Compression>& out);
 
 }  // namespace weir::config

@@ -18,12 +18,6 @@ namespace {
 
 constexpr uint64_t kMaxErrorPageBytes = 1024 * 1024;
 
-std::string lower(std::string s) {
-  for (char& c : s)
-    c = (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
-  return s;
-}
-
 // A list of addresses/ranges (or one written alone) added to `b`; false if any is invalid.
 bool add_entries(Diagnostics& d, const Field& f, std::string_view key, net::CidrSetBuilder& b) {
   std::vector<Field> items;
@@ -78,7 +72,7 @@ bool read_rate(Diagnostics& d, const Field& f, double& per_second, double& n) {
 
 std::string content_type_for(std::string_view path) {
   size_t dot = path.rfind('.');
-  std::string ext = dot == std::string_view::npos ? "" : lower(std::string(path.substr(dot + 1)));
+  std::string ext = dot == std::string_view::npos ? "" : lower(path.substr(dot + 1));
   if (ext == "html" || ext == "htm") return "text/html; charset=utf-8";
   if (ext == "json") return "application/json";
   if (ext == "xml") return "application/xml";

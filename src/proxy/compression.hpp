@@ -40,6 +40,10 @@
 #include "proxy/filter.hpp"
 #include "proxy/head_edits.hpp"
 
+namespace weir::config {
+struct Compression;
+}
+
 namespace weir::proxy {
 
 enum class Encoding : uint8_t { Identity, Gzip, Brotli, Zstd };
@@ -85,6 +89,11 @@ bool should_compress(const ResponseOut& head, http::Method request_method,
 // `edits` may be `head.edits`.
 void edit_head_for_compression(const ResponseOut& head, Encoding e, HeaderEdits& edits);
 
+// Vary merged with Accept-Encoding, and nothing else: for a response that could have been
+// compressed but goes out as it is because this client accepts no coding weir offers (a cache
+// on the way must not hand it to a client that does).
+void add_vary_accept_encoding(const ResponseOut& head, HeaderEdits& edits);
+
 struct CompressionLevels {
   int gzip = 5;  // 1-9
   int br = 4;    // 0-11
@@ -102,9 +111,8 @@ class Compressor : public BodyFilter {
   virtual size_t peak_memory() const = 0;
   // Allocations made by the library so far (the count, for tests of "no allocation per call").
   virtual size_t allocations() const = 0;
-  // The library failed (out of memory): no more output and never `done`; the response must be
-  // aborted (the stream cannot be completed).
-  virtual bool failed() const = 0;
+  // failed(): the library failed (out of memory): no more output and never `done`; the
+  // exchange aborts the response (the stream cannot be completed).
 };
 
 // A compressor for `e` at `level` (clamped to the range above), or null for Identity or when
@@ -112,5 +120,10 @@ class Compressor : public BodyFilter {
 // (Content-Length), 0 if not; only sizes the window and tables, any length still works.
 // Make it before editing the head, so a null leaves the response as it was.
 std::unique_ptr<Compressor> make_compressor(Encoding e, int level, uint64_t size_hint = 0);
+
+// The filter a `compression:` key makes (compression_filter.cpp): on a response that may be
+// compressed, the coding the request accepts best, the head edited for it and a compressor as
+// the response's BodyFilter; Vary: Accept-Encoding alone when the client accepts none.
+std::unique_ptr<Filter> make_compression_filter(const config::Compression& c);
 
 }  // namespace weir::proxy

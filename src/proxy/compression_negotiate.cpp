@@ -248,21 +248,34 @@ std::string weak_etag(std::string_view etag) {
   return weak ? std::string(etag) : "W/" + std::string(etag);
 }
 
+// The values of every Vary field of `head`, comma-joined.
+std::string vary_of(const ResponseOut& head) {
+  std::string vary;
+  head.for_each_field([&](std::string_view name, std::string_view value) {
+    if (!http::iequals(name, "vary")) return;
+    std::string_view v = chars::trim_ows(value);
+    if (v.empty()) return;
+    if (!vary.empty()) vary.append(", ");
+    vary.append(v);
+  });
+  return vary;
+}
+
 }  // namespace
+
+void add_vary_accept_encoding(const ResponseOut& head, HeaderEdits& edits) {
+  std::string vary = vary_of(head);
+  if (merged_vary(vary)) edits.set("Vary", vary);
+}
 
 void edit_head_for_compression(const ResponseOut& head, Encoding e, HeaderEdits& edits) {
   // Copies first: the values seen may live in `edits`, which the edits below change.
-  std::string vary;
+  std::string vary = vary_of(head);
   std::string etag;  // the weak form of the one ETag ("" if invalid)
   size_t etags = 0;
   bool etag_weak = false;  // ... which it was already
   head.for_each_field([&](std::string_view name, std::string_view value) {
-    if (http::iequals(name, "vary")) {
-      std::string_view v = chars::trim_ows(value);
-      if (v.empty()) return;
-      if (!vary.empty()) vary.append(", ");
-      vary.append(v);
-    } else if (http::iequals(name, "etag")) {
+    if (http::iequals(name, "etag")) {
       if (++etags > 1) return;
       etag = weak_etag(chars::trim_ows(value));
       etag_weak = !etag.empty() && etag == value;  // already weak, exactly as sent

@@ -175,6 +175,18 @@ void Exchange::note_request_id(const http::RequestHead& req) {
   w_.next_request_id(request_id_);
 }
 
+// What the body filters will need once the response comes: the request's views are gone then.
+void Exchange::note_request_facts(const http::RequestHead& req) {
+  accept_encoding_.clear();
+  for (const auto& h : req.headers) {
+    if (!http::iequals(h.name, "accept-encoding")) continue;
+    // Bounded: choose_encoding looks at 64 elements at most anyway.
+    if (accept_encoding_.size() + h.value.size() > kMaxAcceptEncoding) break;
+    if (!accept_encoding_.empty()) accept_encoding_.append(", ");
+    accept_encoding_.append(h.value);
+  }
+}
+
 void Exchange::start_tcp(Downstream& ds, BackendId backend) {
   reset_state(ds);
   tcp_mode_ = true;
@@ -213,6 +225,7 @@ bool Exchange::route_and_filter(const http::RequestHead& req, std::string_view t
     return false;
   }
   if (!r.forwards()) return route_action(r, target);
+  if (filters_->body_filters) note_request_facts(req);
   backend_ = BackendId(r.backend_index);
   route_buffering_ = r.request_buffering;
   rewrite_ = r.rewrite ? &*r.rewrite : nullptr;

@@ -90,6 +90,7 @@ class Exchange final : public UpstreamOwner {
   void reset_state(Downstream& ds);
   bool admit(const http::RequestHead& req);  // client_limits.rate; false: answered 429
   void note_request_id(const http::RequestHead& req);
+  void note_request_facts(const http::RequestHead& req);  // for the body filters
   // exchange_log.cpp
   void begin_log(Downstream& ds);
   void note_request(const http::RequestHead& req);  // the log's copy of the request line
@@ -200,6 +201,10 @@ class Exchange final : public UpstreamOwner {
   const config::RouteRewrite* rewrite_ = nullptr;  // the route's (the view keeps it alive)
   std::string rewritten_;   // the rewritten target (capacity kept)  // the route's, if it has one
   std::string local_body_;  // weir's own answer body (when it is not a literal)
+  // The request's Accept-Encoding fields (comma-joined, capacity kept), when the route has body
+  // filters; fields beyond kMaxAcceptEncoding bytes are left out.
+  static constexpr size_t kMaxAcceptEncoding = 1024;
+  std::string accept_encoding_;
   // What the access log line needs, copied while the request's views live (capacity kept).
   // The request's text, allocated on the first logged request (an exchange of a listener that
   // does not log stays small: the pool keeps up to 256 of them).

@@ -228,7 +228,7 @@ ssize_t Exchange::pull_body(char* buf, size_t len, bool& eof) {
 }
 
 // The server's body into the body filter, as far as its output buffer has room. Failed: the
-// server's framing is broken (the exchange is not aborted here).
+// server's framing is broken, or the filter failed (the exchange is not aborted here).
 Exchange::Feed Exchange::feed_filter() {
   auto& us = up_->stream;
   if (filtered_.free_space() == 0) return Feed::Idle;
@@ -239,6 +239,7 @@ Exchange::Feed Exchange::feed_filter() {
     auto st = probe.decode(avail);
     if (st.status == http::BodyDecoder::Status::Error) return Feed::Failed;
     BodyFilter::Step fs = body_filter_->on_body(st.payload, false, filtered_);
+    if (body_filter_->failed()) return Feed::Failed;
     if (fs.used == st.payload.size()) {
       resp_body_ = probe;
       us.in.consume(st.consumed);
@@ -253,6 +254,7 @@ Exchange::Feed Exchange::feed_filter() {
   }
   if (resp_body_.done() || (us.eof && us.in.empty() && resp_body_.finish_eof())) {
     BodyFilter::Step fs = body_filter_->on_body({}, true, filtered_);
+    if (body_filter_->failed()) return Feed::Failed;
     if (fs.done) filter_done_ = true;
     return fs.done || filtered_.size() != before ? Feed::Moved : Feed::Idle;
   }

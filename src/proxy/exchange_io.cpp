@@ -308,7 +308,7 @@ bool Exchange::send_response_head(const http::ResponseHead& resp, size_t head_le
     if (!request_id_.empty()) edits_.set(listener().request_id, request_id_);
     body_filter_.reset();
     if (head.body != http::BodyKind::None && resp.status != 101) {
-      body_filter_ = filters_->on_response_body(head);
+      body_filter_ = filters_->on_response_body(head, RequestFacts{method_, accept_encoding_});
       if (body_filter_) {
         edits_.remove("Content-Length");
         w_.buffers().acquire(filtered_);

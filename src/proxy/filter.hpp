@@ -48,6 +48,13 @@ struct LocalAnswer {
 
 enum class FilterStatus : uint8_t { Continue, Answered };
 
+// What a body filter needs of the request once the response arrives (the request's own views
+// are gone by then): copied by the exchange, only for routes whose chain has body filters.
+struct RequestFacts {
+  http::Method method = http::Method::Get;
+  std::string_view accept_encoding;  // the values of every Accept-Encoding field, comma-joined
+};
+
 // A transform of one response's body (compression, later). Output goes into `out`, which is
 // bounded (one buffer block): write what fits and report how much input was used; what was not
 // used is offered again once `out` has been drained to the client. `end`: no input follows `in`
@@ -60,6 +67,8 @@ class BodyFilter {
     bool done = false;  // `end` was given and every output byte is in `out`
   };
   virtual Step on_body(std::string_view in, bool end, Buffer& out) = 0;
+  // The transform cannot go on (e.g. out of memory): the response is aborted.
+  virtual bool failed() const { return false; }
 };
 
 class Filter {
@@ -72,7 +81,9 @@ class Filter {
   virtual void on_response(ResponseOut&) {}
   // A response with a body: a transform for it (it may edit the head, e.g. Content-Encoding),
   // or null. The exchange then sends the body with a length not known up front.
-  virtual std::unique_ptr<BodyFilter> on_response_body(ResponseOut&) { return nullptr; }
+  virtual std::unique_ptr<BodyFilter> on_response_body(ResponseOut&, const RequestFacts&) {
+    return nullptr;
+  }
 };
 
 // The filters of one route: the listener's, then the route's own.
@@ -94,10 +105,10 @@ struct FilterChain {
       f->on_response(h);
   }
   // The first filter that takes the body transforms it (one transform per response).
-  std::unique_ptr<BodyFilter> on_response_body(ResponseOut& h) const {
+  std::unique_ptr<BodyFilter> on_response_body(ResponseOut& h, const RequestFacts& r) const {
     if (!body_filters) return nullptr;
     for (Filter* f : filters)
-      if (auto b = f->on_response_body(h)) return b;
+      if (auto b = f->on_response_body(h, r)) return b;
     return nullptr;
   }
 };

@@ -3,6 +3,7 @@
 #include <string>
 
 #include "config/config.hpp"
+#include "proxy/compression.hpp"
 #include "proxy/filter.hpp"
 
 namespace weir::proxy {
@@ -106,11 +107,31 @@ ListenerFilters build_filters(const config::Listener& l) {
   if (l.hide_server_headers) f.owned.push_back(std::make_unique<HideServerHeaders>());
   for (const auto& p : f.owned)
     f.listener.filters.push_back(p.get());
+  // The listener's compression, made once for the routes that do not have their own. It is not
+  // in the listener's own chain: weir's answers are never compressed.
+  Filter* listener_compression = nullptr;
+  if (l.compression && l.compression->enabled) {
+    f.owned.push_back(make_compression_filter(*l.compression));
+    listener_compression = f.owned.back().get();
+  }
   for (const auto& route : l.routes) {
     FilterChain chain = f.listener;
     if (!route.request_headers.empty() || !route.response_headers.empty()) {
       f.owned.push_back(std::make_unique<HeaderRulesFilter>(route));
       chain.filters.push_back(f.owned.back().get());
+    }
+    // Last: it sees the head as the other filters left it (a Content-Type set by a rule).
+    Filter* compression = listener_compression;
+    if (route.compression) {
+      compression = nullptr;
+      if (route.compression->enabled) {
+        f.owned.push_back(make_compression_filter(*route.compression));
+        compression = f.owned.back().get();
+      }
+    }
+    if (compression && route.forwards()) {
+      chain.filters.push_back(compression);
+      chain.body_filters = true;
     }
     f.routes.push_back(std::move(chain));
   }

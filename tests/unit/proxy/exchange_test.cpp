@@ -603,7 +603,7 @@ class TestFilter final : public Filter {
  public:
   explicit TestFilter(Mode mode) : mode_(mode) {}
   void on_response(ResponseOut&) override { ++log.heads; }
-  std::unique_ptr<BodyFilter> on_response_body(ResponseOut& h) override {
+  std::unique_ptr<BodyFilter> on_response_body(ResponseOut& h, const RequestFacts&) override {
     ++log.bodies;
     log.statuses.push_back(h.status);
     h.edits->set("X-Filtered", "1");

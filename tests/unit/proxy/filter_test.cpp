@@ -584,3 +584,74 @@ TEST(HideServerHeaders, OnByDefaultFirstInEveryChainAndNotOnLocalAnswers) {
 
 }  // namespace
 }  // namespace weir::proxy
+
+namespace weir::proxy {
+namespace {
+
+// `compression`: the listener's on every forwarding route without its own, a route's own
+// instead, `false` for none; never on the listener's own chain (weir's answers) or an answering
+// route.
+TEST(CompressionFilter, ChainsByRoute) {
+  auto cfg = load(R"(
+listeners:
+  - name: web
+    listen: 127.0.0.1:8080
+    compression: { algorithms: [zstd, gzip] }
+    routes:
+      - match: { path_prefix: /own/ }
+        compression: { algorithms: [gzip] }
+        backend: web
+      - match: { path_prefix: /off/ }
+        compression: false
+        backend: web
+      - match: { path_prefix: /hello }
+        respond: { status: 200, body: "hi" }
+      - match: { path_prefix: / }
+        backend: web
+backends:
+  - name: web
+    servers:
+      - address: 127.0.0.1:9001
+)");
+  ASSERT_TRUE(cfg);
+  ListenerFilters f = build_filters(cfg->listeners.at(0));
+  EXPECT_FALSE(f.listener.body_filters);
+  ASSERT_EQ(f.routes.size(), 4u);
+  EXPECT_TRUE(f.routes[0].body_filters);
+  EXPECT_FALSE(f.routes[1].body_filters);
+  EXPECT_FALSE(f.routes[2].body_filters);
+  EXPECT_TRUE(f.routes[3].body_filters);
+
+  const http::Header fields[] = {{"Content-Type", "text/html"}, {"ETag", "\"x\""}};
+  auto negotiate = [&](const FilterChain& chain, std::string_view accept,
+                       http::Method method = http::Method::Get) {
+    HeaderEdits edits;
+    ResponseOut h;
+    h.fields = fields;
+    h.body = http::BodyKind::Chunked;
+    h.edits = &edits;
+    auto body = chain.on_response_body(h, RequestFacts{method, accept});
+    std::string got = body ? "compressed" : "plain";
+    h.for_each_field([&](std::string_view n, std::string_view v) {
+      got += "|" + std::string(n) + "=" + std::string(v);
+    });
+    return got;
+  };
+  EXPECT_EQ(negotiate(f.routes[3], "gzip, zstd"),
+            "compressed|Content-Type=text/html|Content-Encoding=zstd|Vary=Accept-Encoding|"
+            "ETag=W/\"x\"");
+  EXPECT_EQ(negotiate(f.routes[0], "gzip, zstd"),
+            "compressed|Content-Type=text/html|Content-Encoding=gzip|Vary=Accept-Encoding|"
+            "ETag=W/\"x\"");
+  // Accepts none: as it is, with Vary.
+  EXPECT_EQ(negotiate(f.routes[3], "br"),
+            "plain|Content-Type=text/html|ETag=\"x\"|Vary=Accept-Encoding");
+  EXPECT_EQ(negotiate(f.routes[3], ""),
+            "plain|Content-Type=text/html|ETag=\"x\"|Vary=Accept-Encoding");
+  // HEAD is never compressed (and not a candidate, so no Vary either).
+  EXPECT_EQ(negotiate(f.routes[3], "zstd", http::Method::Head),
+            "plain|Content-Type=text/html|ETag=\"x\"");
+}
+
+}  // namespace
+}  // namespace weir::proxy

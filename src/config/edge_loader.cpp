@@ -1,0 +1,106 @@
+// The edge keys (edge.md): `compression` of listeners and routes.
+#include <algorithm>
+#include <array>
+
+#include "config/loader_parts.hpp"
+#include "config/tls_loader.hpp"
+
+namespace weir::config {
+
+namespace {
+
+// "type/subtype", "type/*" or "*/*", both parts tokens.
+bool is_media_range(std::string_view t) {
+  size_t slash = t.find('/');
+  if (slash == std::string_view::npos) return false;
+  std::string_view type = t.substr(0, slash), sub = t.substr(slash + 1);
+  if (type == "*") return sub == "*";
+  return is_token(type) && (sub == "*" || is_token(sub));
+}
+
+void load_algorithms(LoadState& s, const Field& f, Compression& c) {
+  std::vector<Field> items;
+  if (!read_list(s.diag, f, items)) return;
+  if (items.empty()) {
+    s.diag.error(f.mark, "\"algorithms\" needs at least one of zstd, br, gzip");
+    return;
+  }
+  c.algorithms.clear();
+  for (const Field& item : items) {
+    std::string name;
+    if (!read_string(s.diag, item, name)) continue;
+    name = lower(name);
+    if (name != "zstd" && name != "br" && name != "gzip") {
+      s.diag.error(item.mark,
+                   "unknown compression algorithm " + quote(name) + " (known: zstd, br, gzip)");
+      continue;
+    }
+    if (std::find(c.algorithms.begin(), c.algorithms.end(), name) != c.algorithms.end()) {
+      s.diag.error(item.mark, "compression algorithm " + quote(name) + " listed twice");
+      continue;
+    }
+    c.algorithms.push_back(std::move(name));
+  }
+}
+
+void load_types(LoadState& s, const Field& f, Compression& c) {
+  std::vector<Field> items;
+  if (!read_list(s.diag, f, items)) return;
+  c.types.clear();
+  for (const Field& item : items) {
+    std::string type;
+    if (!read_string(s.diag, item, type)) continue;
+    type = lower(type);
+    if (!is_media_range(type)) {
+      s.diag.error(item.mark,
+                   "\"types\" entries are media types such as text/html or text/*, "
+                   "without parameters, got " +
+                       quote(type));
+      continue;
+    }
+    c.types.push_back(std::move(type));
+  }
+}
+
+void load_levels(LoadState& s, const Field& f, Compression& c) {
+  MapReader m(s.diag, f, "compression levels", {"gzip", "br", "zstd"});
+  if (!m.ok()) return;
+  uint32_t v = 0;
+  if (m.get_uint32("gzip", 1, 9, v)) c.gzip_level = static_cast<int>(v);
+  if (const Field* br = m.find("br"); br && read_uint32(s.diag, *br, 0, 11, v)) {
+    if (v > 6) {
+      s.diag.error(br->mark,
+                   "br level " + std::to_string(v) +
+                       " takes 9 to 33 MiB of memory per response being compressed (level 4 "
+                       "takes 1.3 MiB): use 0 to 6");
+    } else {
+      c.br_level = static_cast<int>(v);
+    }
+  }
+  if (m.get_uint32("zstd", 1, 19, v)) c.zstd_level = static_cast<int>(v);
+}
+
+}  // namespace
+
+void load_compression(LoadState& s, const Field& f, bool on_route,
+                      std::optional<Compression>& out) {
+  Compression c;
+  c.pos = s.diag.pos(f.key_mark);
+  if (f.value.IsScalar()) {
+    bool on = false;
+    if (!read_bool(s.diag, f, on)) return;
+    if (!on && !on_route) return;  // a listener without compression: nothing to keep
+    c.enabled = on;
+    out = std::move(c);
+    return;
+  }
+  MapReader m(s.diag, f, "compression", {"algorithms", "min_size", "types", "levels"});
+  if (!m.ok()) return;
+  if (const Field* a = m.find("algorithms")) load_algorithms(s, *a, c);
+  m.get_size("min_size", 0, uint64_t{1} << 40, c.min_size);
+  if (const Field* t = m.find("types")) load_types(s, *t, c);
+  if (const Field* l = m.find("levels")) load_levels(s, *l, c);
+  out = std::move(c);
+}
+
+}  // namespace weir::config
