@@ -9,7 +9,8 @@ build=${1:?usage: fuzz/run.sh BUILD_DIR SECONDS}
 seconds=${2:-60}
 here=$(cd "$(dirname "$0")" && pwd)
 targets=(fuzz_request_parser fuzz_response_parser fuzz_body_decoder fuzz_config fuzz_h2_session
-         fuzz_proxy_protocol fuzz_client_hello fuzz_accept_encoding)
+         fuzz_proxy_protocol fuzz_client_hello fuzz_accept_encoding fuzz_cache_control
+         fuzz_static_path)
 if [[ -n ${FUZZ_TOTAL_SECONDS:-} ]]; then
   seconds=$((FUZZ_TOTAL_SECONDS / ${#targets[@]}))
   ((seconds >= 1)) || seconds=1

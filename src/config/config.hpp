@@ -182,6 +182,15 @@ struct RouteRespond {
   std::string content_type = "text/plain";
 };
 
+// `static:` — files served from a directory (edge.md "Static files").
+struct RouteStatic {
+  std::string root;          // absolute (resolved against the config file's folder), a directory
+  std::string strip_prefix;  // removed from the request path first ("" = none)
+  std::string index = "index.html";  // served for a directory ("" = none: 404)
+  bool precompressed = false;        // FILE.zst / .br / .gz served when the client accepts them
+  SourcePos pos;
+};
+
 // `rewrite:` — of the forwarded path: strip_prefix, then add_prefix ("" → "/").
 struct RouteRewrite {
   std::string strip_prefix;
@@ -224,13 +233,14 @@ struct Route {
   HeaderRules request_headers;                        // on the request forwarded to the backend
   HeaderRules response_headers;                       // on the response sent back to the client
   std::optional<RequestBuffering> request_buffering;  // else the backend's
-  // Exactly one action: `backend` (above), `redirect` or `respond`.
+  // Exactly one action: `backend` (above), `redirect`, `respond` or `static`.
   std::optional<RouteRedirect> redirect;
   std::optional<RouteRespond> respond;
+  std::optional<RouteStatic> static_files;  // `static:`
   std::optional<RouteRewrite> rewrite;
   std::optional<AccessList> access;        // refused → 403
   std::optional<Compression> compression;  // else the listener's
-  bool forwards() const { return !redirect && !respond; }
+  bool forwards() const { return !redirect && !respond && !static_files; }
 };
 
 struct ListenerTimeouts {

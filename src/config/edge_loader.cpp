@@ -1,6 +1,10 @@
-// The edge keys (edge.md): `compression` of listeners and routes.
+// The edge keys (edge.md): `compression` of listeners and routes, `static` routes.
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <array>
+#include <cerrno>
+#include <cstring>
 
 #include "config/loader_parts.hpp"
 #include "config/tls_loader.hpp"
@@ -101,6 +105,39 @@ void load_compression(LoadState& s, const Field& f, bool on_route,
   if (const Field* t = m.find("types")) load_types(s, *t, c);
   if (const Field* l = m.find("levels")) load_levels(s, *l, c);
   out = std::move(c);
+}
+
+void load_route_static(LoadState& s, const Field& f, Route& route) {
+  MapReader m(s.diag, f, "static", {"root", "strip_prefix", "index", "precompressed"});
+  if (!m.ok()) return;
+  RouteStatic st;
+  st.pos = s.diag.pos(f.key_mark);
+  if (const Field* root = m.require("root"); root && read_string(s.diag, *root, st.root)) {
+    st.root = resolve_path(s, st.root);
+    struct stat sb {};
+    if (::stat(st.root.c_str(), &sb) != 0) {
+      s.diag.error(root->mark, "\"root\" " + quote(st.root) + ": " + std::strerror(errno));
+    } else if (!S_ISDIR(sb.st_mode)) {
+      s.diag.error(root->mark, "\"root\" " + quote(st.root) + " is not a directory");
+    }
+  }
+  if (const Field* sp = m.find("strip_prefix")) {
+    read_route_path(s.diag, *sp, "strip_prefix", st.strip_prefix);
+    if (st.strip_prefix == "/") st.strip_prefix.clear();
+    while (st.strip_prefix.size() > 1 && st.strip_prefix.back() == '/')
+      st.strip_prefix.pop_back();
+  }
+  if (const Field* index = m.find("index"); index && read_string(s.diag, *index, st.index)) {
+    if (st.index.find('/') != std::string::npos || st.index.starts_with('.') ||
+        st.index.find('\0') != std::string::npos) {
+      s.diag.error(index->mark,
+                   "\"index\" is a file name such as index.html (no \"/\", not "
+                   "hidden), got " +
+                       quote(st.index));
+    }
+  }
+  if (const Field* p = m.find("precompressed")) read_bool(s.diag, *p, st.precompressed);
+  route.static_files = std::move(st);
 }
 
 }  // namespace weir::config

@@ -107,7 +107,7 @@ void load_routes(LoadState& s, const Field& f, Listener& l, size_t listener_inde
   for (const Field& item : items) {
     MapReader m(s.diag, item, "route",
                 {"match", "request_headers", "response_headers", "request_buffering", "backend",
-                 "redirect", "respond", "rewrite", "access", "compression"});
+                 "redirect", "respond", "static", "rewrite", "access", "compression"});
     if (!m.ok()) continue;
     Route route;
     route.pos = s.diag.pos(item.mark);
@@ -133,15 +133,24 @@ void load_routes(LoadState& s, const Field& f, Listener& l, size_t listener_inde
     const Field* backend = m.find("backend");
     const Field* redirect = m.find("redirect");
     const Field* respond = m.find("respond");
-    int actions = (backend ? 1 : 0) + (redirect ? 1 : 0) + (respond ? 1 : 0);
-    if (actions == 0) {
-      s.diag.error(item.mark, "a route needs one action: \"backend\", \"redirect\" or \"respond\"");
+    const Field* static_files = m.find("static");
+    std::vector<const Field*> actions;
+    for (const Field* a : {backend, redirect, respond, static_files})
+      if (a) actions.push_back(a);
+    if (actions.empty()) {
+      s.diag.error(
+          item.mark,
+          "a route needs one action: \"backend\", \"redirect\", \"respond\" or \"static\"");
       continue;
     }
-    if (actions > 1) {
-      const Field* second = respond && (backend || redirect) ? respond : redirect;
+    if (actions.size() > 1) {
+      // The later one in the file.
+      const Field* second = *std::max_element(
+          actions.begin(), actions.end(),
+          [](const Field* a, const Field* b) { return a->key_mark.pos < b->key_mark.pos; });
       s.diag.error(second->key_mark,
-                   "a route has one action only: \"backend\", \"redirect\" or \"respond\"");
+                   "a route has one action only: \"backend\", \"redirect\", "
+                   "\"respond\" or \"static\"");
       continue;
     }
     if (const Field* rw = m.find("rewrite")) {
@@ -158,6 +167,9 @@ void load_routes(LoadState& s, const Field& f, Listener& l, size_t listener_inde
       l.routes.push_back(std::move(route));
     } else if (respond) {
       load_route_respond(s, *respond, route);
+      l.routes.push_back(std::move(route));
+    } else if (static_files) {
+      load_route_static(s, *static_files, route);
       l.routes.push_back(std::move(route));
     } else {
       add_route(s, l, listener_index, std::move(route), *backend);

@@ -19,7 +19,9 @@ Exchange::Exchange(Worker& w) : w_(w) {
   timer_.set_callback([this] { on_timer(); });
 }
 
-Exchange::~Exchange() = default;
+Exchange::~Exchange() {
+  close_file();
+}
 
 const config::Listener& Exchange::listener() const {
   return *view_->snap->listeners[view_->slot_listener[ds_->client().slot()]].cfg;
@@ -224,6 +226,7 @@ bool Exchange::route_and_filter(const http::RequestHead& req, std::string_view t
     answer(403, "Forbidden\n");
     return false;
   }
+  if (r.static_files) return serve_static(req, static_cast<size_t>(route), path);
   if (!r.forwards()) return route_action(r, target);
   if (filters_->body_filters) note_request_facts(req);
   backend_ = BackendId(r.backend_index);

@@ -30,6 +30,8 @@
 
 namespace weir::proxy {
 
+struct StaticAnswer;
+
 class Exchange final : public UpstreamOwner {
  public:
   explicit Exchange(Worker& w);
@@ -111,6 +113,15 @@ class Exchange final : public UpstreamOwner {
   void answer(uint16_t status, std::string_view body, bool close = false,
               std::string_view content_type = "text/plain");
   bool route_action(const config::Route& r, std::string_view target);  // redirect, respond
+  // exchange_static.cpp
+  bool serve_static(const http::RequestHead& req, size_t route, std::string_view path);
+  void send_file_head(StaticAnswer& a);
+  void touch_file_timer();
+  bool pump_file();
+  ssize_t pull_file(char* buf, size_t len, bool& eof);
+  void close_file();
+  void file_done();
+  bool file_failed(const char* why);
   void finish(bool response_complete);
   void count(uint16_t status);
   void arm(TimerKind kind, Millis after);
@@ -248,6 +259,11 @@ class Exchange final : public UpstreamOwner {
   std::unique_ptr<BodyFilter> body_filter_;  // a filter transforms this response's body
   Buffer filtered_;                          // its output not yet taken by the client (a block)
   bool filter_done_ = false;                 // every output byte is in filtered_
+  // A `static` route's body: `file_left_` bytes of `file_fd_` from `file_offset_` (the
+  // exchange owns the descriptor; -1 when not answering from a file).
+  int file_fd_ = -1;
+  uint64_t file_offset_ = 0;
+  uint64_t file_left_ = 0;
 };
 
 // Exchanges not in use, per worker: a request takes one, its end gives it back.

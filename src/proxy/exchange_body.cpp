@@ -136,6 +136,7 @@ bool Exchange::splice_body(net::Stream& dst) {
 }
 
 void Exchange::drop_body_state() {
+  if (file_fd_ >= 0) close_file();
   if (!pipe_ && !body_filter_ && !filtered_.allocated()) return;
   if (pipe_) w_.pipes().give_back(std::move(pipe_));
   body_filter_.reset();
@@ -145,6 +146,7 @@ void Exchange::drop_body_state() {
 
 ssize_t Exchange::pull_body(char* buf, size_t len, bool& eof) {
   eof = false;
+  if (phase_ == Phase::Streaming && file_fd_ >= 0) return pull_file(buf, len, eof);
   if (phase_ != Phase::Streaming || !up_) return -1;
   auto& us = up_->stream;
   size_t n = 0;

@@ -72,6 +72,7 @@ void Exchange::on_connected() {
 bool Exchange::pump() {
   if (phase_ == Phase::Buffering) return buffer_body();
   if (phase_ != Phase::Upstream && phase_ != Phase::Streaming) return false;
+  if (file_fd_ >= 0) return pump_file();
   bool progress = pump_request();
   if (phase_ == Phase::Upstream || phase_ == Phase::Streaming) progress |= pump_response();
   if (up_ && waiting_for_client()) {

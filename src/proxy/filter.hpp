@@ -113,12 +113,17 @@ struct FilterChain {
   }
 };
 
+class StaticRoot;
+
 // Every filter of a listener, built from its config (filters.cpp): the chain for each of its
 // routes, and the listener's own chain for answers given before any route matched.
 struct ListenerFilters {
   std::vector<std::unique_ptr<Filter>> owned;
   FilterChain listener;             // listener-wide filters only
   std::vector<FilterChain> routes;  // by route index: listener-wide, then the route's
+  // By route index: the directory of a `static` route, opened once per worker and snapshot
+  // (null for other routes, or when it could not be opened: its requests get 500).
+  std::vector<std::shared_ptr<const StaticRoot>> static_roots;
 };
 ListenerFilters build_filters(const config::Listener& listener);
 

@@ -3,8 +3,10 @@
 #include <string>
 
 #include "config/config.hpp"
+#include "core/log.hpp"
 #include "proxy/compression.hpp"
 #include "proxy/filter.hpp"
+#include "proxy/static_files.hpp"
 
 namespace weir::proxy {
 namespace {
@@ -134,6 +136,17 @@ ListenerFilters build_filters(const config::Listener& l) {
       chain.body_filters = true;
     }
     f.routes.push_back(std::move(chain));
+    std::shared_ptr<const StaticRoot> root;
+    if (route.static_files) {
+      const auto& st = *route.static_files;
+      std::string error;
+      if (auto r = StaticRoot::open(st.root, StaticOptions{st.index, st.precompressed}, error)) {
+        root = std::make_shared<const StaticRoot>(std::move(*r));
+      } else {
+        log::error("listener {}: static root {}: {}; its requests get 500", l.name, st.root, error);
+      }
+    }
+    f.static_roots.push_back(std::move(root));
   }
   return f;
 }

@@ -347,7 +347,7 @@ backends:
                 "t.yaml:11:30: \"path_prefix\" must start with \"/\", got \"api/\"",
                 "t.yaml:13:30: \"path_prefix\" \"/a b\" must not contain spaces, control "
                 "characters, \"?\" or \"#\"",
-                "t.yaml:15:9: a route needs one action: \"backend\", \"redirect\" or \"respond\"",
+                "t.yaml:15:9: a route needs one action: \"backend\", \"redirect\", \"respond\" or \"static\"",
             }));
 }
 
