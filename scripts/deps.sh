@@ -9,7 +9,7 @@ PKGS=(
   libgtest-dev libgmock-dev libbenchmark-dev libclang-rt-14-dev
   python3 python3-h2 curl procps ca-certificates openssl nghttp2-client
   wrk libre2-dev haproxy nginx
-  libbrotli-dev libzstd-dev zstd python3-brotli
+  libbrotli-dev libzstd-dev zstd python3-brotli nlohmann-json3-dev
 )
 if [ "${WEIR_DEPS_EXTRA:-}" != "" ]; then
   read -r -a extra <<<"$WEIR_DEPS_EXTRA"

@@ -2,6 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <nlohmann/json.hpp>
+
+#include "cache/store.hpp"
 #include "model/client_table.hpp"
 #include "server/http_server.hpp"
 
@@ -49,6 +52,8 @@ uint64_t server_requests(const proxy::WorkerStats& st, uint32_t id) {
 }
 
 }  // namespace
+
+void render_cache_metrics(const model::Snapshot& snap, std::string& out);
 
 std::string render_metrics(const model::Snapshot& snap, const proxy::WorkerStats& st) {
   std::string out;
@@ -120,6 +125,7 @@ std::string render_metrics(const model::Snapshot& snap, const proxy::WorkerStats
     out += fmt::format("weir_client_limits_untracked_total{{listener=\"{}\"}} {}\n",
                        escape_label(l.cfg->name), l.clients->untracked());
   }
+  render_cache_metrics(snap, out);
   out +=
       "# HELP weir_server_connect_failures_total Connections to the server refused, reset "
       "before any response byte or timed out.\n";
@@ -216,6 +222,80 @@ std::string render_metrics(const model::Snapshot& snap, const proxy::WorkerStats
   return out;
 }
 
+void render_cache_metrics(const model::Snapshot& snap, std::string& out) {
+  if (snap.caches.empty()) return;
+  struct Metric {
+    const char* name;
+    const char* type;
+    const char* help;
+    uint64_t (*value)(const cache::Store&);
+  };
+  static const Metric metrics[] = {
+      {"weir_cache_hits_total", "counter", "Requests answered from a cache's store.",
+       [](const cache::Store& s) { return s.hits(); }},
+      {"weir_cache_misses_total", "counter",
+       "Cacheable requests the store had no response for (forwarded).",
+       [](const cache::Store& s) { return s.misses(); }},
+      {"weir_cache_bytes", "gauge",
+       "Bytes a cache holds (heads, bodies, index; never above its memory).",
+       [](const cache::Store& s) { return static_cast<uint64_t>(s.bytes()); }},
+      {"weir_cache_memory_bytes", "gauge", "A cache's memory bound.",
+       [](const cache::Store& s) { return static_cast<uint64_t>(s.memory()); }},
+      {"weir_cache_entries", "gauge", "Responses a cache holds.",
+       [](const cache::Store& s) { return s.entries(); }},
+      {"weir_cache_evictions_total", "counter", "Responses evicted to make room (LRU).",
+       [](const cache::Store& s) { return s.evictions(); }},
+      {"weir_cache_coalesced_total", "counter",
+       "Requests that waited for another request's response instead of going to the server.",
+       [](const cache::Store& s) { return s.coalesced(); }},
+  };
+  const auto& caches = snap.config->caches;
+  for (const Metric& m : metrics) {
+    out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", m.name, m.help, m.name, m.type);
+    for (size_t i = 0; i < caches.size(); ++i)
+      out += fmt::format("{}{{cache=\"{}\"}} {}\n", m.name, escape_label(caches[i].name),
+                         m.value(*snap.caches[i]));
+  }
+}
+
+// POST /api/v1/caches/{name}/purge with {"path": "/a.css"} or {"prefix": "/assets/"}.
+server::Response purge_cache(const model::Snapshot& snap, const server::Request& r) {
+  server::Response resp;
+  resp.headers.emplace_back("Content-Type", "application/json");
+  constexpr std::string_view kPrefix = "/api/v1/caches/", kSuffix = "/purge";
+  std::string_view name = r.path;
+  name.remove_prefix(kPrefix.size());
+  name.remove_suffix(kSuffix.size());
+  auto error = [&](uint16_t status, std::string_view message) {
+    resp.status = status;
+    resp.body = fmt::format("{{\"error\":\"{}\"}}\n", escape_json(message));
+    return resp;
+  };
+  if (r.method != "POST") {
+    resp.headers.emplace_back("Allow", "POST");
+    return error(405, "use POST");
+  }
+  cache::Store* store = nullptr;
+  for (size_t i = 0; i < snap.config->caches.size(); ++i)
+    if (snap.config->caches[i].name == name) store = snap.caches[i].get();
+  if (!store) return error(404, fmt::format("no cache named \"{}\"", name));
+  nlohmann::json body = nlohmann::json::parse(r.body, nullptr, false);
+  if (body.is_discarded() || !body.is_object() || body.size() != 1)
+    return error(400, "the body must be {\"path\": \"/a.css\"} or {\"prefix\": \"/assets/\"}");
+  size_t purged = 0;
+  if (auto p = body.find("path");
+      p != body.end() && p->is_string() && p->get_ref<const std::string&>().starts_with("/")) {
+    purged = store->purge_path(p->get_ref<const std::string&>());
+  } else if (auto x = body.find("prefix"); x != body.end() && x->is_string() &&
+                                           x->get_ref<const std::string&>().starts_with("/")) {
+    purged = store->purge_prefix(x->get_ref<const std::string&>());
+  } else {
+    return error(400, "\"path\" or \"prefix\" must be a string starting with /");
+  }
+  resp.body = fmt::format("{{\"purged\":{}}}\n", purged);
+  return resp;
+}
+
 std::string render_backends_json(const model::Snapshot& snap, const proxy::WorkerStats& st) {
   std::string out = "{\"backends\":[";
   bool first_b = true;
@@ -257,6 +337,9 @@ AdminServer::AdminServer(int listen_fd, AdminSource source) : source_(std::move(
           auto snap = source_.snapshot();
           resp.body = render_metrics(*snap, source_.stats());
           resp.headers.emplace_back("Content-Type", "text/plain; version=0.0.4");
+        } else if (r.path.starts_with("/api/v1/caches/") && r.path.ends_with("/purge")) {
+          auto snap = source_.snapshot();
+          resp = purge_cache(*snap, r);
         } else if (r.path == "/api/v1/backends") {
           auto snap = source_.snapshot();
           resp.body = render_backends_json(*snap, source_.stats());

@@ -225,6 +225,14 @@ struct Compression {
   SourcePos pos;
 };
 
+// One of `caches:` (edge.md "Cache"): a response store shared by every worker.
+struct Cache {
+  std::string name;
+  uint64_t memory = 256ull << 20;    // stored heads + bodies + index, exactly
+  uint64_t max_object = 8ull << 20;  // larger responses pass through, not stored
+  SourcePos pos;
+};
+
 struct Route {
   RouteMatch match;
   std::string backend;       // name
@@ -240,6 +248,8 @@ struct Route {
   std::optional<RouteRewrite> rewrite;
   std::optional<AccessList> access;        // refused → 403
   std::optional<Compression> compression;  // else the listener's
+  std::string cache;                       // `cache:` name ("" = none)
+  size_t cache_index = 0;                  // resolved index into Config::caches
   bool forwards() const { return !redirect && !respond && !static_files; }
 };
 
@@ -360,6 +370,7 @@ struct Config {
   std::vector<Listener> listeners;
   std::vector<Backend> backends;
   std::optional<AccessLog> access_log;  // listeners without their own
+  std::vector<Cache> caches;
 };
 
 using ConfigPtr = std::shared_ptr<const Config>;

@@ -140,4 +140,49 @@ void load_route_static(LoadState& s, const Field& f, Route& route) {
   route.static_files = std::move(st);
 }
 
+void load_caches(LoadState& s, const Field& f) {
+  std::vector<Field> items;
+  if (!read_list(s.diag, f, items)) return;
+  for (const Field& item : items) {
+    MapReader m(s.diag, item, "cache", {"name", "memory", "max_object"});
+    if (!m.ok()) continue;
+    Cache c;
+    c.pos = s.diag.pos(item.mark);
+    if (const Field* name = m.require("name"); name && read_name(s.diag, *name, c.name)) {
+      for (const Cache& other : s.config.caches) {
+        if (other.name == c.name) {
+          s.diag.error(name->mark, "duplicate cache name " + quote(c.name) + " (first at line " +
+                                       std::to_string(other.pos.line) + ")");
+        }
+      }
+    }
+    m.get_size("memory", 64 * 1024, uint64_t{1} << 40, c.memory);
+    const Field* max_object = m.find("max_object");
+    m.get_size("max_object", 1, uint64_t{1} << 32, c.max_object);
+    if (max_object && c.max_object > c.memory) {
+      s.diag.error(max_object->mark, "\"max_object\" is larger than the cache's \"memory\"");
+    }
+    s.config.caches.push_back(std::move(c));
+  }
+}
+
+void load_route_cache(LoadState& s, const Field& f, Route& route) {
+  std::string name;
+  if (!read_string(s.diag, f, name)) return;
+  for (size_t i = 0; i < s.config.caches.size(); ++i) {
+    if (s.config.caches[i].name == name) {
+      route.cache = name;
+      route.cache_index = i;
+      return;
+    }
+  }
+  std::vector<std::string_view> names;
+  for (const Cache& c : s.config.caches)
+    names.push_back(c.name);
+  std::string hint = closest(name, names);
+  s.diag.error(f.mark, "unknown cache " + quote(name) +
+                           (hint.empty() ? " (define it under \"caches\")"
+                                         : "; did you mean " + quote(hint) + "?"));
+}
+
 }  // namespace weir::config

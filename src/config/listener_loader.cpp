@@ -107,7 +107,7 @@ void load_routes(LoadState& s, const Field& f, Listener& l, size_t listener_inde
   for (const Field& item : items) {
     MapReader m(s.diag, item, "route",
                 {"match", "request_headers", "response_headers", "request_buffering", "backend",
-                 "redirect", "respond", "static", "rewrite", "access", "compression"});
+                 "redirect", "respond", "static", "rewrite", "access", "compression", "cache"});
     if (!m.ok()) continue;
     Route route;
     route.pos = s.diag.pos(item.mark);
@@ -152,6 +152,15 @@ void load_routes(LoadState& s, const Field& f, Listener& l, size_t listener_inde
                    "a route has one action only: \"backend\", \"redirect\", "
                    "\"respond\" or \"static\"");
       continue;
+    }
+    if (const Field* c = m.find("cache")) {
+      if (!backend) {
+        s.diag.error(c->key_mark,
+                     "\"cache\" stores what a backend answers: the route needs "
+                     "\"backend\"");
+      } else {
+        load_route_cache(s, *c, route);
+      }
     }
     if (const Field* rw = m.find("rewrite")) {
       if (!backend) {

@@ -130,10 +130,12 @@ void load_root(LoadState& s, const YAML::Node& root) {
     return;
   }
   MapReader m(s.diag, top, "the configuration",
-              {"workers", "admin", "listeners", "backends", "limits", "access_log"});
+              {"workers", "admin", "listeners", "backends", "limits", "access_log", "caches"});
   if (const Field* f = m.find("workers")) load_workers(s, *f);
   if (const Field* f = m.find("limits")) load_limits(s, *f);
   if (const Field* f = m.find("access_log")) load_access_log(s, *f, s.config.access_log);
+  // Before the listeners: routes name them.
+  if (const Field* f = m.find("caches")) load_caches(s, *f);
   if (const Field* f = m.require("listeners")) load_listeners(s, *f);
   // After the listeners, so that an address both use is reported at the admin's.
   if (const Field* f = m.find("admin")) load_admin(s, *f);

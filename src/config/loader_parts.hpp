@@ -56,6 +56,9 @@ void load_error_pages(LoadState& s, const Field& f, Listener& l);
 void load_access_log(LoadState& s, const Field& f, std::optional<AccessLog>& out);
 // edge_loader.cpp: `compression` (a route may turn its listener's off with `false`), `static`.
 void load_route_static(LoadState& s, const Field& f, Route& route);
+void load_caches(LoadState& s, const Field& f);
+// A route's `cache: NAME` (the caches are loaded first).
+void load_route_cache(LoadState& s, const Field& f, Route& route);
 void load_compression(LoadState& s, const Field& f, bool on_route, std::optional<Compression>& out);
 
 }  // namespace weir::config

@@ -1,5 +1,7 @@
 #include "model/registry.hpp"
 
+#include "cache/store.hpp"
+#include "config/config.hpp"
 #include "model/client_table.hpp"
 #include "model/sticky.hpp"
 
@@ -40,6 +42,18 @@ std::shared_ptr<ClientTable> ServerRegistry::client_table(const std::string& lis
     size = capacity;
   }
   return table;
+}
+
+std::shared_ptr<cache::Store> ServerRegistry::cache(const config::Cache& c) {
+  std::lock_guard lock(mu_);
+  auto& store = caches_[c.name];
+  if (!store || store->memory() != c.memory || store->max_object() != c.max_object) {
+    cache::StoreConfig sc;
+    sc.memory = c.memory;
+    sc.max_object = c.max_object;
+    store = std::make_shared<cache::Store>(sc);
+  }
+  return store;
 }
 
 }  // namespace weir::model

@@ -12,6 +12,13 @@
 #include "model/server_state.hpp"
 #include "net/tls/tls.hpp"
 
+namespace weir::cache {
+class Store;
+}
+namespace weir::config {
+struct Cache;
+}
+
 namespace weir::model {
 
 class ClientTable;
@@ -30,6 +37,9 @@ class ServerRegistry {
   // A listener's client_limits table: the same one across reloads while its size is unchanged
   // (a new size starts a new table; connections counted in the old one are given back to it).
   std::shared_ptr<ClientTable> client_table(const std::string& listener, size_t capacity);
+  // A cache's store: the same one across reloads while its memory and max_object are unchanged
+  // (a change starts an empty one).
+  std::shared_ptr<cache::Store> cache(const config::Cache& c);
 
  private:
   std::mutex mu_;
@@ -39,6 +49,7 @@ class ServerRegistry {
   std::set<std::string> warned_;
   std::shared_ptr<net::tls::TicketKeys> ticket_keys_;
   std::map<std::string, std::pair<size_t, std::shared_ptr<ClientTable>>> client_tables_;
+  std::map<std::string, std::shared_ptr<cache::Store>> caches_;
 };
 
 }  // namespace weir::model

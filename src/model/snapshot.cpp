@@ -11,6 +11,8 @@ SnapshotPtr build_snapshot(config::ConfigPtr cfg, ServerRegistry& registry,
   auto snap = std::make_shared<Snapshot>();
   snap->config = cfg;
   snap->workers = cfg->workers ? cfg->workers : std::max(1u, std::thread::hardware_concurrency());
+  for (const auto& c : cfg->caches)
+    snap->caches.push_back(registry.cache(c));
   for (const auto& l : cfg->listeners) {
     ListenerRuntime lr;
     lr.cfg = &l;

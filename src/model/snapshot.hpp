@@ -64,6 +64,7 @@ struct ListenerRuntime {
 struct Snapshot {
   config::ConfigPtr config;
   std::vector<ListenerRuntime> listeners;
+  std::vector<std::shared_ptr<cache::Store>> caches;  // by config::Config::caches index
   std::vector<BackendRuntime> backends;
   unsigned workers = 1;
 

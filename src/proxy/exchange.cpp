@@ -1,6 +1,7 @@
 // An exchange's life: start (route, filters, affinity, forwarded head), weir's own answers,
 // the end, timers. Upstream picking/retrying: exchange_pick.cpp; bytes: exchange_io.cpp.
 #include "proxy/exchange.hpp"
+#include "proxy/exchange_cache.hpp"
 
 #include <algorithm>
 
@@ -20,7 +21,7 @@ Exchange::Exchange(Worker& w) : w_(w) {
 }
 
 Exchange::~Exchange() {
-  close_file();
+  close_local_body();
 }
 
 const config::Listener& Exchange::listener() const {
@@ -30,6 +31,7 @@ const config::Listener& Exchange::listener() const {
 void Exchange::reset_state(Downstream& ds) {
   ds_ = &ds;
   view_ = w_.view();
+  cache_release();
   // Until a route matches, weir's own answers go through the listener's filters (HSTS...).
   filters_ = &view_->filters[view_->slot_listener[ds.client().slot()]].listener;
   phase_ = Phase::Upstream;
@@ -87,7 +89,7 @@ void Exchange::start(Downstream& ds, const http::RequestHead& req) {
   req_chunked_out_ = req.body == http::BodyKind::Chunked;
   req_done_ = req.body == http::BodyKind::None;
   note_request(req);
-  if (!admit(req)) return;
+  if (!background_ && !admit(req)) return;
   note_request_id(req);
   if (req.method == http::Method::Connect) {
     answer(405, "Method Not Allowed\n", true);
@@ -135,6 +137,7 @@ void Exchange::start(Downstream& ds, const http::RequestHead& req) {
       return;
     }
   }
+  if (cache_wait()) return;  // another request for the same key is on its way to a server
   start_attempt();
 }
 
@@ -232,6 +235,7 @@ bool Exchange::route_and_filter(const http::RequestHead& req, std::string_view t
   backend_ = BackendId(r.backend_index);
   route_buffering_ = r.request_buffering;
   rewrite_ = r.rewrite ? &*r.rewrite : nullptr;
+  if (!r.cache.empty() && !cache_begin(req, r, route_host, target)) return false;
   return true;
 }
 
@@ -284,6 +288,7 @@ bool Exchange::build_forward_head(const http::RequestHead& req, std::string_view
   edits_.clear();
   filters_->on_upstream_request(rv, edits_);
   if (!request_id_.empty()) edits_.set(l.request_id, request_id_);
+  if (caching_) cache_edit_request(edits_);
   RequestForward fwd;
   fwd.target = target;
   fwd.host = host;
@@ -309,6 +314,8 @@ bool Exchange::build_forward_head(const http::RequestHead& req, std::string_view
 // weir's own answer (errors, 404, 503, redirects): through the response filters like any other.
 void Exchange::answer(uint16_t status, std::string_view body, bool close,
                       std::string_view content_type) {
+  // No server could answer: a stored response that allows it does (RFC 5861 4).
+  if (caching_ && status >= 500 && cache_serve_stale(status)) return;
   leave_queue();
   release_upstream(false);
   timer_.clear();
@@ -376,6 +383,7 @@ void Exchange::cancel() {
   drop_body_state();
   if (phase_ == Phase::Idle || phase_ == Phase::Done) return;
   client_closed();
+  cache_release();
   leave_queue();
   release_upstream(false);
   phase_ = Phase::Done;
@@ -439,6 +447,9 @@ void Exchange::on_timer() {
     case TimerKind::Body:
       on_body_timeout();
       break;
+    case TimerKind::Coalesce:
+      on_coalesce_timeout();
+      break;
     case TimerKind::Response:
       if (phase_ == Phase::Upstream)
         upstream_failed(Failure::Timeout);
@@ -490,6 +501,8 @@ Exchange* ExchangePool::take() {
 
 void Exchange::recycle() {
   cancel();
+  cache_release();  // before the view (and with it the store) may go
+  background_ = false;
   write_access_log();
   phase_ = Phase::Idle;
   view_.reset();  // an old snapshot is not kept alive by a pooled exchange

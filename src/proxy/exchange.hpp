@@ -28,9 +28,15 @@
 #include "proxy/upstream_conn.hpp"
 #include "proxy/worker.hpp"
 
+namespace weir::cache {
+class Entry;
+enum class WaitResult : uint8_t;
+}  // namespace weir::cache
+
 namespace weir::proxy {
 
 struct StaticAnswer;
+struct CacheState;
 
 class Exchange final : public UpstreamOwner {
  public:
@@ -40,6 +46,11 @@ class Exchange final : public UpstreamOwner {
   // An HTTP request whose head is parsed (views valid during the call only; `head_len` bytes of
   // the client's buffer hold it, for HTTP/1.1). Answers locally or starts the upstream side.
   void start(Downstream& ds, const http::RequestHead& req);
+  // The same for a request weir makes itself (background.hpp): a cache revalidation.
+  void start_background(Downstream& ds, const http::RequestHead& req) {
+    background_ = true;
+    start(ds, req);
+  }
   // A request that could not even be read whole (400, 408, 431, a bad HTTP/2 head): weir's own
   // answer through the listener's filters, and the connection ends after it.
   void start_error(Downstream& ds, uint16_t status);
@@ -73,11 +84,12 @@ class Exchange final : public UpstreamOwner {
 
  private:
   enum class Phase : uint8_t {
-    Idle,       // in the pool
-    Buffering,  // request_buffering: reading the body before a server is picked
-    Queued,     // every server is full: waiting for a slot
-    Upstream,   // connecting, sending, waiting for the response head
-    Streaming,  // the response head went to the client; the body follows
+    Idle,        // in the pool
+    Buffering,   // request_buffering: reading the body before a server is picked
+    Queued,      // every server is full: waiting for a slot
+    Coalescing,  // cache: waiting for another request's response to the same key
+    Upstream,    // connecting, sending, waiting for the response head
+    Streaming,   // the response head went to the client; the body follows
     Done,
   };
   // Refused: connect or TLS handshake failed. ConnectTimeout: no connection in time.
@@ -86,7 +98,7 @@ class Exchange final : public UpstreamOwner {
   enum class Failure : uint8_t { Refused, ConnectTimeout, Reset, Timeout, Garbage };
   // Body: the client's inactivity while its request body is incomplete (timeouts.body, 408);
   // Response: the server's, once the request is all sent or while the server is not reading.
-  enum class TimerKind : uint8_t { None, Connect, Response, Queue, Body };
+  enum class TimerKind : uint8_t { None, Connect, Response, Queue, Body, Coalesce };
 
   // exchange.cpp
   void reset_state(Downstream& ds);
@@ -116,12 +128,33 @@ class Exchange final : public UpstreamOwner {
   // exchange_static.cpp
   bool serve_static(const http::RequestHead& req, size_t route, std::string_view path);
   void send_file_head(StaticAnswer& a);
-  void touch_file_timer();
-  bool pump_file();
-  ssize_t pull_file(char* buf, size_t len, bool& eof);
-  void close_file();
-  void file_done();
-  bool file_failed(const char* why);
+  void send_local_head(ResponseOut& head);
+  // exchange_cache.cpp
+  bool cache_begin(const http::RequestHead& req, const config::Route& r, std::string_view host,
+                   std::string_view target);
+  void cache_edit_request(HeaderEdits& e);
+  bool cache_on_head(const http::ResponseHead& resp, size_t head_len);
+  void cache_edit_response(HeaderEdits& e, uint16_t status);
+  bool cache_filling() const;
+  void cache_tee(std::string_view payload);
+  void cache_commit();
+  void cache_release();
+  void cache_acquire();
+  bool cache_wait();
+  void cache_stop_waiting();
+  void on_cache_wake(cache::WaitResult result);
+  void on_coalesce_timeout();
+  void only_if_cached_miss();
+  bool cache_serve_stale(uint16_t status);
+  void answer_from_entry(std::shared_ptr<const cache::Entry> entry, int64_t age,
+                         std::string_view status_text);
+  void touch_local_body_timer();
+  bool pump_local_body();
+  int feed_local_filter();
+  ssize_t pull_local_body(char* buf, size_t len, bool& eof);
+  void close_local_body();
+  void local_body_done();
+  bool local_body_failed(const char* why);
   void finish(bool response_complete);
   void count(uint16_t status);
   void arm(TimerKind kind, Millis after);
@@ -163,6 +196,7 @@ class Exchange final : public UpstreamOwner {
   enum class Feed : uint8_t { Idle, Moved, Failed };
   Feed feed_filter();
   bool push_filtered();
+  bool send_filtered(bool& progress);
   bool check_truncated();
   net::Stream* splice_target();
   bool splice_body(net::Stream& dst);
@@ -259,11 +293,19 @@ class Exchange final : public UpstreamOwner {
   std::unique_ptr<BodyFilter> body_filter_;  // a filter transforms this response's body
   Buffer filtered_;                          // its output not yet taken by the client (a block)
   bool filter_done_ = false;                 // every output byte is in filtered_
-  // A `static` route's body: `file_left_` bytes of `file_fd_` from `file_offset_` (the
-  // exchange owns the descriptor; -1 when not answering from a file).
+  // weir's answer with a body of its own, sent as the client takes it: a `static` route's
+  // file (`file_left_` bytes of `file_fd_`, owned, from `file_offset_`) or a stored response
+  // (`mem_`, the rest of `mem_entry_`'s body).
+  bool sending_local_ = false;
   int file_fd_ = -1;
   uint64_t file_offset_ = 0;
   uint64_t file_left_ = 0;
+  std::shared_ptr<const cache::Entry> mem_entry_;
+  std::string_view mem_;
+  // The cache of this request's route (exchange_cache.cpp); allocated on first use, kept.
+  std::unique_ptr<CacheState> cache_;
+  bool caching_ = false;     // cache_ is in use for this request
+  bool background_ = false;  // no client: a background revalidation (background.hpp)
 };
 
 // Exchanges not in use, per worker: a request takes one, its end gives it back.

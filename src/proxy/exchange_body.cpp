@@ -29,6 +29,7 @@ bool Exchange::push_body() {
     }
     size_t taken = st.payload.empty() ? 0 : ds_->send_body(st.payload);
     log_.bytes_out += taken;
+    cache_tee(st.payload.substr(0, taken));
     if (taken == st.payload.size()) {
       resp_body_ = probe;
       us.in.consume(st.consumed);
@@ -65,7 +66,7 @@ bool Exchange::push_body() {
 // a body that is its own framing, nothing buffered before it on either side.
 net::Stream* Exchange::splice_target() {
   auto& us = up_->stream;
-  if (us.transport || !us.in.empty() || body_filter_) return nullptr;
+  if (us.transport || !us.in.empty() || body_filter_ || cache_filling()) return nullptr;
   auto kind = resp_body_.kind();
   if (kind != http::BodyKind::ContentLength && kind != http::BodyKind::UntilClose) return nullptr;
   if (!pipe_) {
@@ -136,7 +137,7 @@ bool Exchange::splice_body(net::Stream& dst) {
 }
 
 void Exchange::drop_body_state() {
-  if (file_fd_ >= 0) close_file();
+  if (sending_local_) close_local_body();
   if (!pipe_ && !body_filter_ && !filtered_.allocated()) return;
   if (pipe_) w_.pipes().give_back(std::move(pipe_));
   body_filter_.reset();
@@ -146,7 +147,7 @@ void Exchange::drop_body_state() {
 
 ssize_t Exchange::pull_body(char* buf, size_t len, bool& eof) {
   eof = false;
-  if (phase_ == Phase::Streaming && file_fd_ >= 0) return pull_file(buf, len, eof);
+  if (phase_ == Phase::Streaming && sending_local_) return pull_local_body(buf, len, eof);
   if (phase_ != Phase::Streaming || !up_) return -1;
   auto& us = up_->stream;
   size_t n = 0;
@@ -192,6 +193,7 @@ ssize_t Exchange::pull_body(char* buf, size_t len, bool& eof) {
         want = static_cast<size_t>(std::min<uint64_t>(want, resp_body_.remaining()));
       ssize_t r = us.read_direct(buf + n, want);
       if (r <= 0) break;
+      cache_tee({buf + n, static_cast<size_t>(r)});
       resp_body_.skip(static_cast<uint64_t>(r));
       n += static_cast<size_t>(r);
       continue;
@@ -203,6 +205,7 @@ ssize_t Exchange::pull_body(char* buf, size_t len, bool& eof) {
       return -1;
     }
     if (!st.payload.empty()) std::memcpy(buf + n, st.payload.data(), st.payload.size());
+    cache_tee(st.payload);
     n += st.payload.size();
     us.in.consume(st.consumed);
     if (st.consumed == 0) break;
@@ -242,6 +245,7 @@ Exchange::Feed Exchange::feed_filter() {
     if (st.status == http::BodyDecoder::Status::Error) return Feed::Failed;
     BodyFilter::Step fs = body_filter_->on_body(st.payload, false, filtered_);
     if (body_filter_->failed()) return Feed::Failed;
+    cache_tee(st.payload.substr(0, fs.used));
     if (fs.used == st.payload.size()) {
       resp_body_ = probe;
       us.in.consume(st.consumed);
@@ -263,17 +267,21 @@ Exchange::Feed Exchange::feed_filter() {
   return Feed::Idle;
 }
 
+// `filtered_` to a downstream that takes pushes. False: some is left (the client is slower:
+// the rest waits there).
+bool Exchange::send_filtered(bool& progress) {
+  if (filtered_.empty()) return true;
+  size_t n = ds_->send_body(filtered_.readable());
+  log_.bytes_out += n;
+  filtered_.consume(n);
+  progress |= n > 0;
+  return filtered_.empty();
+}
+
 // A body filter's output to a downstream that takes pushes.
 bool Exchange::push_filtered() {
   bool progress = false;
-  for (;;) {
-    if (!filtered_.empty()) {
-      size_t n = ds_->send_body(filtered_.readable());
-      log_.bytes_out += n;
-      filtered_.consume(n);
-      progress |= n > 0;
-      if (!filtered_.empty()) break;  // the client is slower: the rest waits here
-    }
+  while (send_filtered(progress)) {
     if (filter_done_) break;
     Feed f = feed_filter();
     if (f == Feed::Failed) {

@@ -72,7 +72,7 @@ void Exchange::on_connected() {
 bool Exchange::pump() {
   if (phase_ == Phase::Buffering) return buffer_body();
   if (phase_ != Phase::Upstream && phase_ != Phase::Streaming) return false;
-  if (file_fd_ >= 0) return pump_file();
+  if (sending_local_) return pump_local_body();
   bool progress = pump_request();
   if (phase_ == Phase::Upstream || phase_ == Phase::Streaming) progress |= pump_response();
   if (up_ && waiting_for_client()) {
@@ -288,6 +288,7 @@ bool Exchange::send_response_head(const http::ResponseHead& resp, size_t head_le
         std::chrono::duration<double, std::milli>(w_.reactor().now() - attempt_start_).count();
     log_.bytes_out += head_len;
   }
+  if (caching_ && !head_filtered_ && cache_on_head(resp, head_len)) return true;
   ResponseOut head;
   head.status = resp.status;
   head.reason = resp.reason;
@@ -307,6 +308,7 @@ bool Exchange::send_response_head(const http::ResponseHead& resp, size_t head_le
     }
     filters_->on_response(head);
     if (!request_id_.empty()) edits_.set(listener().request_id, request_id_);
+    if (caching_) cache_edit_response(edits_, resp.status);
     body_filter_.reset();
     if (head.body != http::BodyKind::None && resp.status != 101) {
       body_filter_ = filters_->on_response_body(head, RequestFacts{method_, accept_encoding_});
@@ -371,6 +373,7 @@ void Exchange::hand_over() {
 }
 
 void Exchange::response_done() {
+  cache_commit();
   drop_body_state();
   auto& us = up_->stream;
   bool reusable = resp_keep_alive_ && req_done_ && head_sent_ >= fwd_head_.size() &&

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <cstring>
 
 #include "core/log.hpp"
 #include "proxy/exchange.hpp"
@@ -120,53 +121,80 @@ void Exchange::send_file_head(StaticAnswer& a) {
   head.content_length = length;
   head.edits = &edits_;
   filters_->on_response(head);
+  if (method_ != http::Method::Head && a.length > 0) {
+    file_fd_ = a.fd.release();
+    file_offset_ = a.offset;
+    file_left_ = a.length;
+  }
+  send_local_head(head);
+}
+
+// weir's answer whose body is a file (file_fd_ set) or a stored response (mem_ set), or none
+// (HEAD, or empty): the head, then the body as the client takes it.
+void Exchange::send_local_head(ResponseOut& head) {
   if (!request_id_.empty()) edits_.set(listener().request_id, request_id_);
-  status_ = a.status;
-  if (method_ == http::Method::Head || length == 0) {
-    count(a.status);
+  status_ = head.status;
+  head.last = !req_done_;
+  log_.bytes_out += 200;  // the head, roughly
+  const bool body = file_fd_ >= 0 || !mem_.empty();
+  if (!body) {
     // As weir's own answers: the head (with the length a GET gets), no body.
     head.local = true;
-    head.last = !req_done_;
+    count(head.status);
     note_end(Termination::Ok);
-    log_.bytes_out += 200;
     phase_ = Phase::Done;
     bool sent = ds_->send_head(head) == HeadResult::Sent;
+    close_local_body();
     ds_->exchange_done(sent, req_done_);
     return;
   }
-  head.last = !req_done_;
   if (ds_->send_head(head) != HeadResult::Sent) {
-    // A fresh exchange's head always fits; a head that does not is the codec's refusal.
-    count(a.status);
+    // A fresh exchange's head always fits; one that does not is the codec's refusal.
+    close_local_body();
+    count(head.status);
     note_end(Termination::Local);
     phase_ = Phase::Done;
     ds_->exchange_done(false, req_done_);
     return;
   }
-  log_.bytes_out += 200;
-  file_fd_ = a.fd.release();
-  file_offset_ = a.offset;
-  file_left_ = a.length;
+  sending_local_ = true;
   phase_ = Phase::Streaming;
   note_end(Termination::Ok);
-  touch_file_timer();
+  touch_local_body_timer();
   if (ds_->pulls_body()) ds_->body_available();
 }
 
-void Exchange::touch_file_timer() {
+void Exchange::touch_local_body_timer() {
   // The client's reading: the listener's idle timeout (no server in this exchange).
   timer_kind_ = TimerKind::Response;
   timer_.set(w_.reactor().timers(), w_.reactor().now() + listener().timeouts.idle);
 }
 
-// The rest of the file to a downstream that takes pushes (HTTP/1.1).
-bool Exchange::pump_file() {
+// The rest of the body to a downstream that takes pushes (HTTP/1.1).
+bool Exchange::pump_local_body() {
   if (ds_->pulls_body()) {
     ds_->body_available();
     return false;
   }
   bool progress = false;
-  if (net::Stream* dst = ds_->splice_target(); dst && filtered_.empty()) {
+  if (file_fd_ < 0 && body_filter_) {
+    // A stored response, compressed for this client on the way out.
+    while (send_filtered(progress)) {
+      if (filter_done_) break;
+      int fed = feed_local_filter();
+      if (fed < 0) return local_body_failed("the compressor failed");
+      if (fed == 0) break;
+    }
+  } else if (file_fd_ < 0) {
+    // A stored response: from its memory to the client's buffer (or socket).
+    while (!mem_.empty()) {
+      size_t n = ds_->send_body(mem_);
+      if (n == 0) break;
+      mem_.remove_prefix(n);
+      log_.bytes_out += n;
+      progress = true;
+    }
+  } else if (net::Stream* dst = ds_->splice_target(); dst && filtered_.empty()) {
     // Page cache to socket.
     while (file_left_ > 0 && dst->writable) {
       auto off = static_cast<off_t>(file_offset_);
@@ -183,7 +211,7 @@ bool Exchange::pump_file() {
           break;
         }
       } else if (n == 0) {
-        return file_failed("the file shrank while it was sent");
+        return local_body_failed("the file shrank while it was sent");
       } else if (errno == EAGAIN) {
         dst->writable = false;
       } else if (errno == EINTR) {
@@ -197,14 +225,7 @@ bool Exchange::pump_file() {
   } else {
     // Through a buffer block: TLS, or bytes already queued before the body.
     w_.buffers().acquire(filtered_);
-    for (;;) {
-      if (!filtered_.empty()) {
-        size_t n = ds_->send_body(filtered_.readable());
-        filtered_.consume(n);
-        log_.bytes_out += n;
-        progress |= n > 0;
-        if (!filtered_.empty()) break;  // the client is slower
-      }
+    while (send_filtered(progress)) {
       if (file_left_ == 0) break;
       std::span<char> room = filtered_.writable();
       if (room.empty()) break;
@@ -212,54 +233,94 @@ bool Exchange::pump_file() {
       ssize_t n = ::pread(file_fd_, room.data(), want, static_cast<off_t>(file_offset_));
       if (n <= 0) {
         if (n < 0 && errno == EINTR) continue;
-        return file_failed(n == 0 ? "the file shrank while it was sent" : "read failed");
+        return local_body_failed(n == 0 ? "the file shrank while it was sent" : "read failed");
       }
       filtered_.commit(static_cast<size_t>(n));
       file_offset_ += static_cast<uint64_t>(n);
       file_left_ -= static_cast<uint64_t>(n);
     }
   }
-  if (progress) touch_file_timer();
-  if (file_left_ == 0 && filtered_.empty()) {
+  if (progress) touch_local_body_timer();
+  if (file_left_ == 0 && mem_.empty() && filtered_.empty() && (!body_filter_ || filter_done_)) {
     if (!ds_->finish_body()) return progress;
-    file_done();
+    local_body_done();
     return true;
   }
   return progress;
 }
 
-// HTTP/2: the stream's data source reads the file straight into its frame.
-ssize_t Exchange::pull_file(char* buf, size_t len, bool& eof) {
-  size_t want = static_cast<size_t>(std::min<uint64_t>(file_left_, len));
+// HTTP/2: the stream's data source reads the body straight into its frame.
+ssize_t Exchange::pull_local_body(char* buf, size_t len, bool& eof) {
   ssize_t n = 0;
-  if (want > 0) {
+  if (file_fd_ < 0 && body_filter_) {
+    size_t k = 0;
+    while (k < len) {
+      if (!filtered_.empty()) {
+        std::string_view out = filtered_.readable().substr(0, len - k);
+        std::memcpy(buf + k, out.data(), out.size());
+        filtered_.consume(out.size());
+        k += out.size();
+        continue;
+      }
+      if (filter_done_) break;
+      int fed = feed_local_filter();
+      if (fed < 0) {
+        local_body_failed("the compressor failed");
+        return -1;
+      }
+      if (fed == 0) break;
+    }
+    n = static_cast<ssize_t>(k);
+  } else if (file_fd_ < 0) {
+    size_t k = std::min(len, mem_.size());
+    std::memcpy(buf, mem_.data(), k);
+    mem_.remove_prefix(k);
+    n = static_cast<ssize_t>(k);
+  } else if (size_t want = static_cast<size_t>(std::min<uint64_t>(file_left_, len)); want > 0) {
     do {
       n = ::pread(file_fd_, buf, want, static_cast<off_t>(file_offset_));
     } while (n < 0 && errno == EINTR);
     if (n <= 0) {
-      file_failed(n == 0 ? "the file shrank while it was sent" : "read failed");
+      local_body_failed(n == 0 ? "the file shrank while it was sent" : "read failed");
       return -1;
     }
     file_offset_ += static_cast<uint64_t>(n);
     file_left_ -= static_cast<uint64_t>(n);
-    log_.bytes_out += static_cast<uint64_t>(n);
-    touch_file_timer();
   }
-  if (file_left_ == 0) {
+  if (n > 0) {
+    log_.bytes_out += static_cast<uint64_t>(n);
+    touch_local_body_timer();
+  }
+  if (file_left_ == 0 && mem_.empty() && filtered_.empty() && (!body_filter_ || filter_done_)) {
     eof = true;
-    file_done();
+    local_body_done();
   }
   return n;
 }
 
-void Exchange::close_file() {
+// The rest of a stored body into the body filter, as far as its output block has room:
+// 1 progress, 0 none possible now, -1 the filter failed.
+int Exchange::feed_local_filter() {
+  if (filtered_.free_space() == 0) return 0;
+  size_t before = filtered_.size();
+  BodyFilter::Step st = body_filter_->on_body(mem_, mem_.empty(), filtered_);
+  if (body_filter_->failed()) return -1;
+  mem_.remove_prefix(st.used);
+  if (st.done) filter_done_ = true;
+  return st.used > 0 || st.done || filtered_.size() != before ? 1 : 0;
+}
+
+void Exchange::close_local_body() {
   if (file_fd_ >= 0) ::close(file_fd_);
   file_fd_ = -1;
   file_left_ = 0;
+  mem_ = {};
+  mem_entry_.reset();
+  sending_local_ = false;
 }
 
-void Exchange::file_done() {
-  close_file();
+void Exchange::local_body_done() {
+  close_local_body();
   drop_body_state();
   count(status_);
   finish(true);
@@ -267,9 +328,9 @@ void Exchange::file_done() {
 
 // The file cannot be sent whole (truncated under us, an I/O error): the client must not take
 // what it got for the whole file, so the response is aborted like a server's truncated body.
-bool Exchange::file_failed(const char* why) {
+bool Exchange::local_body_failed(const char* why) {
   log::warn("static file for client {}: {}", ds_->client().ip, why);
-  close_file();
+  close_local_body();
   note_end(Termination::UpstreamReset);
   drop_body_state();
   count(status_);

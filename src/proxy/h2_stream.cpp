@@ -153,15 +153,19 @@ int H2Stream::submit(const ResponseOut& head, bool final_head) {
   };
   nva.push_back(nv(":status", 7, status, 3));
   size_t at = 0;
+  const bool own_length = head.local || head.body == http::BodyKind::ContentLength;
   head.for_each_field([&](std::string_view name, std::string_view value) {
     char* lower = names.data() + at;
     for (size_t i = 0; i < name.size(); ++i)
       lower[i] = name[i] >= 'A' && name[i] <= 'Z' ? static_cast<char>(name[i] | 0x20) : name[i];
     at += name.size();
     if (connection_specific(std::string_view(lower, name.size()))) return;
+    // A body of known length: the length written below is the one that holds (a stored
+    // response answered with a range, a file), not the field as received.
+    if (own_length && std::string_view(lower, name.size()) == "content-length") return;
     nva.push_back(nv(lower, name.size(), value.data(), value.size()));
   });
-  if (head.local) {
+  if (own_length) {
     auto [end, ec] = std::to_chars(length, length + sizeof length, head.content_length);
     (void)ec;
     nva.push_back(nv("content-length", 14, length, static_cast<size_t>(end - length)));

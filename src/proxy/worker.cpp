@@ -1,5 +1,7 @@
 #include "proxy/worker.hpp"
 
+#include "proxy/background.hpp"
+
 #include <malloc.h>
 #include <sys/random.h>
 #include <unistd.h>
@@ -135,6 +137,7 @@ Worker::~Worker() {
   acceptors_.clear();
   while (conns_)
     conns_->close();
+  abort_background(*this);
   pool_.close_all();
   reactor_.run_pending();
 }

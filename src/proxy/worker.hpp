@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <unordered_set>
 #include <vector>
 
 #include "balance/balancer.hpp"
@@ -21,6 +22,8 @@
 #include "proxy/upstream_pool.hpp"
 
 namespace weir::proxy {
+
+class BackgroundDownstream;
 
 // The proxy's vocabulary for the shared model (src/model).
 using model::BackendId;
@@ -134,6 +137,8 @@ class Worker {
   std::string& scratch_header() { return scratch_header_; }  // one extra header line
   BufferPool& buffers() { return buffers_; }
   ExchangePool& exchanges() { return *exchanges_; }
+  // Requests weir runs without a client (background.hpp): aborted when the worker goes.
+  std::unordered_set<BackgroundDownstream*>& background() { return background_; }
   PipePool& pipes() { return pipes_; }
   unsigned index() const { return index_; }
   bool draining() const { return draining_; }
@@ -167,6 +172,7 @@ class Worker {
   std::string scratch_header_;
   BufferPool buffers_;
   std::unique_ptr<ExchangePool> exchanges_;
+  std::unordered_set<BackgroundDownstream*> background_;
   PipePool pipes_;
   ClientConn* conns_ = nullptr;  // intrusive list of open client connections
   bool draining_ = false;

@@ -319,6 +319,52 @@ def partial_decode(coding: str, data: bytes) -> bytes:
         return b""
 
 
+class CompressionOfStoredResponsesTest(WeirTestCase):
+    """A cache route with compression: the store keeps the server's bytes, and every client,
+    the first (miss) and the next (hits), gets its own coding of them."""
+
+    @classmethod
+    def setUpClass(cls):
+        env = Env(cls.addClassCleanup)
+        cls.requests = 0
+
+        def handler(c):
+            while True:
+                head = read_request_head(c)
+                if not head:
+                    return
+                cls.requests += 1
+                respond(c, b"HTTP/1.1 200 OK", [("Content-Type", "application/json"),
+                                                ("Cache-Control", "max-age=60")], BIG)
+
+        cls.origin = ScriptedServer(handler)
+        cls.addClassCleanup(cls.origin.stop)
+        cls.port = free_port()
+        cfg = lb_config(cls.port, [], routes=[{"match": {"path_prefix": "/"}, "cache": "edge",
+                                               "backend": "origin"}],
+                        backends=[{"name": "origin", "servers": [{"address": cls.origin.address}]}],
+                        listener_extra={"h2c": True, "compression": {}})
+        cfg["caches"] = [{"name": "edge", "memory": "8MiB"}]
+        cls.lb = env.start_weir(cfg)
+
+    def test_each_client_its_coding(self):
+        seen = []
+        for coding, h2 in [("gzip", False), ("br", False), ("zstd", True), (None, False),
+                           ("gzip", True)]:
+            args = ["--http2-prior-knowledge" if h2 else "--http1.1"]
+            if coding:
+                args += ["-H", f"Accept-Encoding: {coding}"]
+            r = curl(f"http://127.0.0.1:{self.port}/doc", *args)
+            self.assertEqual(r.rc, 0, r.stderr)
+            headers = {k.lower(): v for k, v in r.headers}
+            self.assertEqual(headers.get("content-encoding"), coding)
+            self.assertEqual(decode(coding, r.body), BIG)
+            seen.append(headers.get("cache-status", ""))
+        self.assertIn("stored", seen[0])
+        self.assertTrue(all(s.startswith("weir; hit") for s in seen[1:]), seen)
+        self.assertEqual(self.requests, 1)
+
+
 class CompressionBoundsTest(WeirTestCase):
     """A response that compresses 1,000:1 through weir: its memory does not follow the size."""
 
