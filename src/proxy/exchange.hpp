@@ -298,6 +298,7 @@ class Exchange final : public UpstreamOwner {
   // (`mem_`, the rest of `mem_entry_`'s body).
   bool sending_local_ = false;
   int file_fd_ = -1;
+  int corked_ = 0;  // the client socket TCP_CORK was set on while a file goes out (0: none)
   uint64_t file_offset_ = 0;
   uint64_t file_left_ = 0;
   std::shared_ptr<const cache::Entry> mem_entry_;

@@ -115,3 +115,108 @@ backends:
 
 }  // namespace
 }  // namespace weir::config
+
+namespace weir::config {
+namespace {
+
+using namespace weir::config::test;  // NOLINT(google-build-using-namespace)
+
+std::string with_cache(std::string_view caches, std::string_view route_extra) {
+  return yaml(R"(
+caches:
+)") + std::string(caches) +
+         yaml(R"(
+listeners:
+  - name: web
+    listen: 127.0.0.1:8080
+    routes:
+      - match: { path_prefix: / }
+)") + std::string(route_extra) +
+         yaml(R"(
+backends:
+  - name: web
+    servers:
+      - address: 127.0.0.1:9001
+)");
+}
+
+TEST(Caches, NamedAndResolved) {
+  const Config& c =
+      ok(load(with_cache("  - name: edge\n    memory: 64MiB\n    max_object: 1MiB\n"
+                         "  - name: other\n",
+                         "        cache: other\n        backend: web\n")));
+  ASSERT_EQ(c.caches.size(), 2u);
+  EXPECT_EQ(c.caches[0].memory, 64u << 20);
+  EXPECT_EQ(c.caches[0].max_object, 1u << 20);
+  EXPECT_EQ(c.caches[1].memory, 256u << 20);  // the defaults of edge.md
+  EXPECT_EQ(c.caches[1].max_object, 8u << 20);
+  EXPECT_EQ(c.listeners[0].routes[0].cache, "other");
+  EXPECT_EQ(c.listeners[0].routes[0].cache_index, 1u);
+}
+
+TEST(Caches, Errors) {
+  EXPECT_EQ(error(with_cache("  - name: edge\n", "        cache: egde\n        backend: web\n")),
+            "t.yaml:8:16: unknown cache \"egde\"; did you mean \"edge\"?");
+  EXPECT_EQ(error(with_cache("  - name: edge\n  - name: edge\n",
+                             "        cache: edge\n        backend: web\n")),
+            "t.yaml:3:11: duplicate cache name \"edge\" (first at line 2)");
+  EXPECT_EQ(error(with_cache("  - name: edge\n    memory: 1MiB\n    max_object: 2MiB\n",
+                             "        cache: edge\n        backend: web\n")),
+            "t.yaml:4:17: \"max_object\" is larger than the cache's \"memory\"");
+  EXPECT_EQ(error(with_cache("  - name: edge\n",
+                             "        cache: edge\n        respond: { status: 200 }\n")),
+            "t.yaml:8:9: \"cache\" stores what a backend answers: the route needs \"backend\"");
+}
+
+TEST(Static, KeysAndErrors) {
+  const Config& c = ok(load(yaml(R"(
+listeners:
+  - name: web
+    listen: 127.0.0.1:8080
+    routes:
+      - match: { path_prefix: /assets/ }
+        static: { root: /tmp, strip_prefix: /assets/, index: home.html, precompressed: true }
+)")));
+  const auto& st = *c.listeners[0].routes[0].static_files;
+  EXPECT_EQ(st.root, "/tmp");
+  EXPECT_EQ(st.strip_prefix, "/assets");
+  EXPECT_EQ(st.index, "home.html");
+  EXPECT_TRUE(st.precompressed);
+  EXPECT_FALSE(c.listeners[0].routes[0].forwards());
+  auto static_error = [](std::string_view st) {
+    return error(yaml(R"(
+listeners:
+  - name: web
+    listen: 127.0.0.1:8080
+    routes:
+      - match: { path_prefix: / }
+)") +
+                 "        static: " + std::string(st) + "\n");
+  };
+  EXPECT_EQ(static_error("{ root: /nonexistent-weir-root }"),
+            "t.yaml:6:25: \"root\" \"/nonexistent-weir-root\": No such file or directory");
+  EXPECT_EQ(static_error("{ root: /etc/hostname }"),
+            "t.yaml:6:25: \"root\" \"/etc/hostname\" is not a directory");
+  EXPECT_EQ(static_error("{ root: /tmp, index: ../x }"),
+            "t.yaml:6:38: \"index\" is a file name such as index.html (no \"/\", not hidden), got "
+            "\"../x\"");
+  EXPECT_EQ(static_error("{ strip_prefix: /a }"), "t.yaml:6:17: static needs \"root\"");
+  EXPECT_EQ(error(yaml(R"(
+listeners:
+  - name: web
+    listen: 127.0.0.1:8080
+    routes:
+      - match: { path_prefix: / }
+        static: { root: /tmp }
+        backend: web
+backends:
+  - name: web
+    servers:
+      - address: 127.0.0.1:9001
+)")),
+            "t.yaml:7:9: a route has one action only: \"backend\", \"redirect\", \"respond\" or "
+            "\"static\"");
+}
+
+}  // namespace
+}  // namespace weir::config
