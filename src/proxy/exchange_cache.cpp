@@ -204,6 +204,9 @@ bool Exchange::cache_on_head(const http::ResponseHead& resp, size_t head_len) {
     return false;
   if (resp.body == http::BodyKind::ContentLength && resp.content_length > cs.store->max_object())
     return false;
+  // A Set-Cookie is one client's: replayed to others it would hand them a session (RFC 9111 7,
+  // RFC 6265 8.3). Never stored, as NGINX and Varnish do by default.
+  if (header_of(cs.response_fields, "set-cookie")) return false;
   std::string& vary_names = w_.scratch_string();  // only to decide: the store keys it again
   if (!cache::vary_storable(cache::parse_vary(cs.response_fields, vary_names))) return false;
   if (!cs.have_ticket) {
