@@ -135,9 +135,17 @@ class Exchange final : public UpstreamOwner {
   void cache_edit_request(HeaderEdits& e);
   bool cache_on_head(const http::ResponseHead& resp, size_t head_len);
   void cache_edit_response(HeaderEdits& e, uint16_t status);
-  bool cache_filling() const;
-  void cache_tee(std::string_view payload);
-  void cache_commit();
+  // Inline checks: a route without a cache pays one test per call on the body path.
+  bool cache_filling() const { return caching_ && cache_store_filling(); }
+  bool cache_store_filling() const;
+  void cache_tee(std::string_view payload) {
+    if (caching_) cache_keep(payload);
+  }
+  void cache_keep(std::string_view payload);
+  void cache_commit() {
+    if (caching_) cache_publish();
+  }
+  void cache_publish();
   void cache_release();
   void cache_acquire();
   bool cache_wait();

@@ -248,19 +248,19 @@ void Exchange::only_if_cached_miss() {
   answer(504, "Gateway Timeout\n");
 }
 
-bool Exchange::cache_filling() const {
-  return caching_ && cache_->filling;
+bool Exchange::cache_store_filling() const {
+  return cache_->filling;
 }
 
 // Body bytes on their way to the client: a copy for the store.
-void Exchange::cache_tee(std::string_view payload) {
-  if (!caching_ || !cache_->filling || payload.empty()) return;
+void Exchange::cache_keep(std::string_view payload) {
+  if (!cache_->filling || payload.empty()) return;
   if (!cache_->ticket.append(payload)) cache_->filling = false;  // too large: passes through
 }
 
 // The response is complete: publish it.
-void Exchange::cache_commit() {
-  if (!caching_ || !cache_->filling) return;
+void Exchange::cache_publish() {
+  if (!cache_->filling) return;
   CacheState& cs = *cache_;
   cs.filling = false;
   auto result = cs.ticket.commit(cs.response, cs.response_fields, cs.request_fields);
