@@ -139,12 +139,21 @@ bool Exchange::cache_begin(const http::RequestHead& req, const config::Route& r,
 void Exchange::cache_edit_request(HeaderEdits& e) {
   const CacheState& cs = *cache_;
   if (!cs.stale) return;
+  // Only the entry's validators: a 304 to the client's own would not say the entry is current.
   bool has_etag = false;
   std::string_view etag = cs.stale->field("ETag", &has_etag);
-  if (has_etag) e.set("If-None-Match", etag);
+  if (has_etag) {
+    e.set("If-None-Match", etag);
+  } else {
+    e.remove("If-None-Match");
+  }
   bool has_lm = false;
   std::string_view lm = cs.stale->field("Last-Modified", &has_lm);
-  if (has_lm) e.set("If-Modified-Since", lm);
+  if (has_lm) {
+    e.set("If-Modified-Since", lm);
+  } else {
+    e.remove("If-Modified-Since");
+  }
   e.remove("If-Match");
   e.remove("If-Unmodified-Since");
   e.remove("If-Range");
