@@ -66,7 +66,14 @@ bool Exchange::cache_begin(const http::RequestHead& req, const config::Route& r,
   CacheState& cs = *cache_;
   cs.clear();
   cs.store = view_->snap->caches[r.cache_index].get();
-  cs.primary.assign(ds_->client().tls ? "https://" : "http://").append(host).append(target);
+  // The effective request URI (RFC 9110 7.1): the authority as the client gave it (port
+  // included), lower-cased; `host` (without port) is only the fallback.
+  std::string_view authority = req.authority.empty() ? req.host : req.authority;
+  if (authority.empty()) authority = host;
+  cs.primary.assign(ds_->client().tls ? "https://" : "http://");
+  for (char c : authority)
+    cs.primary.push_back(c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c);
+  cs.primary.append(target);
   const bool safe = req.method == http::Method::Get || req.method == http::Method::Head;
   if (!safe) {
     cs.invalidate = req.method != http::Method::Options && req.method != http::Method::Trace;
@@ -117,7 +124,7 @@ bool Exchange::cache_begin(const http::RequestHead& req, const config::Route& r,
       return false;
     case cache::Serve::StaleWhileRevalidate:
       // Stale now, fresh for the next ones (RFC 5861 3).
-      start_background_revalidation(w_, ds_->client(), host, target, cs.request_fields);
+      start_background_revalidation(w_, ds_->client(), authority, target, cs.request_fields);
       answer_from_entry(found.entry, d.age, "weir; hit; detail=stale-while-revalidate");
       return false;
     case cache::Serve::GatewayTimeout:
