@@ -4,8 +4,9 @@
 #   bash bench/run.sh           all scenarios, 1-6 and 10 plain HTTP/1.1, 7-9 TLS and HTTP/2
 #                               (BENCH_ROUNDS rounds of BENCH_DURATION s each, default
 #                               3 x 10 s), 11 server kills and reloads (weir and HAProxy,
-#                               3 x 25 s), then callgrind and strace; writes
-#                               bench/results/latest.md and latest.png (~21 minutes)
+#                               3 x 25 s), 12-15 compression and static files, then callgrind
+#                               and strace; writes bench/results/latest.md and latest.png
+#                               (~28 minutes)
 #   bash bench/run.sh --quick   smoke test: 1 round, 3 s per run, fewer callgrind/strace
 #                               requests; writes bench/results/raw/quick/latest.md
 #   BENCH_SCENARIOS=s7,s8,s9 bash bench/run.sh
@@ -14,6 +15,9 @@
 #   BENCH_SCENARIOS=s11 bash bench/run.sh
 #                               only scenario 11, failures under server kills and reloads
 #                               (weir and HAProxy, BENCH_ROUNDS x 25 s each; bench/chaos.py)
+#   BENCH_SCENARIOS=edge bash bench/run.sh
+#                               only scenarios 12-15: compression (weir, HAProxy, NGINX; weir
+#                               per algorithm) and static files (weir, NGINX); bench/edge_scenarios.py
 #
 # Environment: WEIR_BIN (default build/release/weir), BENCH_ROUNDS, BENCH_DURATION,
 # BENCH_SCENARIOS (e.g. s1,s5 or s10), BENCH_PROXIES (e.g. haproxy,nginx), BENCH_TLS_CLIENTS,
