@@ -197,4 +197,26 @@ void format_unsatisfied_range(uint64_t size, std::string& out) {
   append_number(size, out);
 }
 
+ConditionalHeaders conditional_headers(std::span<const Header> fields) {
+  ConditionalHeaders c;
+  for (const auto& f : fields) {
+    std::optional<std::string_view>* slot = nullptr;
+    if (iequals(f.name, "if-none-match")) {
+      slot = &c.if_none_match;
+    } else if (iequals(f.name, "if-modified-since")) {
+      slot = &c.if_modified_since;
+    } else if (iequals(f.name, "if-match")) {
+      slot = &c.if_match;
+    } else if (iequals(f.name, "if-unmodified-since")) {
+      slot = &c.if_unmodified_since;
+    } else if (iequals(f.name, "range")) {
+      slot = &c.range;
+    } else if (iequals(f.name, "if-range")) {
+      slot = &c.if_range;
+    }
+    if (slot && !*slot) *slot = f.value;
+  }
+  return c;
+}
+
 }  // namespace weir::http

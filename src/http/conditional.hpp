@@ -17,6 +17,7 @@
 // Dates: any HTTP-date form (http/date.hpp); an invalid date, or a list of dates, is ignored.
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -53,6 +54,10 @@ struct ConditionalHeaders {
   std::optional<std::string_view> if_range;
   std::optional<std::string_view> range;
 };
+
+// The conditional fields and Range of a request (the first field of each name; views into
+// `fields`).
+ConditionalHeaders conditional_headers(std::span<const Header> fields);
 
 enum class Precondition : uint8_t {
   Proceed,             // evaluate Range next, then answer normally

@@ -146,7 +146,11 @@ class Exchange final : public UpstreamOwner {
     if (caching_) cache_publish();
   }
   void cache_publish();
-  void cache_release();
+  void cache_release() {
+    caching_ = false;
+    if (cache_) cache_drop();
+  }
+  void cache_drop();
   void cache_acquire();
   bool cache_wait();
   void cache_stop_waiting();

@@ -123,8 +123,10 @@ bool Exchange::cache_begin(const http::RequestHead& req, const config::Route& r,
       answer_from_entry(found.entry, d.age, "weir; hit; detail=stale");
       return false;
     case cache::Serve::StaleWhileRevalidate:
-      // Stale now, fresh for the next ones (RFC 5861 3).
-      start_background_revalidation(w_, ds_->client(), authority, target, cs.request_fields);
+      // Stale now, fresh for the next ones (RFC 5861 3). Beyond the worker's bound the entry
+      // stays stale until a revalidation ends (a flood of stale hits starts no flood of work).
+      if (w_.background().size() < kMaxBackgroundPerWorker)
+        start_background_revalidation(w_, ds_->client(), authority, target, cs.request_fields);
       answer_from_entry(found.entry, d.age, "weir; hit; detail=stale-while-revalidate");
       return false;
     case cache::Serve::GatewayTimeout:
@@ -359,9 +361,7 @@ void Exchange::on_coalesce_timeout() {
   start_attempt();
 }
 
-void Exchange::cache_release() {
-  caching_ = false;
-  if (!cache_) return;
+void Exchange::cache_drop() {
   cache_stop_waiting();
   cache_->clear();  // an unfinished fill is abandoned: its waiters go to the server
 }
@@ -386,22 +386,7 @@ void Exchange::answer_from_entry(std::shared_ptr<const cache::Entry> entry, int6
   leave_queue();
   timer_.clear();
   timer_kind_ = TimerKind::None;
-  http::ConditionalHeaders cond;
-  for (const auto& f : cs.request_fields) {
-    if (http::iequals(f.name, "if-none-match")) {
-      cond.if_none_match = f.value;
-    } else if (http::iequals(f.name, "if-modified-since")) {
-      cond.if_modified_since = f.value;
-    } else if (http::iequals(f.name, "if-match")) {
-      cond.if_match = f.value;
-    } else if (http::iequals(f.name, "if-unmodified-since")) {
-      cond.if_unmodified_since = f.value;
-    } else if (http::iequals(f.name, "range")) {
-      cond.range = f.value;
-    } else if (http::iequals(f.name, "if-range")) {
-      cond.if_range = f.value;
-    }
-  }
+  const http::ConditionalHeaders cond = http::conditional_headers(cs.request_fields);
   http::Validators v;
   bool has_etag = false;
   std::string_view etag = entry->field("ETag", &has_etag);

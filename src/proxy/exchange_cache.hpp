@@ -42,7 +42,6 @@ struct CacheState {
   std::string response_text;  // the response's fields, copied for the commit
   std::vector<http::Header> response_fields;
   cache::ResponseFacts response;
-  std::vector<http::Header> merged;  // scratch
 
   void clear() {
     store = nullptr;

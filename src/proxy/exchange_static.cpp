@@ -59,29 +59,19 @@ bool Exchange::serve_static(const http::RequestHead& req, size_t route, std::str
   sr.method = req.method;
   sr.path = path;
   sr.strip_prefix = r.static_files->strip_prefix;
-  std::string_view accept;
-  for (const auto& h : req.headers) {
-    auto& c = sr.conditions;
-    std::string_view n = h.name;
-    if (http::iequals(n, "if-none-match")) {
-      c.if_none_match = h.value;
-    } else if (http::iequals(n, "if-modified-since")) {
-      c.if_modified_since = h.value;
-    } else if (http::iequals(n, "if-match")) {
-      c.if_match = h.value;
-    } else if (http::iequals(n, "if-unmodified-since")) {
-      c.if_unmodified_since = h.value;
-    } else if (http::iequals(n, "range")) {
-      c.range = h.value;
-    } else if (http::iequals(n, "if-range")) {
-      c.if_range = h.value;
-    } else if (http::iequals(n, "accept-encoding") && accept.empty()) {
-      accept = h.value;
-    }
-  }
+  sr.conditions = http::conditional_headers(req.headers);
   std::array<Encoding, 3> codings{};
-  if (r.static_files->precompressed)
+  if (r.static_files->precompressed) {
+    // The exchange copied Accept-Encoding only for routes with body filters: read it here.
+    std::string_view accept;
+    for (const auto& h : req.headers) {
+      if (http::iequals(h.name, "accept-encoding")) {
+        accept = h.value;
+        break;
+      }
+    }
     sr.encodings = std::span<const Encoding>(codings.data(), ranked_encodings(accept, codings));
+  }
   StaticAnswer a = root->serve(sr);
   edits_.clear();
   for (const auto& f : a.fields) {

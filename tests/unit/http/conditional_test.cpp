@@ -291,3 +291,28 @@ TEST(ContentRange, Rfc9110_14_4_Format) {
 
 }  // namespace
 }  // namespace weir::http
+
+namespace weir::http {
+namespace {
+
+TEST(ConditionalHeaders, FirstOfEachNameAnyCase) {
+  const Header fields[] = {{"Host", "a"},
+                           {"if-none-match", "\"x\""},
+                           {"IF-NONE-MATCH", "\"y\""},
+                           {"Range", "bytes=0-1"},
+                           {"If-Range", "\"x\""},
+                           {"If-Match", "*"},
+                           {"If-Modified-Since", "d1"},
+                           {"If-Unmodified-Since", "d2"}};
+  ConditionalHeaders c = conditional_headers(fields);
+  EXPECT_EQ(c.if_none_match, "\"x\"");
+  EXPECT_EQ(c.range, "bytes=0-1");
+  EXPECT_EQ(c.if_range, "\"x\"");
+  EXPECT_EQ(c.if_match, "*");
+  EXPECT_EQ(c.if_modified_since, "d1");
+  EXPECT_EQ(c.if_unmodified_since, "d2");
+  EXPECT_FALSE(conditional_headers({}).range.has_value());
+}
+
+}  // namespace
+}  // namespace weir::http
