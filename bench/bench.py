@@ -658,6 +658,7 @@ def run_rounds(bed, sc, rounds, measure, proxies=None):
 def cmd_scenarios(a):
     import chaos  # scenario 11 (server kills and reloads)
     import edge_scenarios  # scenarios 12-15 (compression, static files)
+    import grpc_scenarios  # scenarios 16-17 (gRPC, HTTP/2 backends)
     import tls_scenarios  # scenarios 7-9 (TLS, HTTP/2)
     data_dir = a.data_dir
     os.makedirs(data_dir, exist_ok=True)
@@ -668,8 +669,10 @@ def cmd_scenarios(a):
     tls = [sc for sc in tls_scenarios.TLS_SCENARIOS if selected(sc, only)]
     chaos_sc = [sc for sc in chaos.CHAOS_SCENARIOS if selected(sc, only)]
     edge = [sc for sc in edge_scenarios.EDGE_SCENARIOS if selected(sc, only)]
+    grpc = [sc for sc in grpc_scenarios.GRPC_SCENARIOS if selected(sc, only)]
     known = {x for sc in SCENARIOS + tls_scenarios.TLS_SCENARIOS + chaos.CHAOS_SCENARIOS
-             + edge_scenarios.EDGE_SCENARIOS for x in (sc["id"], sc.get("group")) if x}
+             + edge_scenarios.EDGE_SCENARIOS + grpc_scenarios.GRPC_SCENARIOS
+             for x in (sc["id"], sc.get("group")) if x}
     if only and only - known:
         sys.exit(f"bench: BENCH_SCENARIOS: unknown {','.join(sorted(only - known))} "
                  f"(known: {','.join(sorted(known))})")
@@ -727,6 +730,8 @@ def cmd_scenarios(a):
     if edge:
         # its own origin (a JSON file) and proxies (compression on) or file servers (no proxy)
         edge_scenarios.run_phase(a, rundir, edge, out)
+    if grpc:
+        grpc_scenarios.run_phase(a, rundir, grpc, out)
     path = os.path.join(data_dir, "scenarios.json")
     with open(path, "w") as f:
         json.dump(out, f, indent=1)
@@ -1219,6 +1224,7 @@ def aggregate(sc):
 def cmd_report(a):
     import chaos  # scenario 11's table
     import edge_scenarios  # scenarios 12-15's tables
+    import grpc_scenarios  # scenarios 16-17's tables
     import tls_scenarios  # the TLS parts of the report
     d = a.data_dir
     md_dir = a.md_dir
@@ -1280,15 +1286,17 @@ def cmd_report(a):
         notes = []
         # no such table when only memory / handshake scenarios ran (e.g. BENCH_SCENARIOS=s10)
         if any(sc["kind"] not in ("idle", "handshake", "chaos")
-               and not sc["kind"].startswith("edge-") for sc in scen["scenarios"].values()):
+               and not sc["kind"].startswith(("edge-", "grpc-"))
+               for sc in scen["scenarios"].values()):
             L.append("## Throughput, latency, CPU and memory")
             L.append("")
             L.append("| scenario | proxy | req/s | ÷ HAProxy | p50 ms | p99 ms | CPU µs/req | "
                      "÷ HAProxy | proxy CPU % | RSS MiB | errors |")
             L.append("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
             for sid, sc in scen["scenarios"].items():
-                if sc["kind"] in ("idle", "handshake", "chaos") or sc["kind"].startswith("edge-"):
-                    continue  # edge-*: scenarios 12-15, tables of their own
+                if (sc["kind"] in ("idle", "handshake", "chaos")
+                        or sc["kind"].startswith(("edge-", "grpc-"))):
+                    continue  # edge-*, grpc-*: scenarios 12-17, tables of their own
                 agg = aggregate(sc)
                 base = agg.get(BASELINE, {})
                 for name in PROXIES:
@@ -1346,12 +1354,13 @@ def cmd_report(a):
         L.extend(tls_scenarios.handshake_section(scen, notes))
         L.extend(chaos.report_section(scen, notes))
         L.extend(edge_scenarios.report_section(scen, notes))
+        L.extend(grpc_scenarios.report_section(scen, notes))
         if notes:
             L.append("### Failures")
             L.append("")
             L.extend(notes)
             L.append("")
-        if any(sc["kind"] != "chaos" and not sc["kind"].startswith("edge-")
+        if any(sc["kind"] != "chaos" and not sc["kind"].startswith(("edge-", "grpc-"))
                for sc in scen["scenarios"].values()):  # else no chart
             L.append("![requests/s and CPU per request, relative to HAProxy](latest.png)")
             L.append("")
@@ -1428,7 +1437,7 @@ def plot(scen, md_dir, data_dir):
         return v / b if b and v else 0.0  # no bar: not measured, or failed
 
     for sid, sc in scen["scenarios"].items():
-        if sc["kind"] == "chaos" or sc["kind"].startswith("edge-"):
+        if sc["kind"] == "chaos" or sc["kind"].startswith(("edge-", "grpc-")):
             continue  # failure counts (11), or relative to NGINX (12-15): tables of their own
         agg = aggregate(sc)
         base = agg.get(BASELINE, {})

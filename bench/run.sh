@@ -18,11 +18,15 @@
 #   BENCH_SCENARIOS=edge bash bench/run.sh
 #                               only scenarios 12-15: compression (weir, HAProxy, NGINX; weir
 #                               per algorithm) and static files (weir, NGINX); bench/edge_scenarios.py
+#   BENCH_SCENARIOS=grpc bash bench/run.sh
+#                               only scenarios 16-17: gRPC unary calls over h2c (weir, HAProxy,
+#                               NGINX grpc_pass), HTTP/1.1 clients to an h2c backend;
+#                               bench/grpc_scenarios.py (backend: weir_h2_echo, built on demand)
 #
 # Environment: WEIR_BIN (default build/release/weir), BENCH_ROUNDS, BENCH_DURATION,
 # BENCH_SCENARIOS (e.g. s1,s5 or s10), BENCH_PROXIES (e.g. haproxy,nginx), BENCH_TLS_CLIENTS,
 # BENCH_CG_REQUESTS, BENCH_STRACE_REQUESTS, BENCH_NO_PIN=1, BENCH_OUT (data + report dir),
-# BENCH_CHAOS_DURATION, BENCH_CHAOS_SEED (scenario 11).
+# BENCH_CHAOS_DURATION, BENCH_CHAOS_SEED (scenario 11), WEIR_H2_ECHO_BIN (16-17).
 # See bench/README.md.
 
 source "$(dirname "$0")/common.sh"

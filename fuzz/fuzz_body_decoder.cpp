@@ -1,5 +1,6 @@
 // Fuzzes the chunked decoder: decoding the input in one piece, byte by byte and cut at
-// pseudo-random points must give the same payload, the same verdict and the same consumed count.
+// pseudo-random points must give the same payload, the same trailer section, the same verdict
+// and the same consumed count.
 #include <cstdint>
 #include <string>
 
@@ -15,6 +16,7 @@ namespace {
 struct Outcome {
   BodyDecoder::Status status = BodyDecoder::Status::Continue;
   std::string payload;
+  std::string trailer;  // the trailer spans, appended
   size_t consumed = 0;
   bool done = false;
 };
@@ -37,7 +39,13 @@ Outcome run(std::string_view input, const ChunkLimits& limits, size_t max_piece,
       if (!step.payload.empty()) {
         FUZZ_CHECK(weir::fuzz::inside(step.payload, rest.substr(0, step.consumed)));
       }
+      if (!step.trailer.empty()) {
+        FUZZ_CHECK(weir::fuzz::inside(step.trailer, rest.substr(0, step.consumed)));
+        FUZZ_CHECK(step.payload.empty());
+      }
       out.payload.append(step.payload);
+      out.trailer.append(step.trailer);
+      FUZZ_CHECK(out.trailer.size() <= limits.max_trailer_bytes);
       out.consumed += step.consumed;
       rest.remove_prefix(step.consumed);
       out.status = step.status;
@@ -66,11 +74,13 @@ void check(std::string_view input, const ChunkLimits& limits) {
     FUZZ_CHECK(o->consumed == whole.consumed);
     FUZZ_CHECK(o->payload == whole.payload);
     FUZZ_CHECK(o->done == whole.done);
+    if (whole.status != BodyDecoder::Status::Error) FUZZ_CHECK(o->trailer == whole.trailer);
   }
   if (whole.status == BodyDecoder::Status::Done) {
     // The body alone decodes the same; one byte less is not done.
     const Outcome exact = run(input.substr(0, whole.consumed), limits, 0, Rng{7});
     FUZZ_CHECK(exact.status == BodyDecoder::Status::Done && exact.payload == whole.payload);
+    FUZZ_CHECK(exact.trailer == whole.trailer);
     const Outcome shorter = run(input.substr(0, whole.consumed - 1), limits, 0, Rng{7});
     FUZZ_CHECK(shorter.status == BodyDecoder::Status::Continue);
   }

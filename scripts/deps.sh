@@ -10,6 +10,7 @@ PKGS=(
   python3 python3-h2 curl procps ca-certificates openssl nghttp2-client
   wrk libre2-dev haproxy nginx
   libbrotli-dev libzstd-dev zstd python3-brotli nlohmann-json3-dev
+  python3-grpcio
 )
 if [ "${WEIR_DEPS_EXTRA:-}" != "" ]; then
   read -r -a extra <<<"$WEIR_DEPS_EXTRA"

@@ -57,7 +57,9 @@ void render_cache_metrics(const model::Snapshot& snap, std::string& out);
 
 std::string render_metrics(const model::Snapshot& snap, const proxy::WorkerStats& st) {
   std::string out;
-  out += "# HELP weir_requests_total Requests answered, by listener, backend and status code.\n";
+  out +=
+      "# HELP weir_requests_total Requests answered, by listener, backend and status code (and "
+      "gRPC status, for gRPC requests whose status is known).\n";
   out += "# TYPE weir_requests_total counter\n";
   for (const auto& [key, counts] : st.requests) {
     for (size_t i = 0; i < counts.by_status.size(); ++i) {
@@ -65,6 +67,12 @@ std::string render_metrics(const model::Snapshot& snap, const proxy::WorkerStats
       out += fmt::format("weir_requests_total{{listener=\"{}\",backend=\"{}\",code=\"{}\"}} {}\n",
                          escape_label(key.first), escape_label(key.second), i + 100,
                          counts.by_status[i]);
+    }
+    for (const auto& g : counts.grpc) {
+      out += fmt::format(
+          "weir_requests_total{{listener=\"{}\",backend=\"{}\",code=\"{}\",grpc_status=\"{}\"}} "
+          "{}\n",
+          escape_label(key.first), escape_label(key.second), g.status, g.grpc, g.count);
     }
   }
   out += "# HELP weir_server_up 1 if the server is in rotation.\n# TYPE weir_server_up gauge\n";

@@ -289,12 +289,45 @@ void load_servers(LoadState& s, const Field& f, Backend& b) {
   }
 }
 
+// `protocol:` and what it asks of the servers: TLS for h2 and auto, none for h2c; no PROXY
+// header on a connection many clients' requests share.
+void load_protocol(LoadState& s, const Field& f, Backend& b) {
+  std::string text = f.value.IsScalar() ? f.value.Scalar() : "";
+  if (text == "http1") {
+    b.protocol = UpstreamProtocol::Http1;
+  } else if (text == "h2") {
+    b.protocol = UpstreamProtocol::H2;
+  } else if (text == "h2c") {
+    b.protocol = UpstreamProtocol::H2c;
+  } else if (text == "auto") {
+    b.protocol = UpstreamProtocol::Auto;
+  } else {
+    s.diag.error(f.mark, "\"protocol\" must be http1, h2, h2c or auto, got " + describe(f.value));
+    return;
+  }
+  if (b.protocol == UpstreamProtocol::Http1) return;
+  if (b.send_proxy_protocol != ProxyProtocolVersion::Off) {
+    s.diag.error(f.mark, "\"send_proxy_protocol\" cannot be used with protocol " + text +
+                             ": a PROXY header names one client, and an HTTP/2 connection "
+                             "carries many clients' requests");
+  }
+  for (const Server& sv : b.servers) {
+    if (b.protocol == UpstreamProtocol::H2c && sv.tls) {
+      s.diag.error(f.mark, "protocol h2c is HTTP/2 in clear text, but server " + quote(sv.name) +
+                               " has \"tls\" (use protocol h2 or auto)");
+    } else if (b.protocol != UpstreamProtocol::H2c && !sv.tls) {
+      s.diag.error(f.mark, "protocol " + text + " needs TLS to the servers, but server " +
+                               quote(sv.name) + " has no \"tls\" (use h2c for clear text)");
+    }
+  }
+}
+
 void load_backend(LoadState& s, const Field& item,
                   std::map<std::string, YAML::Mark, std::less<>>& names) {
   MapReader m(s.diag, item, "backend",
               {"name", "balance", "hash_key", "hash_balance_factor", "sticky", "health_check",
                "passive", "slow_start", "limits", "timeouts", "retries", "retry_budget",
-               "request_buffering", "servers", "send_proxy_protocol"});
+               "request_buffering", "servers", "send_proxy_protocol", "protocol"});
   if (!m.ok()) return;
   Backend b;
   b.pos = s.diag.pos(m.mark());
@@ -342,6 +375,7 @@ void load_backend(LoadState& s, const Field& item,
   m.get_duration("slow_start", true, b.slow_start);
   if (const Field* f = m.find("hash_balance_factor")) load_balance_factor(s, *f, b);
   if (const Field* f = m.require("servers")) load_servers(s, *f, b);
+  if (const Field* f = m.find("protocol")) load_protocol(s, *f, b);
   s.backend_marks.push_back(m.mark());
   s.config.backends.push_back(std::move(b));
 }

@@ -111,12 +111,22 @@ struct RetryBudget {
 };
 
 enum class ProxyProtocolVersion : uint8_t { Off, V1, V2 };
+// How weir speaks to a backend's servers (upstream.md): HTTP/1.1; HTTP/2 over TLS (ALPN h2);
+// HTTP/2 in clear text with prior knowledge (h2c); or TLS letting ALPN choose h2 or http/1.1.
+enum class UpstreamProtocol : uint8_t { Http1, H2, H2c, Auto };
+constexpr const char* to_string(UpstreamProtocol p) {
+  return p == UpstreamProtocol::H2     ? "h2"
+         : p == UpstreamProtocol::H2c  ? "h2c"
+         : p == UpstreamProtocol::Auto ? "auto"
+                                       : "http1";
+}
 
 struct Backend {
   std::string name;
   // `send_proxy_protocol`: each new upstream connection starts with a PROXY header naming the
   // client; such a connection serves only the client connection it was opened for.
   ProxyProtocolVersion send_proxy_protocol = ProxyProtocolVersion::Off;
+  UpstreamProtocol protocol = UpstreamProtocol::Http1;
   Balance balance = Balance::RoundRobin;
   std::string hash_key = "client_ip";
   std::optional<Sticky> sticky;

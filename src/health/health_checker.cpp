@@ -59,7 +59,8 @@ void HealthChecker::reconcile(const model::Snapshot& snap) {
   for (const auto& b : snap.backends) {
     if (!b.cfg || !b.cfg->health_check) continue;
     for (const auto& s : b.servers) {
-      ProbeTarget t{b.cfg->name, s.name, s.addr, host_header(s), *b.cfg->health_check, s.tls};
+      ProbeTarget t{b.cfg->name,          s.name, s.addr,         host_header(s),
+                    *b.cfg->health_check, s.tls,  b.cfg->protocol};
       auto it = probes_.find(s.state.get());
       if (it != probes_.end()) {
         it->second->reconfigure(std::move(t));

@@ -153,13 +153,48 @@ void Probe::on_connected() {
     finish(true, "");
     return;
   }
-  request_ = probe_request(target_);
   if (target_.tls) tls_ = std::make_unique<net::tls::TlsTransport>(target_.tls->new_session());
+  switch (target_.protocol) {
+    case config::UpstreamProtocol::H2:
+    case config::UpstreamProtocol::H2c:
+      start_h2();
+      break;
+    case config::UpstreamProtocol::Auto:
+      alpn_pending_ = tls_ != nullptr;
+      if (!alpn_pending_) request_ = probe_request(target_);
+      break;
+    case config::UpstreamProtocol::Http1:
+      request_ = probe_request(target_);
+      break;
+  }
   phase_ = Phase::Sending;
   send_request();
 }
 
+void Probe::start_h2() {
+  h2_ = std::make_unique<H2Probe>(tls_ ? "https" : "http", target_.host_header, target_.check.path);
+  request_ = h2_->take_output();
+}
+
 void Probe::send_request() {
+  if (alpn_pending_) {
+    // auto: the handshake runs inside this read; ALPN then says which request to send. A byte
+    // the server sends first (an HTTP/2 server's SETTINGS) is kept for the response reader.
+    ssize_t n = read_some(buf_.data() + used_, buf_.size() - used_);
+    if (n == net::kIoError || n == 0) {
+      finish(false, n == 0 ? "connection closed during the TLS handshake"
+                           : "TLS: " + std::string(tls_->last_error()));
+      return;
+    }
+    if (n > 0) used_ += static_cast<size_t>(n);
+    if (!tls_->handshake_done()) return;
+    alpn_pending_ = false;
+    if (tls_->alpn() == "h2") {
+      start_h2();
+    } else {
+      request_ = probe_request(target_);
+    }
+  }
   while (sent_ < request_.size()) {
     ssize_t n = write_some(request_.data() + sent_, request_.size() - sent_);
     if (n == net::kWouldBlock) return;
@@ -191,6 +226,11 @@ void Probe::read_response() {
       return;
     }
     used_ += static_cast<size_t>(n);
+    if (h2_) {
+      if (read_h2(used_)) return;
+      used_ = 0;
+      continue;
+    }
     http::Header storage[64];
     http::ResponseHead head;
     http::Limits limits;
@@ -216,6 +256,29 @@ void Probe::read_response() {
   }
 }
 
+// HTTP/2: the bytes read so far go to the session; true once the round is decided.
+bool Probe::read_h2(size_t n) {
+  uint16_t status = 0;
+  std::string error;
+  switch (h2_->feed(std::string_view(buf_.data(), n), status, error)) {
+    case H2Probe::Result::NeedMore:
+      return false;
+    case H2Probe::Result::Error:
+      finish(false, error);
+      return true;
+    case H2Probe::Result::Done:
+      break;
+  }
+  const auto& c = target_.check;
+  if (status < c.expect_status_min || status > c.expect_status_max) {
+    finish(false, fmt::format("status {}", status));
+    return true;
+  }
+  state_->observe_latency(std::chrono::duration<double>(Clock::now() - started_).count());
+  finish(true, "");
+  return true;
+}
+
 ssize_t Probe::write_some(const char* data, size_t len) {
   return tls_ ? tls_->write(fd_, data, len) : net::write_some(fd_, data, len);
 }
@@ -230,6 +293,8 @@ void Probe::close_socket() {
     tls_->shutdown(fd_);
     tls_.reset();
   }
+  h2_.reset();
+  alpn_pending_ = false;
   reactor_.remove(fd_);
   net::close_fd(fd_);
   fd_ = -1;

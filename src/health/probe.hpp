@@ -14,6 +14,7 @@
 #include "config/config.hpp"
 #include "core/reactor.hpp"
 #include "core/timer.hpp"
+#include "health/probe_h2.hpp"
 #include "net/address.hpp"
 #include "net/tls/tls.hpp"
 
@@ -27,6 +28,9 @@ struct ProbeTarget {
   std::string host_header;  // the server address's host ("[v6]" bracketed), for `Host:`
   config::HealthCheck check;
   std::shared_ptr<net::tls::ClientContext> tls;  // http checks of a TLS server go over TLS
+  // http checks speak the backend's protocol: HTTP/2 for h2 and h2c, and for auto when the
+  // server's ALPN chooses h2.
+  config::UpstreamProtocol protocol = config::UpstreamProtocol::Http1;
 };
 
 // A short, human reason for a socket error ("connection refused"), never a raw errno number.
@@ -61,6 +65,8 @@ class Probe final : public EventHandler {
   void begin_round();
   void on_connected();
   void send_request();
+  void start_h2();
+  bool read_h2(size_t n);
   void read_response();
   void finish(bool passed, std::string reason);
   void close_socket();
@@ -77,6 +83,8 @@ class Probe final : public EventHandler {
   Phase phase_ = Phase::Idle;
   int fd_ = -1;
   std::unique_ptr<net::tls::TlsTransport> tls_;  // this round's TLS session, if any
+  std::unique_ptr<H2Probe> h2_;                  // this round's HTTP/2 request, if any
+  bool alpn_pending_ = false;                    // auto: HTTP/2 or not once TLS is done
   TimePoint started_{};
   config::Duration round_timeout_{};
   std::string request_;

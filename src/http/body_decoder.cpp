@@ -86,6 +86,9 @@ BodyDecoder::Step BodyDecoder::decode(std::string_view in) {
 BodyDecoder::Step BodyDecoder::decode_chunked(std::string_view in) {
   Step step;
   size_t i = 0;
+  // Trailer bytes of this call: those the limit counts, one run (nothing else follows them in
+  // the section but its final CRLF).
+  size_t trailer_at = 0, trailer_n = 0;
   auto fail = [&](const char* why) {
     state_ = State::Failed;
     error_ = why;
@@ -102,9 +105,9 @@ BodyDecoder::Step BodyDecoder::decode_chunked(std::string_view in) {
       return fail("chunk-size line too long");
     }
     if (state_ >= State::TrailerStart && state_ <= State::TrailerLF &&
-        !(state_ == State::TrailerStart && c == '\r') &&
-        ++trailer_len_ > limits_.max_trailer_bytes) {
-      return fail("trailer section too large");
+        !(state_ == State::TrailerStart && c == '\r')) {
+      if (++trailer_len_ > limits_.max_trailer_bytes) return fail("trailer section too large");
+      if (trailer_n++ == 0) trailer_at = i;
     }
     switch (state_) {
       case State::SizeStart:
@@ -203,6 +206,7 @@ BodyDecoder::Step BodyDecoder::decode_chunked(std::string_view in) {
         state_ = State::Finished;
         step.status = Status::Done;
         step.consumed = i + 1;
+        step.trailer = in.substr(trailer_at, trailer_n);
         return step;
       case State::Finished:
       case State::Failed:
@@ -210,6 +214,7 @@ BodyDecoder::Step BodyDecoder::decode_chunked(std::string_view in) {
     }
   }
   step.consumed = i;
+  step.trailer = in.substr(trailer_at, trailer_n);
   return step;
 }
 

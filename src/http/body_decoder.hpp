@@ -3,6 +3,7 @@
 // Feed it whatever bytes arrived; each call consumes some input and yields at most one span of
 // payload (pointing into the input), so the caller can forward payload without copying.
 // Resumable across any split of the input, including inside a chunk-size line or trailer.
+// Trailer fields are checked and handed out as spans too (Step::trailer), for the caller to keep.
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
@@ -24,7 +25,11 @@ class BodyDecoder {
     Status status = Status::Continue;
     size_t consumed = 0;       // input bytes used by this step (framing + payload)
     std::string_view payload;  // payload bytes in this step, a subrange of the input (may be empty)
-    const char* error = "";    // Error: what went wrong
+    // Chunked: bytes of the trailer section consumed in this step, a subrange of the input:
+    // whole or partial field lines with their CRLF, never the final empty line. Appended in
+    // order they rebuild the section (at most max_trailer_bytes); the decoder keeps none of it.
+    std::string_view trailer;
+    const char* error = "";  // Error: what went wrong
   };
 
   void reset(BodyKind kind, uint64_t content_length, const ChunkLimits& limits = {});

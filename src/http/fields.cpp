@@ -1,6 +1,9 @@
-// The public field helpers of the codec: case-insensitive names, list values, and which fields
-// are hop-by-hop (RFC 9110 §7.6.1).
+// The public field helpers of the codec: case-insensitive names, list values, which fields
+// are hop-by-hop (RFC 9110 §7.6.1), and which may travel in a trailer section.
 #include "http/fields.hpp"
+
+#include <initializer_list>
+
 #include "http/parser.hpp"
 
 namespace weir::http {
@@ -60,6 +63,52 @@ bool HopByHop::operator()(std::string_view name) const {
 
 bool is_hop_by_hop(std::string_view name, std::span<const Header> headers) {
   return HopByHop(headers)(name);
+}
+
+// The list of fields.hpp, by length first like fixed_hop_by_hop.
+bool trailer_field_allowed(std::string_view n) {
+  if (n.empty() || n.front() == ':') return false;
+  auto any = [n](std::initializer_list<std::string_view> names) {
+    for (std::string_view x : names)
+      if (iequals(n, x)) return true;
+    return false;
+  };
+  switch (n.size()) {
+    case 2:
+      return !iequals(n, "te");
+    case 3:
+      return !iequals(n, "age");
+    case 4:
+      return !any({"host", "date", "vary"});
+    case 5:
+      return !iequals(n, "range");
+    case 6:
+      return !any({"expect", "cookie", "pragma"});
+    case 7:
+      return !any({"trailer", "upgrade", "expires", "warning"});
+    case 8:
+      return !any({"if-match", "if-range", "location"});
+    case 10:
+      return !any({"connection", "keep-alive", "set-cookie"});
+    case 11:
+      return !iequals(n, "retry-after");
+    case 12:
+      return !any({"content-type", "max-forwards"});
+    case 13:
+      return !any({"authorization", "cache-control", "content-range", "if-none-match"});
+    case 14:
+      return !iequals(n, "content-length");
+    case 16:
+      return !any({"proxy-connection", "content-encoding", "www-authenticate"});
+    case 17:
+      return !any({"transfer-encoding", "if-modified-since"});
+    case 18:
+      return !iequals(n, "proxy-authenticate");
+    case 19:
+      return !any({"proxy-authorization", "if-unmodified-since"});
+    default:
+      return true;
+  }
 }
 
 }  // namespace weir::http

@@ -1,7 +1,9 @@
 #pragma once
 // Internal helpers of the codec for the framing headers (Content-Length, Transfer-Encoding),
-// whose misreading is how requests get smuggled. The public helpers (iequals, list_contains,
-// is_hop_by_hop) are declared in parser.hpp.
+// whose misreading is how requests get smuggled, and (at the end) trailer field lines as they
+// travel inside weir. The public helpers (iequals, list_contains, is_hop_by_hop) are declared in
+// parser.hpp.
+#include <cstddef>
 #include <cstdint>
 #include <string_view>
 
@@ -93,3 +95,38 @@ inline TeError scan_transfer_encoding(std::string_view value, TransferEncoding& 
 }
 
 }  // namespace weir::http::detail
+
+namespace weir::http {
+
+// Trailer fields travel inside weir, between codecs, as HTTP/1.1 field lines: zero or more
+// "Name: value\r\n" (no final empty line), at most kMaxTrailerBytes.
+inline constexpr size_t kMaxTrailerBytes = 16 * 1024;
+
+// Calls fn(name, value) for each "Name: value\r\n" line of `lines`, the value trimmed of OWS.
+// False (after the lines before it) at a line without a name, a colon or its CRLF.
+template <typename F>
+constexpr bool for_each_field_line(std::string_view lines, F&& fn) {
+  while (!lines.empty()) {
+    const size_t eol = lines.find("\r\n");
+    const size_t colon = lines.substr(0, eol).find(':');
+    if (eol == std::string_view::npos || colon == std::string_view::npos || colon == 0)
+      return false;
+    fn(lines.substr(0, colon), chars::trim_ows(lines.substr(colon + 1, eol - colon - 1)));
+    lines.remove_prefix(eol + 2);
+  }
+  return true;
+}
+
+// False for a field that must not be forwarded in a trailer section (compared case-insensitively):
+// pseudo-fields (RFC 9113 §8.1); fields that belong to one connection (RFC 9113 §8.2.2:
+// connection, keep-alive, proxy-connection, transfer-encoding, upgrade, te); and, from
+// RFC 9110 §6.5.1 ("fields necessary before the content": RFC 7230 §4.1.2 gave the list), those
+// that frame the message (content-length, transfer-encoding), route it (host), modify the
+// request (cache-control, expect, max-forwards, pragma, range, te, the if-* conditionals),
+// authenticate (authorization, proxy-authorization, www-authenticate, proxy-authenticate,
+// cookie, set-cookie), control the response (age, cache-control, date, expires, location,
+// retry-after, vary, warning) or say how to process the content (content-encoding,
+// content-type, content-range, trailer). Any other field passes.
+bool trailer_field_allowed(std::string_view name);
+
+}  // namespace weir::http

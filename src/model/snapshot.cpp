@@ -72,7 +72,11 @@ SnapshotPtr build_snapshot(config::ConfigPtr cfg, ServerRegistry& registry,
       sr.state = state;
       sr.uid = id;
       if (s.tls) {
-        sr.tls = net::tls::ClientContext::build(*s.tls, s.host, err);
+        std::string_view alpn = b.protocol == config::UpstreamProtocol::H2 ? "\x02h2"
+                                : b.protocol == config::UpstreamProtocol::Auto
+                                    ? "\x02h2\x08http/1.1"
+                                    : "";
+        sr.tls = net::tls::ClientContext::build(*s.tls, s.host, err, alpn);
         if (!sr.tls) {
           errors.push_back("backend " + b.name + " server " + s.name + ": TLS: " + err);
           continue;

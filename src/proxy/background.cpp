@@ -61,7 +61,7 @@ class BackgroundDownstream final : public Downstream {
   void send_interim(const http::ResponseHead&) override {}
   HeadResult send_head(const ResponseOut&) override { return HeadResult::Sent; }
   size_t send_body(std::string_view payload) override { return payload.size(); }
-  bool finish_body() override { return true; }
+  bool finish_body(std::string_view) override { return true; }
   bool upgrade(UpstreamConn*, ServerSlot&) override { return false; }
   void wake() override {
     if (scheduled_) return;

@@ -76,8 +76,12 @@ class BodySink {
   // Payload bytes that fit now (framing room kept aside).
   size_t room() const;
   void put(std::string_view payload);
-  // The body is complete: the chunked terminator. False if there is no room yet.
-  bool finish();
+  // The body is complete: the chunked terminator, carrying `trailers` (field lines, see
+  // http::kMaxTrailerBytes) filtered by http::trailer_field_allowed. Without chunked framing
+  // trailers cannot travel and are dropped. False if there is no room yet.
+  bool finish(std::string_view trailers = {});
+  // finish(trailers) would succeed now. A downstream reports Done only then.
+  bool can_finish(std::string_view trailers) const;
 
  private:
   Buffer& out_;
@@ -110,6 +114,9 @@ class Downstream {
     return BodyRead::Idle;
   }
   virtual void consume_body(size_t) {}
+  // The request's trailer fields as HTTP/1.1 field lines ("Name: value\r\n" each, possibly
+  // none), unfiltered; valid once read_body or body_in_place returned Done.
+  virtual std::string_view request_trailers() const { return {}; }
 
   // An interim answer (100 Continue, 103): HTTP/1.1 relays a bare status line, HTTP/2 sends
   // informational HEADERS.
@@ -123,8 +130,11 @@ class Downstream {
   // The client's socket, when body bytes may go to it unframed and unencrypted straight from the
   // server's socket (splice): HTTP/1.1 over plain TCP, nothing queued before them. Else null.
   virtual net::Stream* splice_target() { return nullptr; }
-  // The whole body was sent. False: no room for the codec's end marker yet.
-  virtual bool finish_body() = 0;
+  // The whole body was sent; `trailers`: the response's trailer fields as HTTP/1.1 field lines
+  // (possibly none), forwarded where the codec can carry them (HTTP/1.1 chunked, HTTP/2), those
+  // http::trailer_field_allowed refuses left out. Pull mode: called before the data source
+  // sees the end, so the stream keeps a copy. False: no room for the codec's end marker yet.
+  virtual bool finish_body(std::string_view trailers) = 0;
   // True if this downstream pulls body bytes itself (HTTP/2: the stream's data source reads the
   // exchange's response body when its window allows) instead of taking send_body() pushes.
   virtual bool pulls_body() const { return false; }

@@ -4,6 +4,8 @@
 #include "proxy/exchange_cache.hpp"
 
 #include <algorithm>
+#include <charconv>
+#include <cmath>
 
 #include "balance/hash.hpp"
 #include "core/log.hpp"
@@ -43,6 +45,8 @@ void Exchange::reset_state(Downstream& ds) {
   tcp_mode_ = false;
   idempotent_ = true;
   want_upgrade_ = false;
+  ws_over_h2_ = false;
+  ws_shut_ = false;
   has_key_hash_ = false;
   key_hash_ = 0;
   fwd_head_.clear();
@@ -63,6 +67,9 @@ void Exchange::reset_state(Downstream& ds) {
   tried_ = {};
   attempts_ = 0;
   retried_stale_ = false;
+  unprocessed_retries_ = 0;
+  grpc_ = false;
+  grpc_status_ = -1;
   last_failure_ = Failure::Refused;
   request_start_ = w_.reactor().now();
   attempt_start_ = {};
@@ -72,6 +79,7 @@ void Exchange::reset_state(Downstream& ds) {
   head_filtered_ = false;
   status_ = 0;
   resp_keep_alive_ = false;
+  resp_trailers_.clear();
   request_id_.clear();
   own_answer_ = false;
   slot_ = ds.client().slot();
@@ -86,6 +94,8 @@ void Exchange::start(Downstream& ds, const http::RequestHead& req) {
                 req.method == http::Method::Put || req.method == http::Method::Delete;
   // Upgrade: h2c is never forwarded; any other Upgrade becomes a tunnel after the server's 101.
   want_upgrade_ = req.upgrade && !http::list_contains(req.upgrade_protocol, "h2c");
+  // An HTTP/2 extended CONNECT (RFC 8441): its body runs until the stream ends, both ways.
+  ws_over_h2_ = want_upgrade_ && req.body == http::BodyKind::UntilClose;
   req_chunked_out_ = req.body == http::BodyKind::Chunked;
   req_done_ = req.body == http::BodyKind::None;
   note_request(req);
@@ -101,6 +111,22 @@ void Exchange::start(Downstream& ds, const http::RequestHead& req) {
   char host_buf[256];
   std::string_view route_host = normalize_host(host, host_buf, sizeof host_buf);
   if (!route_and_filter(req, target, route_host)) return;
+  // HTTP/2 frames the body itself: no chunked framing to build and take apart again (`auto`
+  // may still turn out HTTP/1.1, so it keeps the client's framing).
+  if (req_chunked_out_ && h2_backend()) req_chunked_out_ = false;
+  if (ws_over_h2_) {
+    // RFC 8441: an HTTP/2 stream asking for a WebSocket becomes an HTTP/1.1 Upgrade. HTTP/2
+    // clients send no Sec-WebSocket-Key; the server needs one (its Accept is not passed back).
+    if (backend().cfg->protocol != config::UpstreamProtocol::Http1) {
+      answer(501, "Not Implemented\n");
+      return;
+    }
+    char key[25];
+    websocket_key(w_.random(), w_.random(), key);
+    edits_.set("Sec-WebSocket-Key", std::string_view(key, 24));
+  }
+  response_timeout_ = backend().cfg->timeouts.response;
+  note_grpc(req);
   choose_affinity(req);
   view_->budget(backend_).on_request();
   if (rewrite_) {
@@ -123,7 +149,7 @@ void Exchange::start(Downstream& ds, const http::RequestHead& req) {
     target = rewritten_;
   }
   if (!build_forward_head(req, target, host, route_host)) return;
-  if (!req_done_) {
+  if (!req_done_ && !ws_over_h2_) {
     // request_buffering (the route's, else the backend's): the body first, then a server.
     const auto& route_rb = route_buffering_;
     const auto& rb = route_rb ? route_rb : backend().cfg->request_buffering;
@@ -190,6 +216,130 @@ void Exchange::note_request_facts(const http::RequestHead& req) {
     if (!accept_encoding_.empty()) accept_encoding_.append(", ");
     accept_encoding_.append(h.value);
   }
+}
+
+// 16 random bytes in base64 (RFC 6455 4.1): 24 characters into `out`.
+void Exchange::websocket_key(uint64_t a, uint64_t b, char* out) {
+  static constexpr char kB64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  uint8_t raw[18] = {};
+  for (int i = 0; i < 8; ++i) {
+    raw[i] = static_cast<uint8_t>(a >> (8 * i));
+    raw[8 + i] = static_cast<uint8_t>(b >> (8 * i));
+  }
+  for (int i = 0; i < 6; ++i) {
+    uint32_t v = (uint32_t{raw[3 * i]} << 16) | (uint32_t{raw[3 * i + 1]} << 8) | raw[3 * i + 2];
+    for (int k = 0; k < 4; ++k)
+      out[4 * i + k] = kB64[(v >> (18 - 6 * k)) & 63];
+  }
+  out[22] = out[23] = '=';  // 16 bytes: the last group holds one byte
+  out[24] = 0;
+}
+
+// gRPC (RFC-less, grpc/doc/PROTOCOL-HTTP2.md): a request whose content-type is application/grpc
+// or application/grpc+FORMAT. Its grpc-timeout (1-8 digits and a unit: H M S m u n) bounds the
+// response timeout.
+void Exchange::note_grpc(const http::RequestHead& req) {
+  for (const auto& h : req.headers) {
+    if (http::iequals(h.name, "content-type")) {
+      std::string_view v = h.value;
+      grpc_ = v.size() >= 16 && http::iequals(v.substr(0, 16), "application/grpc") &&
+              (v.size() == 16 || v[16] == '+' || v[16] == ';');
+    } else if (http::iequals(h.name, "grpc-timeout")) {
+      std::string_view v = h.value;
+      if (v.size() < 2 || v.size() > 9) continue;
+      uint64_t n = 0;
+      bool digits = true;
+      for (char c : v.substr(0, v.size() - 1)) {
+        if (c < '0' || c > '9') digits = false;
+        n = n * 10 + static_cast<uint64_t>(c - '0');
+      }
+      if (!digits) continue;
+      double ms;
+      switch (v.back()) {
+        case 'H':
+          ms = static_cast<double>(n) * 3600e3;
+          break;
+        case 'M':
+          ms = static_cast<double>(n) * 60e3;
+          break;
+        case 'S':
+          ms = static_cast<double>(n) * 1e3;
+          break;
+        case 'm':
+          ms = static_cast<double>(n);
+          break;
+        case 'u':
+          ms = static_cast<double>(n) / 1e3;
+          break;
+        case 'n':
+          ms = static_cast<double>(n) / 1e6;
+          break;
+        default:
+          continue;
+      }
+      auto t = Millis(std::max<int64_t>(1, static_cast<int64_t>(std::ceil(ms))));
+      if (t < response_timeout_) response_timeout_ = t;
+    }
+  }
+}
+
+// grpc-status from field lines ("Name: value\r\n" each: the trailers).
+void Exchange::note_grpc_status(std::string_view text) {
+  size_t at = 0;
+  while (at < text.size()) {
+    size_t eol = text.find('\n', at);
+    std::string_view line = text.substr(at, eol == std::string_view::npos ? text.npos : eol - at);
+    at = eol == std::string_view::npos ? text.size() : eol + 1;
+    if (line.size() > 12 && http::iequals(line.substr(0, 12), "grpc-status:")) {
+      std::string_view v = line.substr(12);
+      while (!v.empty() && (v.front() == ' ' || v.front() == '\t'))
+        v.remove_prefix(1);
+      while (!v.empty() && (v.back() == '\r' || v.back() == ' ' || v.back() == '\t'))
+        v.remove_suffix(1);
+      int code = 0;
+      auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), code);
+      if (ec == std::errc() && p == v.data() + v.size() && code >= 0 && code <= 255)
+        grpc_status_ = static_cast<int16_t>(code);
+      return;
+    }
+  }
+}
+
+// weir's own error to a gRPC client: a trailers-only answer (HTTP 200, the status in
+// grpc-status), so the client sees a gRPC status rather than an HTTP one it must guess from
+// (the mapping of grpc/doc/http-grpc-status-mapping.md, with timeouts as DEADLINE_EXCEEDED).
+void Exchange::grpc_answer(uint16_t& status, std::string_view& body,
+                           std::string_view& content_type) {
+  uint8_t code;
+  bool timeout = status == 504 || status == 408;
+  switch (status) {
+    case 400:
+      code = 13;
+      break;  // INTERNAL
+    case 401:
+      code = 16;
+      break;  // UNAUTHENTICATED
+    case 403:
+      code = 7;
+      break;  // PERMISSION_DENIED
+    case 404:
+      code = 12;
+      break;  // UNIMPLEMENTED
+    case 429:
+    case 502:
+    case 503:
+      code = 14;
+      break;  // UNAVAILABLE
+    default:
+      code = timeout ? 4 : 2;  // DEADLINE_EXCEEDED, UNKNOWN
+  }
+  std::string_view message = http::reason_phrase(status);
+  edits_.set("grpc-status", std::to_string(code));
+  edits_.set("grpc-message", message);
+  grpc_status_ = code;
+  status = 200;
+  body = {};
+  content_type = "application/grpc";
 }
 
 void Exchange::start_tcp(Downstream& ds, BackendId backend) {
@@ -328,6 +478,7 @@ void Exchange::answer(uint16_t status, std::string_view body, bool close,
     ds_->exchange_done(false, true);
     return;
   }
+  if (grpc_ && status >= 400) grpc_answer(status, body, content_type);
   if (!own_answer_ && status >= 400) {
     const auto& pages = listener().error_pages;
     if (auto it = pages.find(status); it != pages.end()) {
@@ -361,7 +512,12 @@ void Exchange::answer(uint16_t status, std::string_view body, bool close,
 void Exchange::count(uint16_t status) {
   const ViewPtr& v = view_ ? view_ : w_.view();
   size_t li = v->slot_listener[ds_->client().slot()];
-  v->counts(li, backend_.as_int())->add(status);
+  if (grpc_ && grpc_status_ < 0 && !resp_trailers_.empty()) note_grpc_status(resp_trailers_);
+  if (grpc_ && grpc_status_ >= 0) {
+    v->counts(li, backend_.as_int())->add_grpc(status, static_cast<uint8_t>(grpc_status_));
+  } else {
+    v->counts(li, backend_.as_int())->add(status);
+  }
   if (request_start_ != TimePoint{}) {
     auto elapsed = w_.reactor().refresh_now() - request_start_;
     w_.stats().latency.observe(std::chrono::duration<double>(elapsed).count());
@@ -398,7 +554,7 @@ void Exchange::arm(TimerKind kind, Millis after) {
 // heap moves only when it fires early (no heap update per read or write).
 void Exchange::touch_response_timer() {
   timer_kind_ = TimerKind::Response;
-  timer_.set(w_.reactor().timers(), w_.reactor().now() + backend().cfg->timeouts.response);
+  timer_.set(w_.reactor().timers(), w_.reactor().now() + response_timeout_);
 }
 
 void Exchange::touch_body_timer() {

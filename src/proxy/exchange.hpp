@@ -94,8 +94,9 @@ class Exchange final : public UpstreamOwner {
   };
   // Refused: connect or TLS handshake failed. ConnectTimeout: no connection in time.
   // Reset: closed or reset before any response byte. Timeout: no response in time.
-  // Garbage: a response weir cannot use.
-  enum class Failure : uint8_t { Refused, ConnectTimeout, Reset, Timeout, Garbage };
+  // Garbage: a response weir cannot use. Unprocessed: an HTTP/2 server refused the stream
+  // (REFUSED_STREAM, or GOAWAY before it): it never saw the request.
+  enum class Failure : uint8_t { Refused, ConnectTimeout, Reset, Timeout, Garbage, Unprocessed };
   // Body: the client's inactivity while its request body is incomplete (timeouts.body, 408);
   // Response: the server's, once the request is all sent or while the server is not reading.
   enum class TimerKind : uint8_t { None, Connect, Response, Queue, Body, Coalesce };
@@ -105,6 +106,10 @@ class Exchange final : public UpstreamOwner {
   bool admit(const http::RequestHead& req);  // client_limits.rate; false: answered 429
   void note_request_id(const http::RequestHead& req);
   void note_request_facts(const http::RequestHead& req);  // for the body filters
+  void note_grpc(const http::RequestHead& req);           // gRPC: its deadline
+  static void websocket_key(uint64_t a, uint64_t b, char* out);
+  void note_grpc_status(std::string_view field_lines);
+  void grpc_answer(uint16_t& status, std::string_view& body, std::string_view& content_type);
   // exchange_log.cpp
   void begin_log(Downstream& ds);
   void note_request(const http::RequestHead& req);  // the log's copy of the request line
@@ -216,6 +221,10 @@ class Exchange final : public UpstreamOwner {
   void response_done();
   void on_connected();
   bool send_proxy_header();
+  // HTTP/2 servers (upstream_h2.hpp): the stream's connection came up or failed; the head.
+  bool h2_connect_state();
+  bool h2_response_head();
+  bool h2_backend() const;
 
   Worker& w_;
   Downstream* ds_ = nullptr;
@@ -233,6 +242,8 @@ class Exchange final : public UpstreamOwner {
   bool tcp_mode_ = false;
   bool idempotent_ = true;
   bool want_upgrade_ = false;
+  bool ws_over_h2_ = false;  // RFC 8441: an HTTP/2 stream's WebSocket, to an HTTP/1.1 server
+  bool ws_shut_ = false;     // ... whose client ended its side: the server's half-closed
   bool has_key_hash_ = false;
   uint64_t key_hash_ = 0;
   std::string fwd_head_;  // the forwarded head, kept for retries (capacity kept in the pool)
@@ -289,6 +300,12 @@ class Exchange final : public UpstreamOwner {
   balance::TriedSet tried_;
   uint32_t attempts_ = 0;
   bool retried_stale_ = false;
+  uint8_t unprocessed_retries_ = 0;  // streams an HTTP/2 server refused, sent again
+  // gRPC (content-type application/grpc*): its status, once known (-1: not yet), for
+  // weir_requests_total's grpc_status label; weir's own errors are answered in gRPC's terms.
+  bool grpc_ = false;
+  int16_t grpc_status_ = -1;
+  Millis response_timeout_{0};  // the backend's, or the request's grpc-timeout if shorter
   Failure last_failure_ = Failure::Refused;
   TimePoint request_start_{};
   TimePoint attempt_start_{};
@@ -305,6 +322,10 @@ class Exchange final : public UpstreamOwner {
   std::unique_ptr<BodyFilter> body_filter_;  // a filter transforms this response's body
   Buffer filtered_;                          // its output not yet taken by the client (a block)
   bool filter_done_ = false;                 // every output byte is in filtered_
+  // The response's trailer fields, as HTTP/1.1 field lines ("Name: value\r\n" each, at most
+  // 16 KiB): from the server's chunked trailer section or its HTTP/2 trailing HEADERS. Cleared
+  // at each attempt; handed to Downstream::finish_body at the end of the body.
+  std::string resp_trailers_;
   // weir's answer with a body of its own, sent as the client takes it: a `static` route's
   // file (`file_left_` bytes of `file_fd_`, owned, from `file_offset_`) or a stored response
   // (`mem_`, the rest of `mem_entry_`'s body).

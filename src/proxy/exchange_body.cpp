@@ -3,7 +3,9 @@
 // server's buffer (HTTP/1.1), pulled by the stream's data source (HTTP/2), or through a body
 // filter's bounded output buffer. Whatever the path, only what the client side took is
 // consumed from the server's buffer, and a server that ends before its body does is never
-// passed off as a whole response.
+// passed off as a whole response. A chunked body's trailer section is collected in
+// resp_trailers_ as the decoder hands it out (only what is committed) and goes to
+// Downstream::finish_body with the end of the body.
 #include <cerrno>
 #include <cstring>
 
@@ -32,6 +34,7 @@ bool Exchange::push_body() {
     cache_tee(st.payload.substr(0, taken));
     if (taken == st.payload.size()) {
       resp_body_ = probe;
+      resp_trailers_.append(st.trailer);  // bounded by the decoder (max_trailer_bytes)
       us.in.consume(st.consumed);
       if (st.consumed == 0) break;
       progress = true;
@@ -55,7 +58,7 @@ bool Exchange::push_body() {
     }
   }
   if (resp_body_.done()) {
-    if (!ds_->finish_body()) return progress;
+    if (!ds_->finish_body(resp_trailers_)) return progress;
     response_done();
     return true;
   }
@@ -174,6 +177,7 @@ ssize_t Exchange::pull_body(char* buf, size_t len, bool& eof) {
       ds_->wake();
     }
     if (filter_done_ && filtered_.empty()) {
+      ds_->finish_body(resp_trailers_);  // the stream keeps a copy: the exchange goes now
       eof = true;
       response_done();
     } else if (n == 0 && check_truncated()) {
@@ -205,6 +209,7 @@ ssize_t Exchange::pull_body(char* buf, size_t len, bool& eof) {
       return -1;
     }
     if (!st.payload.empty()) std::memcpy(buf + n, st.payload.data(), st.payload.size());
+    resp_trailers_.append(st.trailer);
     cache_tee(st.payload);
     n += st.payload.size();
     us.in.consume(st.consumed);
@@ -226,6 +231,7 @@ ssize_t Exchange::pull_body(char* buf, size_t len, bool& eof) {
     return -1;
   }
   if (resp_body_.done()) {
+    ds_->finish_body(resp_trailers_);  // the stream keeps a copy: the exchange goes now
     eof = true;
     response_done();
   }
@@ -248,6 +254,7 @@ Exchange::Feed Exchange::feed_filter() {
     cache_tee(st.payload.substr(0, fs.used));
     if (fs.used == st.payload.size()) {
       resp_body_ = probe;
+      resp_trailers_.append(st.trailer);
       us.in.consume(st.consumed);
       return st.consumed > 0 || filtered_.size() != before ? Feed::Moved : Feed::Idle;
     }
@@ -293,7 +300,7 @@ bool Exchange::push_filtered() {
   }
   if (progress) touch_response_timer();
   if (filter_done_ && filtered_.empty()) {
-    if (!ds_->finish_body()) return progress;
+    if (!ds_->finish_body(resp_trailers_)) return progress;
     response_done();
     return true;
   }

@@ -1,6 +1,7 @@
 // The bytes of an exchange over the HTTP/1.1 upstream codec: connect events, request head and
 // body up (with backpressure), the response head through the filters to the downstream. The
 // response body paths are in exchange_body.cpp.
+#include <sys/socket.h>
 #include <sys/uio.h>
 
 #include <cerrno>
@@ -23,6 +24,12 @@ constexpr size_t kHeadStep = 4096;
 
 void Exchange::on_upstream_event(uint32_t events) {
   if (!up_) return;
+  if (up_->h2) {
+    // An HTTP/2 stream's news (connection up, head, data, end): looked at in the next pump,
+    // never from inside the server session's callbacks.
+    ds_->wake();
+    return;
+  }
   up_->stream.note_events(events);
   if (up_->connecting) {
     if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) return;
@@ -73,8 +80,11 @@ bool Exchange::pump() {
   if (phase_ == Phase::Buffering) return buffer_body();
   if (phase_ != Phase::Upstream && phase_ != Phase::Streaming) return false;
   if (sending_local_) return pump_local_body();
+  if (up_ && up_->h2 && up_->connecting) return h2_connect_state();
   bool progress = pump_request();
   if (phase_ == Phase::Upstream || phase_ == Phase::Streaming) progress |= pump_response();
+  // HTTP/2: the window of what the client took opens again.
+  if (up_ && up_->h2) up_->h2->sync_consumed();
   if (up_ && waiting_for_client()) {
     // A slow request body: the server connection's empty buffers go back to the pool until
     // more of it comes (or the response starts).
@@ -89,6 +99,14 @@ bool Exchange::pump() {
 bool Exchange::flush_upstream(std::string_view in_place, size_t* in_place_taken) {
   auto& us = up_->stream;
   if (in_place_taken) *in_place_taken = 0;
+  if (up_->h2) {
+    // HTTP/2: the head becomes a HEADERS frame once; the body leaves `out` by the stream's
+    // data source, as the server's window allows.
+    bool moved = up_->h2->flush(fwd_head_, req_chunked_out_, req_done_,
+                                req_done_ ? ds_->request_trailers() : std::string_view{});
+    if (up_->h2->submitted()) head_sent_ = fwd_head_.size();
+    return moved;
+  }
   if (us.write_failed || !us.writable) return false;
   if (us.transport) {
     if (head_sent_ >= fwd_head_.size()) return us.flush();
@@ -173,7 +191,8 @@ bool Exchange::pump_request() {
         break;
       case BodyRead::Done:
         req_bytes_consumed_ = progress = true;
-        req_done_ = body_read_done_ = sink.finish();  // the chunked terminator, once it fits
+        // The chunked terminator (with the request's trailers), once it fits.
+        req_done_ = body_read_done_ = sink.finish(ds_->request_trailers());
         break;
       case BodyRead::Error:
         log::debug("client {}: bad request body", ds_->client().ip);
@@ -204,6 +223,14 @@ bool Exchange::pump_request() {
     }
   }
   if (progress && phase_ == Phase::Upstream) touch_wait_timer();
+  if (ws_over_h2_ && req_done_ && !ws_shut_ && phase_ == Phase::Streaming && us.out.empty()) {
+    // The WebSocket client ended its stream: the server sees its side end (as a tunnel's
+    // half-close), answers with its own end, and the stream ends both ways.
+    ws_shut_ = true;
+    if (us.transport) us.transport->shutdown(us.fd);
+    ::shutdown(us.fd, SHUT_WR);
+    progress = true;
+  }
   return progress;
 }
 
@@ -218,7 +245,8 @@ bool Exchange::pump_response() {
   // in small steps so a stalled stream does not hold a whole block of body bytes.
   auto& in = up_->stream.in;
   bool small = phase_ == Phase::Upstream && ds_->pulls_body() && in.size() < 16 * 1024;
-  bool progress = up_->stream.fill(small ? kHeadStep : SIZE_MAX);
+  // An HTTP/2 stream's bytes are put in `in` by its session.
+  bool progress = !up_->h2 && up_->stream.fill(small ? kHeadStep : SIZE_MAX);
   if (phase_ == Phase::Upstream) {
     if (!handle_response_head()) return progress;
     // The head may have failed instead: a retry then runs on another connection, or an error
@@ -235,6 +263,11 @@ bool Exchange::pump_response() {
     if (us.in.empty() && !body_filter_ &&
         (kind == http::BodyKind::ContentLength || kind == http::BodyKind::UntilClose))
       w_.buffers().release(us.in);
+    if (kind == http::BodyKind::None) {
+      // No body, so no data source will ever pull: the exchange ends here.
+      response_done();
+      return true;
+    }
     if (!us.in.empty() || us.readable || us.eof || us.failed) ds_->body_available();
     return progress;
   }
@@ -242,6 +275,7 @@ bool Exchange::pump_response() {
 }
 
 bool Exchange::handle_response_head() {
+  if (up_->h2) return h2_response_head();
   auto& us = up_->stream;
   for (;;) {
     if (us.in.empty()) {
@@ -289,11 +323,14 @@ bool Exchange::send_response_head(const http::ResponseHead& resp, size_t head_le
     log_.bytes_out += head_len;
   }
   if (caching_ && !head_filtered_ && cache_on_head(resp, head_len)) return true;
+  // RFC 8441: the server's 101 is the HTTP/2 client's 200, and the WebSocket's bytes are the
+  // stream's DATA both ways until either side ends.
+  const bool h2_tunnel = resp.status == 101 && ws_over_h2_;
   ResponseOut head;
-  head.status = resp.status;
+  head.status = h2_tunnel ? 200 : resp.status;
   head.reason = resp.reason;
   head.fields = resp.headers;
-  head.body = resp.body;
+  head.body = h2_tunnel ? http::BodyKind::UntilClose : resp.body;
   head.content_length = resp.content_length;
   head.edits = &edits_;
   if (!head_filtered_) {
@@ -306,6 +343,7 @@ bool Exchange::send_response_head(const http::ResponseHead& resp, size_t head_le
       b.sticky->cookie_value(server_.as_int(), ds_->client().tls, cookie);
       edits_.add("Set-Cookie", cookie);
     }
+    if (h2_tunnel) edits_.remove("Sec-WebSocket-Accept");
     filters_->on_response(head);
     if (!request_id_.empty()) edits_.set(listener().request_id, request_id_);
     if (caching_) cache_edit_response(edits_, resp.status);
@@ -344,6 +382,23 @@ bool Exchange::send_response_head(const http::ResponseHead& resp, size_t head_le
   view_->balancer(backend_).on_response(server_.as_int(), secs);
   status_ = resp.status;
   resp_keep_alive_ = resp.keep_alive;
+  if (grpc_) {
+    // A trailers-only answer carries its gRPC status in the head.
+    for (const auto& h : resp.headers) {
+      if (!http::iequals(h.name, "grpc-status")) continue;
+      int code = 0;
+      auto [p, ec] = std::from_chars(h.value.data(), h.value.data() + h.value.size(), code);
+      if (ec == std::errc() && p == h.value.data() + h.value.size() && code >= 0 && code < 256)
+        grpc_status_ = static_cast<int16_t>(code);
+    }
+  }
+  if (h2_tunnel) {
+    status_ = 200;
+    response_timeout_ = listener().timeouts.idle;  // a tunnel's idle time, not a response's
+    resp_body_.reset(http::BodyKind::UntilClose, 0);
+    touch_response_timer();
+    return true;
+  }
   if (resp.status == 101) {
     count(101);
     hand_over();
@@ -376,11 +431,73 @@ void Exchange::response_done() {
   cache_commit();
   drop_body_state();
   auto& us = up_->stream;
-  bool reusable = resp_keep_alive_ && req_done_ && head_sent_ >= fwd_head_.size() &&
-                  us.out.empty() && us.in.empty() && !us.eof && !us.failed && !us.write_failed;
+  // HTTP/2: "reusable" means the stream ended cleanly (no RST_STREAM to send).
+  bool reusable = up_->h2 ? req_done_ && us.out.empty() && !us.failed
+                          : resp_keep_alive_ && req_done_ && head_sent_ >= fwd_head_.size() &&
+                                us.out.empty() && us.in.empty() && !us.eof && !us.failed &&
+                                !us.write_failed;
   release_upstream(reusable);
   count(status_);
   finish(true);
+}
+
+}  // namespace weir::proxy
+
+namespace weir::proxy {
+
+bool Exchange::h2_backend() const {
+  auto p = backend().cfg->protocol;
+  return p == config::UpstreamProtocol::H2 || p == config::UpstreamProtocol::H2c;
+}
+
+// An HTTP/2 stream waiting for its connection: up (the request may go), or failed.
+bool Exchange::h2_connect_state() {
+  H2Channel& ch = *up_->h2;
+  if (ch.ready()) {
+    on_connected();
+    return true;
+  }
+  if (ch.refused()) {
+    upstream_failed(Failure::Unprocessed);  // `auto` found HTTP/1.1: again, that way
+    return true;
+  }
+  if (ch.connect_failed()) {
+    upstream_failed(Failure::Refused);
+    return true;
+  }
+  return false;
+}
+
+// The server's head came as HTTP/2 fields: 1xx heads first, then the final one, made into the
+// head an HTTP/1.1 server's bytes would have parsed into.
+bool Exchange::h2_response_head() {
+  H2Channel& ch = *up_->h2;
+  auto& us = up_->stream;
+  while (ch.has_interim()) {
+    http::ResponseHead r;
+    ch.interim(r, w_.scratch_headers());
+    if (r.status != 101) ds_->send_interim(r);
+    ch.pop_interim();
+  }
+  if (!ch.head_ready()) {
+    if (ch.refused()) {
+      upstream_failed(Failure::Unprocessed);
+      return true;
+    }
+    if (us.failed || us.eof) {
+      upstream_failed(resp_bytes_ ? Failure::Garbage : Failure::Reset);
+      return true;
+    }
+    return false;
+  }
+  resp_bytes_ = true;
+  http::ResponseHead resp;
+  if (!ch.head(resp, w_.scratch_headers(), method_, ds_->pulls_body())) {
+    log::debug("HTTP/2 server sent more header fields than limits.max_headers");
+    upstream_failed(Failure::Garbage);
+    return true;
+  }
+  return send_response_head(resp, 0);
 }
 
 }  // namespace weir::proxy

@@ -71,6 +71,7 @@ Termination Exchange::termination_for(uint16_t status) const {
     case 504:
       switch (last_failure_) {
         case Failure::Refused:
+        case Failure::Unprocessed:
           return Termination::UpstreamRefused;
         case Failure::ConnectTimeout:
         case Failure::Timeout:

@@ -148,6 +148,20 @@ void Exchange::use_server(ServerId id, bool allow_pooled) {
   if (counts.size() <= srv.uid) counts.resize(srv.uid + 1);
   ++counts[srv.uid];
 
+  const auto proto = b.cfg->protocol;
+  if (proto != config::UpstreamProtocol::Http1 && !tcp_mode_ &&
+      !(proto == config::UpstreamProtocol::Auto && w_.h2pool().speaks_http1(srv.uid))) {
+    // HTTP/2: a stream on a pooled connection (a new connection when none has room).
+    bool fresh = false;
+    UpstreamConn* up = w_.h2pool().open(srv, proto, fresh);
+    if (!up) {
+      upstream_failed(Failure::Refused);
+      return;
+    }
+    ++(fresh ? w_.stats().upstream_connects : w_.stats().upstream_reuses);
+    attach_upstream(up, up->connecting);
+    return;
+  }
   UpstreamConn* up = allow_pooled ? w_.pool().take(srv.uid) : nullptr;
   if (up) {
     ++w_.stats().upstream_reuses;
@@ -180,7 +194,9 @@ void Exchange::attach_upstream(UpstreamConn* up, bool fresh) {
   replay_sent_ = 0;
   if (replay) req_done_ = false;  // done again once the copy is all in the server's buffer
   body_in_place_ = !replay && !req_done_ && !req_chunked_out_ && ds_->has_body_in_place() &&
-                   !up->stream.transport;
+                   !up->stream.transport && !up->h2;
+  resp_trailers_.clear();
+  if (up->h2) up->h2->set_trailer_sink(&resp_trailers_);
   if (replay || (!req_done_ && !body_in_place_)) w_.buffers().acquire(up->stream.out);
   up->stream.out.clear();
   head_sent_ = 0;
@@ -218,6 +234,12 @@ void Exchange::release_upstream(bool reusable) {
   UpstreamConn* up = up_;
   up_ = nullptr;
   up->owner = nullptr;
+  if (up->h2) {
+    // A stream, not a connection: ended (RST_STREAM if it has not ended both ways).
+    up->h2->release(reusable);
+    up->close();
+    return;
+  }
   // A connection that began with a PROXY header names its client: no one else may use it.
   if (reusable && backend_.valid() && view_ &&
       backend().cfg->send_proxy_protocol != config::ProxyProtocolVersion::Off)
@@ -236,15 +258,17 @@ void Exchange::upstream_failed(Failure why) {
   ServerId server = server_;
   const BackendRuntime& b = backend();
   if (server.valid()) {
-    static constexpr std::string_view kReasons[] = {
-        "connection refused", "connect timeout", "connection reset", "timeout", "invalid response"};
+    static constexpr std::string_view kReasons[] = {"connection refused", "connect timeout",
+                                                    "connection reset",   "timeout",
+                                                    "invalid response",   "stream refused"};
     std::string_view reason = kReasons[static_cast<size_t>(why)];
     // A pooled connection the server closed while idle says nothing about the server's health;
     // a fresh one that fails before any response byte says it cannot be reached.
     if (why == Failure::Refused || why == Failure::ConnectTimeout ||
         (why == Failure::Reset && !reused))
       health::connect_failure(b, server.index(), reason);
-    if (!(reused && why == Failure::Reset)) health::passive_failure(b, server.index(), reason);
+    if (!(reused && why == Failure::Reset) && why != Failure::Unprocessed)
+      health::passive_failure(b, server.index(), reason);
   }
   release_upstream(false);
   if (phase_ == Phase::Streaming) {
@@ -267,11 +291,24 @@ void Exchange::upstream_failed(Failure why) {
     }
     return;
   }
+  if (replayable && why == Failure::Unprocessed && unprocessed_retries_ < 3) {
+    // An HTTP/2 server refused the stream or was going away (GOAWAY): it never processed the
+    // request, so it goes again at once, on a new connection, without spending `retries`.
+    ++unprocessed_retries_;
+    ++w_.stats().retries_unseen;
+    if (b.has(server) && b.state(server).in_rotation()) {
+      use_server(server, true);
+    } else {
+      --attempts_;
+      start_attempt();
+    }
+    return;
+  }
   // Connect-level failures: no server saw the request, any method may go elsewhere, bounded by
   // `retries` alone. Otherwise the server may have seen it: idempotent requests only, within
   // the retry budget too.
-  bool unseen =
-      why == Failure::Refused || why == Failure::ConnectTimeout || (why == Failure::Reset && !sent);
+  bool unseen = why == Failure::Refused || why == Failure::ConnectTimeout ||
+                why == Failure::Unprocessed || (why == Failure::Reset && !sent);
   if (replayable && (unseen || idempotent_) && attempts_ <= b.cfg->retries) {
     if (unseen) {
       ++w_.stats().retries_unseen;
@@ -316,7 +353,7 @@ bool Exchange::buffer_body() {
     r = ds_->read_body(sink);
     log_.bytes_in += sink.taken();
     if (r == BodyRead::Error || r == BodyRead::Gone) break;
-    if (r == BodyRead::Done) body_read_done_ = sink.finish();
+    if (r == BodyRead::Done) body_read_done_ = sink.finish(ds_->request_trailers());
     if (!staging.empty()) {
       req_bytes_consumed_ = progress = true;
       replay_body_.append(staging.readable());

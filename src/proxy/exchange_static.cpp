@@ -241,7 +241,7 @@ bool Exchange::pump_local_body() {
   }
   if (progress) touch_local_body_timer();
   if (file_left_ == 0 && mem_.empty() && filtered_.empty() && (!body_filter_ || filter_done_)) {
-    if (!ds_->finish_body()) return progress;
+    if (!ds_->finish_body({})) return progress;
     local_body_done();
     return true;
   }

@@ -3,6 +3,7 @@
 #include <charconv>
 
 #include "core/log.hpp"
+#include "http/fields.hpp"
 #include "http/status.hpp"
 #include "net/tls/tls.hpp"
 #include "proxy/exchange.hpp"
@@ -26,6 +27,38 @@ void append_chunk(Buffer& out, std::string_view payload) {
   out.append("\r\n");
 }
 
+// Bytes of the trailer fields that may be forwarded, as the last chunk carries them. A section
+// that cannot fit `out` even empty is dropped rather than waited for forever (only near 16 KiB
+// with the smallest buffer_size): 0.
+size_t forwarded_trailer_bytes(const Buffer& out, std::string_view trailers) {
+  size_t size = 0;
+  http::for_each_field_line(trailers, [&](std::string_view name, std::string_view value) {
+    if (http::trailer_field_allowed(name)) size += name.size() + value.size() + 4;
+  });
+  return size + 5 > out.capacity() ? 0 : size;
+}
+
+// The last chunk: "0\r\n", the trailer fields that may be forwarded, the final CRLF; all at
+// once or nothing (false: no room yet).
+bool append_last_chunk(Buffer& out, std::string_view trailers) {
+  size_t size = forwarded_trailer_bytes(out, trailers);
+  if (size == 0 && !trailers.empty())
+    log::debug("{} bytes of trailers dropped (no field allowed, or too large)", trailers.size());
+  if (out.free_space() < size + 5) return false;
+  out.append("0\r\n");
+  if (size > 0) {
+    http::for_each_field_line(trailers, [&](std::string_view name, std::string_view value) {
+      if (!http::trailer_field_allowed(name)) return;
+      out.append(name);
+      out.append(": ");
+      out.append(value);
+      out.append("\r\n");
+    });
+  }
+  out.append("\r\n");
+  return true;
+}
+
 }  // namespace
 
 size_t BodySink::room() const {
@@ -42,11 +75,13 @@ void BodySink::put(std::string_view payload) {
     out_.append(payload);
 }
 
-bool BodySink::finish() {
-  if (!chunked_) return true;
-  if (out_.free_space() < 5) return false;
-  out_.append("0\r\n\r\n");
-  return true;
+bool BodySink::can_finish(std::string_view trailers) const {
+  return !chunked_ || out_.free_space() >= forwarded_trailer_bytes(out_, trailers) + 5;
+}
+
+bool BodySink::finish(std::string_view trailers) {
+  if (!chunked_) return true;  // Content-Length framing: no place for trailers
+  return append_last_chunk(out_, trailers);
 }
 
 H1Connection::H1Connection(Worker& w, int fd, ClientOrigin origin)
@@ -201,6 +236,7 @@ bool H1Connection::handle_head() {
   version_minor_ = req.version_minor;
   keep_alive_ = req.keep_alive && !draining_ && !w_.draining();
   req_body_.reset(req.body, req.content_length);
+  req_trailers_.clear();
   cancel_timer();
   timer_kind_ = TimerKind::None;
   phase_ = Phase::Exchange;
@@ -227,12 +263,15 @@ BodyRead H1Connection::read_body(BodySink& sink) {
     auto st = req_body_.decode(avail);
     if (st.status == http::BodyDecoder::Status::Error) return BodyRead::Error;
     if (!st.payload.empty()) sink.put(st.payload);
+    req_trailers_.append(st.trailer);  // the decoder bounds it (max_trailer_bytes)
     io_.in.consume(st.consumed);
     if (st.consumed == 0) break;
     moved = true;
   }
-  if (req_body_.done()) return BodyRead::Done;
-  if (io_.in.empty() && io_.eof) return BodyRead::Gone;
+  // Done once the last chunk fits too: the exchange calls BodySink::finish right after Done, and
+  // again at once when it fails (a busy loop while the server does not read).
+  if (req_body_.done() && sink.can_finish(req_trailers_)) return BodyRead::Done;
+  if (!req_body_.done() && io_.in.empty() && io_.eof) return BodyRead::Gone;
   return moved ? BodyRead::Progress : BodyRead::Idle;
 }
 
@@ -301,12 +340,11 @@ net::Stream* H1Connection::splice_target() {
   return &io_;
 }
 
-bool H1Connection::finish_body() {
+bool H1Connection::finish_body(std::string_view trailers) {
   buffers().acquire(io_.out);
+  // Content-Length or close framing: no place for trailers.
   if (framing_ != OutFraming::Chunked) return true;
-  if (io_.out.free_space() < 5) return false;
-  io_.out.append("0\r\n\r\n");
-  return true;
+  return append_last_chunk(io_.out, trailers);
 }
 
 bool H1Connection::upgrade(UpstreamConn* up, ServerSlot& slot) {
@@ -319,6 +357,7 @@ bool H1Connection::upgrade(UpstreamConn* up, ServerSlot& slot) {
 void H1Connection::exchange_done(bool response_complete, bool request_complete) {
   w_.exchanges().give_back_later(ex_);
   ex_ = nullptr;
+  if (!req_trailers_.empty()) std::string().swap(req_trailers_);  // rare: no capacity kept
   if (phase_ == Phase::Tunnel) {
     schedule_turn();  // bytes may wait on both sides already
     return;

@@ -7,6 +7,7 @@
 // HTTP/1.1 framing both ways) → Head again on keep-alive, or Tunnel after a 101. Closing,
 // lingering, turns and buffers are the driver's (net::Connection).
 #include <memory>
+#include <string>
 
 #include "http/body_decoder.hpp"
 #include "proxy/client_conn.hpp"
@@ -28,11 +29,12 @@ class H1Connection final : public ClientConn, public Downstream {
   // Downstream
   const ClientInfo& client() const override { return client_; }
   BodyRead read_body(BodySink& sink) override;
+  std::string_view request_trailers() const override { return req_trailers_; }
   void send_interim(const http::ResponseHead& head) override;
   HeadResult send_head(const ResponseOut& head) override;
   size_t send_body(std::string_view payload) override;
   net::Stream* splice_target() override;
-  bool finish_body() override;
+  bool finish_body(std::string_view trailers) override;
   void wake() override { run(); }
   bool upgrade(UpstreamConn* up, ServerSlot& slot) override;
   void exchange_done(bool response_complete, bool request_complete) override;
@@ -65,6 +67,7 @@ class H1Connection final : public ClientConn, public Downstream {
   Exchange* ex_ = nullptr;
   std::unique_ptr<Tunnel> tunnel_;
   http::BodyDecoder req_body_;  // the request body's framing (the current request)
+  std::string req_trailers_;    // its chunked trailer section, as the decoder handed it out
 };
 
 }  // namespace weir::proxy

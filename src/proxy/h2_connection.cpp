@@ -55,9 +55,14 @@ struct H2Callbacks {
                        size_t namelen, const uint8_t* value, size_t valuelen, uint8_t, void* user) {
     if (f->hd.type != NGHTTP2_HEADERS) return 0;
     H2Stream* st = C(user).find(f->hd.stream_id);
-    if (!st || st->head_done()) return 0;  // trailers are not forwarded
-    st->add_field(std::string_view(reinterpret_cast<const char*>(name), namelen),
-                  std::string_view(reinterpret_cast<const char*>(value), valuelen));
+    if (!st) return 0;
+    std::string_view n(reinterpret_cast<const char*>(name), namelen);
+    std::string_view v(reinterpret_cast<const char*>(value), valuelen);
+    if (!st->head_done()) {
+      st->add_field(n, v);
+    } else if (f->headers.cat == NGHTTP2_HCAT_HEADERS) {
+      st->add_trailer(n, v);  // trailers (nghttp2 rejects the block without END_STREAM)
+    }
     return 0;
   }
 
@@ -73,7 +78,7 @@ struct H2Callbacks {
             // burst of streams each holding its decoded fields until the end of the read.
             st->run_exchange();
           } else if (end) {
-            st->end_request();  // trailers end the body; their fields are dropped
+            st->end_request();  // trailers end the body; their fields are the stream's
           }
         }
         break;
@@ -208,6 +213,8 @@ bool H2Connection::setup() {
       {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, static_cast<uint32_t>(limits.h2_stream_window)},
       {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, static_cast<uint32_t>(limits.max_header_bytes)},
       {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+      // RFC 8441: WebSockets over HTTP/2 streams (extended CONNECT).
+      {NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL, 1},
   };
   if (nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, iv, std::size(iv)) != 0) return false;
   if (limits.h2_connection_window > 65535) {

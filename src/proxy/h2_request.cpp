@@ -26,6 +26,9 @@ bool H2RequestHead::add(std::string_view n, std::string_view v, size_t max_bytes
   } else if (n == "host") {
     if (authority_ != kNone) return true;  // :authority wins when both are present
     authority_ = index;
+  } else if (n == ":protocol") {
+    protocol_.assign(v);  // nghttp2 allows it only on CONNECT, since weir enables RFC 8441
+    return true;
   } else if (!n.empty() && n.front() == ':') {
     return true;  // :scheme: the listener decides what X-Forwarded-Proto says
   }
@@ -59,8 +62,16 @@ http::ParseResult H2RequestHead::build(http::RequestHead& out, std::span<http::H
   }
   if (!cookie_.empty() && n < storage.size()) storage[n++] = {"cookie", cookie_};
   out.headers = storage.first(n);
+  const bool extended_connect = !protocol_.empty() && out.method_text == "CONNECT";
+  if (extended_connect) out.method_text = "GET";
   http::ParseResult r = http::interpret_request(out);
   if (r.status != http::ParseStatus::Done) return r;
+  if (extended_connect) {
+    out.upgrade = true;
+    out.upgrade_protocol = protocol_;
+    out.body = end_stream ? http::BodyKind::None : http::BodyKind::UntilClose;
+    return r;
+  }
   // Without content-length, a body that follows has no known length (sent on chunked).
   if (!has_content_length_) out.body = end_stream ? http::BodyKind::None : http::BodyKind::Chunked;
   return r;

@@ -22,6 +22,9 @@ class H2RequestHead {
   bool has_content_length() const { return has_content_length_; }
   // Fills `out` (views into this object and `storage`) and checks it; `end_stream`: no DATA
   // follows, else a body without content-length has no known length (sent on chunked).
+  // An extended CONNECT (RFC 8441, :protocol websocket) becomes the HTTP/1.1 Upgrade request
+  // it stands for: GET :path with `upgrade` set, its body (UntilClose) running until the
+  // stream ends.
   http::ParseResult build(http::RequestHead& out, std::span<http::Header> storage,
                           bool end_stream) const;
 
@@ -35,6 +38,7 @@ class H2RequestHead {
   std::string arena_;
   std::vector<Field> fields_;
   std::string cookie_;
+  std::string protocol_;  // :protocol of an extended CONNECT (RFC 8441)
   static constexpr uint32_t kNone = UINT32_MAX;
   uint32_t method_ = kNone, path_ = kNone, authority_ = kNone;  // indices into fields_
   size_t bytes_ = 0;  // HPACK-decoded size (RFC 9113 §6.5.2 accounting)

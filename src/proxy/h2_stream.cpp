@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "core/log.hpp"
+#include "http/fields.hpp"
 #include "http/status.hpp"
 #include "proxy/exchange.hpp"
 #include "proxy/h2_connection.hpp"
@@ -55,7 +56,23 @@ void H2Stream::append_data(std::string_view data) {
   wants_run_ = true;
 }
 
+void H2Stream::add_trailer(std::string_view name, std::string_view value) {
+  if (trailers_refused_) return;
+  trailer_bytes_ += name.size() + value.size() + 32;
+  if (++trailer_count_ > conn_.max_headers() || trailer_bytes_ > conn_.max_header_bytes() ||
+      req_trailers_.size() + name.size() + value.size() + 4 > http::kMaxTrailerBytes) {
+    log::debug("client {}: HTTP/2 stream {}: trailer section too large", client().ip, id_);
+    trailers_refused_ = true;
+    std::string().swap(req_trailers_);
+    reset(NGHTTP2_ENHANCE_YOUR_CALM);
+    return;
+  }
+  // nghttp2 has checked the name (lower case token, no pseudo-field) and the value.
+  req_trailers_.append(name).append(": ").append(value).append("\r\n");
+}
+
 void H2Stream::end_request() {
+  if (trailers_refused_) return;  // reset: the body never ends
   req_ended_ = true;
   wants_run_ = true;
 }
@@ -109,7 +126,9 @@ BodyRead H2Stream::read_body(BodySink& sink) {
     moved = true;
     state = body_in_place(avail);
   }
-  if (state == BodyRead::Done && body_.empty()) return BodyRead::Done;
+  // Done once the last chunk fits too (see H1Connection::read_body).
+  if (state == BodyRead::Done && body_.empty() && sink.can_finish(req_trailers_))
+    return BodyRead::Done;
   if (state == BodyRead::Gone) return BodyRead::Gone;
   return moved ? BodyRead::Progress : BodyRead::Idle;
 }
@@ -224,11 +243,43 @@ ssize_t H2Stream::read_response(uint8_t* buf, size_t len, uint32_t* flags) {
   if (n < 0) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;  // the server failed mid-body
   if (eof) {
     *flags |= NGHTTP2_DATA_FLAG_EOF;
+    // Trailers: END_STREAM goes on the HEADERS frame that carries them, after this DATA.
+    if (!resp_trailers_.empty() && submit_trailers()) *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
     return n;
   }
   if (n > 0) return n;
   deferred_ = true;
   return NGHTTP2_ERR_DEFERRED;
+}
+
+bool H2Stream::finish_body(std::string_view trailers) {
+  resp_trailers_.assign(trailers);  // read_response sends them once the exchange is gone
+  return true;
+}
+
+// The response's trailer fields as a trailing HEADERS frame (nghttp2 copies them): names
+// lower-cased, those that may not travel in trailers left out. False if none was submitted.
+bool H2Stream::submit_trailers() {
+  std::string& names = conn_.names_scratch();
+  std::vector<nghttp2_nv>& nva = conn_.nv_scratch();
+  names.resize(resp_trailers_.size());  // every name fits: the lines hold them
+  nva.clear();
+  size_t at = 0;
+  http::for_each_field_line(resp_trailers_, [&](std::string_view name, std::string_view value) {
+    if (!http::trailer_field_allowed(name)) return;
+    char* lower = names.data() + at;
+    for (size_t i = 0; i < name.size(); ++i)
+      lower[i] = http::chars::lower(name[i]);
+    at += name.size();
+    nva.push_back({reinterpret_cast<uint8_t*>(lower),
+                   reinterpret_cast<uint8_t*>(const_cast<char*>(value.data())), name.size(),
+                   value.size(), NGHTTP2_NV_FLAG_NONE});
+  });
+  int rv = nva.empty() ? -1 : nghttp2_submit_trailer(conn_.session(), id_, nva.data(), nva.size());
+  if (rv < 0 && !nva.empty())
+    log::debug("HTTP/2 stream {}: cannot submit trailers: {}", id_, nghttp2_strerror(rv));
+  std::string().swap(resp_trailers_);  // copied by nghttp2
+  return rv == 0;
 }
 
 void H2Stream::body_available() {

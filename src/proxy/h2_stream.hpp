@@ -38,6 +38,11 @@ class H2Stream final : public Downstream {
   void add_field(std::string_view name, std::string_view value);
   void end_head(bool end_stream);
   void append_data(std::string_view data);
+  // One field of a trailing HEADERS frame, kept as an HTTP/1.1 field line. Bounded like the
+  // head (max_header_bytes, max_headers) and by http::kMaxTrailerBytes: beyond, the stream is
+  // reset (ENHANCE_YOUR_CALM) and the request never ends.
+  void add_trailer(std::string_view name, std::string_view value);
+  // END_STREAM: on DATA, or on the trailing HEADERS (after their fields).
   void end_request();
   bool head_done() const { return head_ == Head::Complete; }
 
@@ -66,10 +71,11 @@ class H2Stream final : public Downstream {
   bool has_body_in_place() const override { return true; }
   BodyRead body_in_place(std::string_view& bytes) override;
   void consume_body(size_t n) override;
+  std::string_view request_trailers() const override { return req_trailers_; }
   void send_interim(const http::ResponseHead& head) override;
   HeadResult send_head(const ResponseOut& head) override;
   size_t send_body(std::string_view) override { return 0; }
-  bool finish_body() override { return true; }
+  bool finish_body(std::string_view trailers) override;
   bool pulls_body() const override { return true; }
   void body_available() override;
   void wake() override;
@@ -86,6 +92,7 @@ class H2Stream final : public Downstream {
   };
   void start_exchange();
   int submit(const ResponseOut& head, bool final_head);
+  bool submit_trailers();
 
   H2Connection& conn_;
   int32_t id_;
@@ -100,14 +107,19 @@ class H2Stream final : public Downstream {
   BlockQueue body_;
   size_t unconsumed_ = 0;  // DATA bytes received and not yet returned as window
   bool req_ended_ = false;
+  bool trailers_refused_ = false;  // over the limits: the stream was reset
+  uint32_t trailer_count_ = 0;
+  size_t trailer_bytes_ = 0;  // HPACK-decoded size, as the head counts it
+  std::string req_trailers_;  // the request's trailing HEADERS, as field lines
 
   // response
   std::string local_body_;  // weir's own answer (the exchange is gone when it is read)
   size_t local_read_ = 0;
-  bool local_ = false;      // the answer is weir's own (its body is local_body_)
-  bool deferred_ = false;   // the data source said DEFERRED: resume when bytes arrive
-  bool wants_run_ = false;  // the exchange asked for a turn
-  bool closed_ = false;     // nghttp2 closed the stream: removed at the end of the turn
+  std::string resp_trailers_;  // finish_body's, sent when the data source reaches the end
+  bool local_ = false;         // the answer is weir's own (its body is local_body_)
+  bool deferred_ = false;      // the data source said DEFERRED: resume when bytes arrive
+  bool wants_run_ = false;     // the exchange asked for a turn
+  bool closed_ = false;        // nghttp2 closed the stream: removed at the end of the turn
 };
 
 }  // namespace weir::proxy

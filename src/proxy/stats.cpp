@@ -9,6 +9,8 @@ void WorkerStats::merge(const WorkerStats& o) {
     auto& mine = requests[key];
     for (size_t i = 0; i < counts.by_status.size(); ++i)
       mine.by_status[i] += counts.by_status[i];
+    for (const auto& g : counts.grpc)
+      mine.add_grpc(g.status, g.grpc, g.count);
   }
   if (server_requests.size() < o.server_requests.size())
     server_requests.resize(o.server_requests.size());

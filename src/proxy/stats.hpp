@@ -13,8 +13,25 @@ namespace weir::proxy {
 
 struct CodeCounts {
   std::array<uint64_t, 500> by_status{};  // index = status - 100
+  // gRPC requests whose gRPC status is known, by (HTTP status, gRPC status): a short list, as a
+  // backend sees a handful of combinations.
+  struct Grpc {
+    uint16_t status;
+    uint8_t grpc;
+    uint64_t count;
+  };
+  std::vector<Grpc> grpc;
   void add(uint16_t status) {
     if (status >= 100 && status < 600) ++by_status[status - 100];
+  }
+  void add_grpc(uint16_t status, uint8_t grpc_status, uint64_t n = 1) {
+    for (auto& g : grpc) {
+      if (g.status == status && g.grpc == grpc_status) {
+        g.count += n;
+        return;
+      }
+    }
+    if (grpc.size() < 256) grpc.push_back({status, grpc_status, n});
   }
 };
 

@@ -25,7 +25,7 @@ class TcpConnection final : public ClientConn, public Downstream {
   void send_interim(const http::ResponseHead&) override {}
   HeadResult send_head(const ResponseOut&) override { return HeadResult::Refused; }
   size_t send_body(std::string_view) override { return 0; }
-  bool finish_body() override { return true; }
+  bool finish_body(std::string_view) override { return true; }
   void wake() override { run(); }
   bool upgrade(UpstreamConn* up, ServerSlot& slot) override;
   void exchange_done(bool response_complete, bool request_complete) override;

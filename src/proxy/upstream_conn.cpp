@@ -1,5 +1,6 @@
 #include "proxy/upstream_conn.hpp"
 
+#include "proxy/upstream_h2.hpp"
 #include "proxy/worker.hpp"
 
 namespace weir::proxy {
@@ -26,12 +27,14 @@ void UpstreamConn::on_event(uint32_t events) {
 void UpstreamConn::close() {
   if (closed) return;
   closed = true;
+  owner = nullptr;
+  h2.reset();  // RST_STREAM unless released already
   idle_timer.clear();
   stream.in.clear();
   stream.out.clear();
   worker_.buffers().release(stream.in);
   worker_.buffers().release(stream.out);
-  net::close_fd(stream.fd);
+  if (stream.fd >= 0) net::close_fd(stream.fd);
   stream.fd = -1;
   worker_.reactor().defer([this] { delete this; });
 }

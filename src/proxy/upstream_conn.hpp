@@ -2,6 +2,7 @@
 // A connection to one server. Owned by the worker's pool while idle, attached to one
 // exchange or tunnel (its `owner`) while a request uses it; events go to whoever holds it.
 #include <cstdint>
+#include <memory>
 
 #include "core/reactor.hpp"
 #include "core/timer.hpp"
@@ -11,6 +12,7 @@
 namespace weir::proxy {
 
 class Worker;
+class H2Channel;
 
 // Whoever uses an upstream connection gets its events: an exchange, or a tunnel.
 class UpstreamOwner {
@@ -21,6 +23,7 @@ class UpstreamOwner {
 
 class UpstreamConn final : public EventHandler {
  public:
+  // fd -1 with `h2` set: one stream of a pooled HTTP/2 connection (upstream_h2.hpp).
   UpstreamConn(Worker& worker, int fd, uint32_t server_id);
   ~UpstreamConn() override;
 
@@ -34,6 +37,7 @@ class UpstreamConn final : public EventHandler {
   bool connecting = true;
   bool reused = false;
   bool closed = false;
+  std::unique_ptr<H2Channel> h2;      // HTTP/2: the stream behind this socketless connection
   LazyTimer idle_timer;               // set while pooled (moves without heap work)
   UpstreamConn* pool_prev = nullptr;  // intrusive idle list of the pool
   UpstreamConn* pool_next = nullptr;

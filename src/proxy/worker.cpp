@@ -139,6 +139,7 @@ Worker::~Worker() {
     conns_->close();
   abort_background(*this);
   pool_.close_all();
+  h2pool_.close_all();
   reactor_.run_pending();
 }
 
@@ -169,6 +170,7 @@ void Worker::install_view(SnapshotPtr snap) {
   // Every connection buffer is one block: big enough for a whole head, at least buffer_size.
   buffers_.set_block_size(std::max<size_t>(cfg.limits.buffer_size, cfg.limits.max_header_bytes));
   pool_.set_limits(cfg.limits.max_idle_upstream_per_server, cfg.limits.upstream_idle_timeout);
+  h2pool_.set_limits(cfg.limits.max_idle_upstream_per_server, cfg.limits.upstream_idle_timeout);
   v->queues.resize(v->snap->backends.size());
   for (const auto& l : v->snap->listeners)
     v->filters.push_back(build_filters(*l.cfg));
@@ -238,6 +240,7 @@ void Worker::run() {
   while (conns_)
     conns_->close();
   pool_.close_all();
+  h2pool_.close_all();
   reactor_.run_pending();  // frees what close() retired
 }
 
@@ -268,6 +271,7 @@ void Worker::begin_drain(Millis deadline) {
     for (auto& a : acceptors_)
       a->stop();
     pool_.close_all();
+    h2pool_.close_idle();  // the others close once their last stream ends
     for (ClientConn* c = conns_; c;) {
       ClientConn* next = c->next;
       c->begin_drain();

@@ -19,6 +19,7 @@
 #include "proxy/filter.hpp"
 #include "proxy/splice.hpp"
 #include "proxy/stats.hpp"
+#include "proxy/upstream_h2.hpp"
 #include "proxy/upstream_pool.hpp"
 
 namespace weir::proxy {
@@ -131,6 +132,7 @@ class Worker {
     return view_->snap->listeners[view_->slot_listener[slot]];
   }
   UpstreamPool& pool() { return pool_; }
+  H2Pool& h2pool() { return h2pool_; }
   WorkerStats& stats() { return stats_; }
   std::span<http::Header> scratch_headers() { return scratch_headers_; }
   std::string& scratch_string() { return scratch_; }
@@ -163,6 +165,7 @@ class Worker {
   Reactor reactor_;
   ViewPtr view_;
   UpstreamPool pool_;
+  H2Pool h2pool_{*this};
   WorkerStats stats_;
   std::vector<std::unique_ptr<Acceptor>> acceptors_;
   std::vector<std::string> slot_addresses_;

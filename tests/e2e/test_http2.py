@@ -119,6 +119,7 @@ class Http2Test(TlsTestCase):
             self.assertEqual((r.rc, r.code, r.version, r.body), (0, 200, "2", b"hello world"), r.describe())
             self.assertEqual(r.header("x-up"), "yes")
             self.assertIsNone(r.header("transfer-encoding"))
+            self.assertEqual(r.trailers, [("x-trailer", "t")])  # a trailing HEADERS frame
             r = curl(url("/close"), flag, **opts)
             self.assertEqual((r.rc, r.code, r.body), (0, 200, b"z" * 70000), r.describe())
             r = curl(url("/nocontent"), flag, **opts)

@@ -372,13 +372,20 @@ class Curl:
         self.size_upload = int(self.info.get("size_upload") or 0)
         self.time_total = float(self.info.get("time_total") or 0.0)
         self.errormsg = self.info.get("errormsg")
-        # The headers of the last response.
+        # The headers of the last response, and the trailer fields curl writes after them (a
+        # block without a status line).
         blocks = [b for b in re.split(r"\r?\n\r?\n", headers_text) if b.strip()]
+        heads = [i for i, b in enumerate(blocks) if b.startswith("HTTP/")]
         self.headers: list[tuple[str, str]] = []
-        if blocks:
-            for line in blocks[-1].splitlines()[1:]:
+        self.trailers: list[tuple[str, str]] = []
+        if heads:
+            for line in blocks[heads[-1]].splitlines()[1:]:
                 k, _, v = line.partition(":")
                 self.headers.append((k.strip(), v.strip()))
+            for block in blocks[heads[-1] + 1:]:
+                for line in block.splitlines():
+                    k, _, v = line.partition(":")
+                    self.trailers.append((k.strip(), v.strip()))
         subj = re.findall(r"^\*\s+subject: (.*)$", err, re.M)
         self.subject = subj[0].strip() if subj else None
 

@@ -74,8 +74,10 @@ class ServerContext {
 // system's store) and its name (sni, or the address's host; IP addresses verified as IPs).
 class ClientContext {
  public:
+  // `alpn`: the protocols offered, in ALPN wire format ("\x08http/1.1" by default).
   static std::shared_ptr<ClientContext> build(const config::ServerTls& cfg,
-                                              const std::string& server_host, std::string& error);
+                                              const std::string& server_host, std::string& error,
+                                              std::string_view alpn = {});
   ~ClientContext();
   SSL* new_session() const;  // connect state, SNI and the name to verify set
 

@@ -19,7 +19,7 @@ struct ClientContext::Impl {
 
 std::shared_ptr<ClientContext> ClientContext::build(const config::ServerTls& cfg,
                                                     const std::string& server_host,
-                                                    std::string& error) {
+                                                    std::string& error, std::string_view alpn) {
   CtxPtr ctx(SSL_CTX_new(TLS_client_method()));
   if (!ctx) {
     error = "cannot create a TLS context: " + openssl_reason();
@@ -46,8 +46,9 @@ std::shared_ptr<ClientContext> ClientContext::build(const config::ServerTls& cfg
   } else {
     SSL_CTX_set_verify(c, SSL_VERIFY_NONE, nullptr);
   }
-  static const unsigned char kAlpn[] = "\x08http/1.1";
-  if (SSL_CTX_set_alpn_protos(c, kAlpn, sizeof kAlpn - 1) != 0) {  // 0 is success here
+  if (alpn.empty()) alpn = "\x08http/1.1";
+  if (SSL_CTX_set_alpn_protos(c, reinterpret_cast<const unsigned char*>(alpn.data()),
+                              static_cast<unsigned>(alpn.size())) != 0) {  // 0 is success here
     error = "cannot set ALPN: " + openssl_reason();
     return nullptr;
   }

@@ -335,3 +335,67 @@ TEST(Backends, PassiveDefaultsAndBadValues) {
 
 }  // namespace
 }  // namespace weir::config
+
+namespace weir::config {
+namespace {
+
+using namespace weir::config::test;  // NOLINT(google-build-using-namespace)
+
+std::string backend_with(std::string_view backend_lines) {
+  return yaml(R"(
+listeners:
+  - name: web
+    listen: 127.0.0.1:8080
+    backend: api
+backends:
+  - name: api
+)") + std::string(backend_lines);
+}
+
+TEST(BackendProtocol, EachValue) {
+  struct Case {
+    const char* text;
+    UpstreamProtocol want;
+    bool tls;
+  } cases[] = {{"http1", UpstreamProtocol::Http1, false},
+               {"h2c", UpstreamProtocol::H2c, false},
+               {"h2", UpstreamProtocol::H2, true},
+               {"auto", UpstreamProtocol::Auto, true}};
+  for (const auto& c : cases) {
+    std::string text = backend_with(std::string("    protocol: ") + c.text +
+                                    "\n    servers:\n      - address: 127.0.0.1:9001\n" +
+                                    (c.tls ? "        tls: {verify: false}\n" : ""));
+    Config cfg = ok(load(text));
+    ASSERT_EQ(cfg.backends.size(), 1u) << c.text;
+    EXPECT_EQ(cfg.backends[0].protocol, c.want) << c.text;
+  }
+  Config plain = ok(load(backend_with("    servers:\n      - address: 127.0.0.1:9001\n")));
+  EXPECT_EQ(plain.backends[0].protocol, UpstreamProtocol::Http1);
+}
+
+TEST(BackendProtocol, Unknown) {
+  EXPECT_EQ(
+      error(backend_with("    protocol: h3\n    servers:\n      - address: 127.0.0.1:9001\n")),
+      "t.yaml:7:15: \"protocol\" must be http1, h2, h2c or auto, got \"h3\"");
+}
+
+TEST(BackendProtocol, TlsRules) {
+  EXPECT_EQ(
+      error(backend_with("    protocol: h2\n    servers:\n      - address: 127.0.0.1:9001\n")),
+      "t.yaml:7:15: protocol h2 needs TLS to the servers, but server \"api-1\" has no "
+      "\"tls\" (use h2c for clear text)");
+  EXPECT_EQ(error(backend_with("    protocol: h2c\n    servers:\n      - address: 127.0.0.1:9001\n"
+                               "        tls: {verify: false}\n")),
+            "t.yaml:7:15: protocol h2c is HTTP/2 in clear text, but server \"api-1\" has "
+            "\"tls\" (use protocol h2 or auto)");
+}
+
+TEST(BackendProtocol, NoProxyProtocolOnSharedConnections) {
+  EXPECT_EQ(error(backend_with("    protocol: h2c\n    send_proxy_protocol: v2\n    servers:\n"
+                               "      - address: 127.0.0.1:9001\n")),
+            "t.yaml:7:15: \"send_proxy_protocol\" cannot be used with protocol h2c: a PROXY "
+            "header names one client, and an HTTP/2 connection carries many clients' requests");
+}
+
+}  // namespace
+}  // namespace weir::config

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace weir::http {
@@ -16,6 +17,7 @@ using namespace std::string_literals;
 struct Outcome {
   Status status = Status::Continue;
   std::string payload;
+  std::string trailer;  // the trailer section, rebuilt from the steps' spans
   size_t consumed = 0;  // total input bytes consumed
   std::string error;
 };
@@ -38,7 +40,13 @@ Outcome decode_pieces(BodyDecoder& d, std::string_view input, const std::vector<
         EXPECT_GE(step.payload.data(), rest.data());
         EXPECT_LE(step.payload.data() + step.payload.size(), rest.data() + step.consumed);
       }
+      if (!step.trailer.empty()) {
+        EXPECT_GE(step.trailer.data(), rest.data());
+        EXPECT_LE(step.trailer.data() + step.trailer.size(), rest.data() + step.consumed);
+        EXPECT_TRUE(step.payload.empty());
+      }
       out.payload.append(step.payload);
+      out.trailer.append(step.trailer);
       out.consumed += step.consumed;
       rest.remove_prefix(step.consumed);
       out.status = step.status;
@@ -106,6 +114,84 @@ TEST(BodyDecoder, ChunkedEverySplitMatchesWhole) {
     EXPECT_EQ(o.status, Status::Done);
     EXPECT_EQ(o.payload, kChunkedPayload);
     EXPECT_EQ(o.consumed, kChunked.size());
+  }
+}
+
+// The hot path copies the decoder per call (a probe, committed or dropped).
+static_assert(std::is_trivially_copyable_v<BodyDecoder>);
+
+const std::string kChunkedTrailer = "Expires: never\r\nX-Checksum:\tabc \r\n";
+
+TEST(BodyDecoder, TrailerSectionIsHandedOut) {
+  BodyDecoder d;
+  d.reset(BodyKind::Chunked, 0);
+  Outcome o = decode_whole(d, kChunked + "GET / HTTP/1.1\r\n");
+  EXPECT_EQ(o.status, Status::Done);
+  EXPECT_EQ(o.trailer, kChunkedTrailer);
+  d.reset(BodyKind::Chunked, 0);
+  o = decode_bytewise(d, kChunked);
+  EXPECT_EQ(o.trailer, kChunkedTrailer);
+  EXPECT_EQ(chunked("3\r\nabc\r\n0\r\n\r\n").trailer, "");
+  EXPECT_EQ(chunked("0\r\nA: 1\r\n\r\n").trailer, "A: 1\r\n");
+  EXPECT_EQ(chunked("0\r\nA:\r\nB: 2\r\n\r\n").trailer, "A:\r\nB: 2\r\n");
+}
+
+TEST(BodyDecoder, TrailerSplitAtEveryPairOfBoundaries) {
+  for (size_t a = 0; a <= kChunked.size(); ++a) {
+    for (size_t b = 0; a + b <= kChunked.size(); ++b) {
+      SCOPED_TRACE(testing::Message() << a << "+" << b);
+      BodyDecoder d;
+      d.reset(BodyKind::Chunked, 0);
+      const Outcome o = decode_pieces(d, kChunked, {a, b});
+      ASSERT_EQ(o.status, Status::Done);
+      ASSERT_EQ(o.payload, kChunkedPayload);
+      ASSERT_EQ(o.trailer, kChunkedTrailer);
+      ASSERT_EQ(o.consumed, kChunked.size());
+    }
+  }
+}
+
+// The caller keeps only what it commits: a probe's trailer bytes are dropped with the probe.
+TEST(BodyDecoder, TrailerOfAProbeThatIsDropped) {
+  BodyDecoder d;
+  d.reset(BodyKind::Chunked, 0);
+  std::string kept;
+  const std::string in = "2\r\nhi\r\n0\r\nX-A: 1\r\nX-B: 2\r\n\r\n";
+  std::string_view rest = in;
+  while (!d.done()) {
+    BodyDecoder probe = d;
+    BodyDecoder::Step st = probe.decode(rest.substr(0, 7));
+    ASSERT_NE(st.status, Status::Error);
+    BodyDecoder::Step again = d.decode(rest.substr(0, 7));  // the commit
+    ASSERT_GT(again.consumed, 0u);
+    EXPECT_EQ(again.trailer, st.trailer);
+    kept.append(again.trailer);
+    rest.remove_prefix(again.consumed);
+  }
+  EXPECT_EQ(kept, "X-A: 1\r\nX-B: 2\r\n");
+}
+
+TEST(BodyDecoder, TrailerLimit) {
+  // The default: 16 KiB of field lines (their CRLF included) pass, one byte more does not.
+  const std::string name = "X-Big: ";
+  const std::string exact(16 * 1024 - name.size() - 2, 'v');
+  const Outcome ok = chunked("0\r\n" + name + exact + "\r\n\r\n");
+  EXPECT_EQ(ok.status, Status::Done);
+  EXPECT_EQ(ok.trailer.size(), 16u * 1024);
+  const Outcome over = chunked("0\r\n" + name + exact + "v\r\n\r\n");
+  EXPECT_EQ(over.status, Status::Error);
+  EXPECT_EQ(over.error, "trailer section too large");
+  EXPECT_LE(over.trailer.size(), 16u * 1024);
+  // Many small lines count the same way, split anywhere.
+  std::string lines;
+  while (lines.size() + 8 <= 16 * 1024)
+    lines += "A: 1234\r\n";
+  for (size_t cut : {size_t{1}, size_t{7}, size_t{4096}}) {
+    BodyDecoder d;
+    d.reset(BodyKind::Chunked, 0);
+    const Outcome o = decode_pieces(d, "0\r\n" + lines + "\r\n", std::vector<size_t>(64, cut));
+    EXPECT_EQ(o.status, Status::Done);
+    EXPECT_EQ(o.trailer, lines);
   }
 }
 
