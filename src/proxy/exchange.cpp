@@ -70,6 +70,7 @@ void Exchange::reset_state(Downstream& ds) {
   unprocessed_retries_ = 0;
   grpc_ = false;
   grpc_status_ = -1;
+  grpc_timeout_ = Millis(0);
   last_failure_ = Failure::Refused;
   request_start_ = w_.reactor().now();
   attempt_start_ = {};
@@ -99,6 +100,7 @@ void Exchange::start(Downstream& ds, const http::RequestHead& req) {
   req_chunked_out_ = req.body == http::BodyKind::Chunked;
   req_done_ = req.body == http::BodyKind::None;
   note_request(req);
+  note_grpc(req);  // before any answer: weir's own answers to gRPC are gRPC's
   if (!background_ && !admit(req)) return;
   note_request_id(req);
   if (req.method == http::Method::Connect) {
@@ -126,7 +128,8 @@ void Exchange::start(Downstream& ds, const http::RequestHead& req) {
     edits_.set("Sec-WebSocket-Key", std::string_view(key, 24));
   }
   response_timeout_ = backend().cfg->timeouts.response;
-  note_grpc(req);
+  if (grpc_timeout_ > Millis(0) && grpc_timeout_ < response_timeout_)
+    response_timeout_ = grpc_timeout_;
   choose_affinity(req);
   view_->budget(backend_).on_request();
   if (rewrite_) {
@@ -235,9 +238,9 @@ void Exchange::websocket_key(uint64_t a, uint64_t b, char* out) {
   out[24] = 0;
 }
 
-// gRPC (RFC-less, grpc/doc/PROTOCOL-HTTP2.md): a request whose content-type is application/grpc
-// or application/grpc+FORMAT. Its grpc-timeout (1-8 digits and a unit: H M S m u n) bounds the
-// response timeout.
+// gRPC (grpc/doc/PROTOCOL-HTTP2.md): a request whose content-type is application/grpc or
+// application/grpc+FORMAT. Its grpc-timeout (1-8 digits and a unit: H M S m u n) bounds the
+// response timeout once the backend is known.
 void Exchange::note_grpc(const http::RequestHead& req) {
   for (const auto& h : req.headers) {
     if (http::iequals(h.name, "content-type")) {
@@ -277,8 +280,7 @@ void Exchange::note_grpc(const http::RequestHead& req) {
         default:
           continue;
       }
-      auto t = Millis(std::max<int64_t>(1, static_cast<int64_t>(std::ceil(ms))));
-      if (t < response_timeout_) response_timeout_ = t;
+      grpc_timeout_ = Millis(std::max<int64_t>(1, static_cast<int64_t>(std::ceil(ms))));
     }
   }
 }

@@ -306,6 +306,7 @@ class Exchange final : public UpstreamOwner {
   bool grpc_ = false;
   int16_t grpc_status_ = -1;
   Millis response_timeout_{0};  // the backend's, or the request's grpc-timeout if shorter
+  Millis grpc_timeout_{0};      // the request's grpc-timeout (0: none)
   Failure last_failure_ = Failure::Refused;
   TimePoint request_start_{};
   TimePoint attempt_start_{};

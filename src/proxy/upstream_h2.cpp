@@ -134,10 +134,12 @@ bool H2Channel::submit(std::string_view head, bool chunked, bool done, std::stri
     notify();
     return true;
   }
-  std::string names;
-  names.reserve(head.size());
-  std::vector<nghttp2_nv> nva;
-  nva.reserve(req.headers.size() + 5);
+  // The session's scratch (nghttp2 copies the fields): no allocation per request once warm.
+  std::string& names = session_->names_scratch();
+  names.clear();
+  names.reserve(head.size());  // sized first: the views below point into it
+  std::vector<nghttp2_nv>& nva = session_->nv_scratch();
+  nva.clear();
   nva.push_back(make_nv(":method", req.method_text));
   nva.push_back(make_nv(":scheme", session_->tls() ? "https" : "http"));
   nva.push_back(make_nv(":authority", req.host));
@@ -227,6 +229,8 @@ void H2Channel::begin_fields(bool trailers) {
   if (!trailers) {
     arena_.clear();
     spans_.clear();
+    arena_.reserve(512);
+    spans_.reserve(64);
     has_length_ = false;
     status_ = 0;
   }

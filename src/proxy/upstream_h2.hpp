@@ -168,6 +168,8 @@ class H2Session final : public EventHandler {
   void schedule();  // a turn after the current batch of events
   nghttp2_session* session() { return session_; }
   BufferPool& buffers();
+  std::string& names_scratch() { return names_; }
+  std::vector<nghttp2_nv>& nv_scratch() { return nva_; }
   // Closes at once (worker stop, an idle connection let go); every channel fails.
   void close();
 
@@ -200,6 +202,8 @@ class H2Session final : public EventHandler {
   bool opened_any_ = false;
   bool ping_outstanding_ = false;
   std::vector<H2Channel*> channels_;  // every stream of this connection, and those waiting
+  std::string names_;                 // request field names, lower-cased (H2Channel::submit)
+  std::vector<nghttp2_nv> nva_;
   LazyTimer idle_timer_;
   TimePoint idle_since_{};
 

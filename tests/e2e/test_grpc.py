@@ -21,6 +21,7 @@ import contextlib
 import json
 import os
 import queue
+import signal
 import struct
 import sys
 import time
@@ -386,6 +387,46 @@ class GrpcMetricsTest(GrpcCase):
         # gRPC errors travel in trailers of an HTTP 200 answer; the listener is the plain one.
         self.assertEqual(m.get("weir_requests_total", backend="web", grpc_status="5", code="200", listener="plain"), 2,
                          m.text)
+
+
+class GrpcWeirAnswersTest(GrpcCase):
+    """weir's own errors to gRPC clients are gRPC answers (HTTP 200, grpc-status), counted with
+    their grpc_status; a server that went away is UNAVAILABLE, a path no route takes is
+    UNIMPLEMENTED."""
+
+    def test_no_server_is_unavailable(self):
+        s = self.start_grpc("gone")
+        lb = self.grpc_lb([s], workers=1, backend_extra={"retries": 0})
+        ch = self.channel(lb, tls=False)
+        with rpc_step(self, "a call while the server is up"):
+            self.assertEqual(ch.unary_unary(M + "Unary")(b"up", timeout=CALL_TIMEOUT), b"up")
+        s.proc.expect(None)  # killed on purpose
+        s.proc.send_signal(signal.SIGKILL)
+        s.proc.wait(10)
+        codes = set()
+        for _ in range(3):
+            with self.assertRaises(grpc.RpcError) as cm:
+                ch.unary_unary(M + "Unary")(b"down", timeout=CALL_TIMEOUT)
+            codes.add(cm.exception.code())
+        self.assertEqual(codes, {grpc.StatusCode.UNAVAILABLE},
+                         "weir's 502/503 reach a gRPC client as UNAVAILABLE")
+        m = lb.metrics()
+        self.assertGreaterEqual(m.get("weir_requests_total", grpc_status="14", code="200"), 3, m.text)
+
+    def test_no_route_is_unimplemented(self):
+        s = self.start_grpc("routed")
+        lb = self.grpc_lb([s], workers=1)
+        ch = self.channel(lb, tls=False)
+        cfg = dict(lb.cfg)
+        # A listener that routes only /weir.test.Echo/Unary: another method has no route (404).
+        for listener in cfg["listeners"]:
+            backend = listener.pop("backend", None) or "web"
+            listener["routes"] = [{"match": {"path": M + "Unary"}, "backend": backend}]
+        lb.reload(cfg)
+        self.assertEqual(ch.unary_unary(M + "Unary")(b"routed", timeout=CALL_TIMEOUT), b"routed")
+        with self.assertRaises(grpc.RpcError) as cm:
+            ch.unary_unary(M + "Meta")(b"", timeout=CALL_TIMEOUT)
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.UNIMPLEMENTED)
 
 
 if __name__ == "__main__":
