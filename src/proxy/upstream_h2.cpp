@@ -83,8 +83,7 @@ void H2Channel::notify() {
 }
 
 void H2Channel::on_ready() {
-  up_.connecting = false;
-  notify();
+  notify();  // the exchange sees ready() in its turn (connect timer, health, then the request)
 }
 
 void H2Channel::on_connect_failed() {
