@@ -20,20 +20,8 @@ import h2.connection
 import h2.events
 import h2.settings
 
+from test_websocket import ws_frame
 from weirtest import HOST, WeirTestCase
-
-
-def ws_frame(payload: bytes, opcode: int = 1) -> bytes:
-    """A masked, final client frame."""
-    mask = os.urandom(4)
-    n = len(payload)
-    if n < 126:
-        head = struct.pack("!BB", 0x80 | opcode, 0x80 | n)
-    elif n < 65536:
-        head = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, n)
-    else:
-        head = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, n)
-    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
 
 
 def parse_frame(buf: bytearray):
