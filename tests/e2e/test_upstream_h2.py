@@ -144,6 +144,7 @@ class H2Origin:
         self.refused = 0
         self.ignored = 0                   # streams above a GOAWAY's last stream id
         self.resets = 0                    # RST_STREAM received
+        self.pings = 0                     # PING frames received (not ACKs)
         self.errors: list[str] = []
         self.bytes_sent = 0                # response body bytes written to sockets
         self.ctx = None
@@ -469,6 +470,8 @@ class _H2Session:
                     self.settings_acked = True
             elif isinstance(ev, h2.events.ConnectionTerminated):
                 self.peer_gone = True
+            elif isinstance(ev, h2.events.PingReceived):
+                self.o.count(pings=1)
 
     def on_request(self, ev):
         sid = ev.stream_id
@@ -731,6 +734,24 @@ class H2cBackendTest(UpstreamH2Case):
         self.assertEqual(r.framing, "chunked", "an answer with trailers to an HTTP/1.1 client must be chunked")
         self.assertEqual(dict((k.lower(), v) for k, v in r.trailers).get("x-trailer"), "yes",
                          f"response trailers lost for the HTTP/1.1 client: {r.trailers}")
+
+
+class H2cIdleTest(UpstreamH2Case):
+    def test_idle_connection_pinged_then_closed(self):
+        # upstream_idle_timeout 3s: an idle connection is pinged every second, and closed after
+        # 3 s without a stream; the next request opens a new one.
+        o = self.origin("idle")
+        lb = self.lb([o], limits={"upstream_idle_timeout": "3s"})
+        r = h1_request(lb.plain_port, "GET", "/first", timeout=10)
+        self.assertEqual(r.status, 200, r.text[:200])
+        self.assertEqual(o.conns, 1)
+        wait_for(lambda: o.pings >= 1, 5, f"no PING on the idle connection; {o.summary()}")
+        self.assertEqual(o.conns, 1, "pings keep the same connection")
+        # Past the idle timeout the connection is gone; a new request opens another.
+        time.sleep(3.5)  # the test: longer than the 3 s idle timeout
+        r = h1_request(lb.plain_port, "GET", "/second", timeout=10)
+        self.assertEqual(r.status, 200, r.text[:200])
+        self.assertEqual(o.conns, 2, f"the idle connection was closed after upstream_idle_timeout; {o.summary()}")
 
 
 class H2cConcurrencyTest(UpstreamH2Case):
