@@ -83,8 +83,12 @@ bool Exchange::pump() {
   if (up_ && up_->h2 && up_->connecting) return h2_connect_state();
   bool progress = pump_request();
   if (phase_ == Phase::Upstream || phase_ == Phase::Streaming) progress |= pump_response();
-  // HTTP/2: the window of what the client took opens again.
-  if (up_ && up_->h2) up_->h2->sync_consumed();
+  if (up_ && up_->h2) {
+    // HTTP/2: the window of what the client took opens again; a request body all sent gives
+    // its block back (a stream may live long after: a server stream, a WebSocket).
+    up_->h2->sync_consumed();
+    if (req_done_ && up_->stream.out.empty()) w_.buffers().release(up_->stream.out);
+  }
   if (up_ && waiting_for_client()) {
     // A slow request body: the server connection's empty buffers go back to the pool until
     // more of it comes (or the response starts).
@@ -237,7 +241,7 @@ bool Exchange::pump_request() {
 bool Exchange::pump_response() {
   if (!up_ || up_->connecting) return false;
   // Given back while a slow request body was awaited.
-  if (phase_ == Phase::Upstream) w_.buffers().acquire(up_->stream.in);
+  if (phase_ == Phase::Upstream && !up_->h2) w_.buffers().acquire(up_->stream.in);
   if (phase_ == Phase::Streaming) {
     if (net::Stream* dst = splice_target()) return splice_body(*dst);
   }

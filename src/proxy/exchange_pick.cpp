@@ -185,7 +185,9 @@ void Exchange::use_server(ServerId id, bool allow_pooled) {
 void Exchange::attach_upstream(UpstreamConn* up, bool fresh) {
   up_ = up;
   up->owner = this;
-  w_.buffers().acquire(up->stream.in);
+  // An HTTP/2 stream's `in` is taken by its session when DATA comes (many responses have none
+  // beyond the head, or a few bytes).
+  if (!up->h2) w_.buffers().acquire(up->stream.in);
   // The head goes from fwd_head_ itself: an output buffer only for a request body that is not
   // written from where the downstream holds it (HTTP/2 DATA with a content-length, plain TCP).
   // A retry (or a buffered body) sends the body bytes taken so far from the replay copy, the
