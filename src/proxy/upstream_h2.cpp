@@ -253,15 +253,17 @@ bool H2Channel::add_field(std::string_view name, std::string_view value) {
     if (ec != std::errc() || p != value.data() + value.size() || st < 100 || st > 999) return false;
     status_ = static_cast<uint16_t>(st);
     if (status_ < 200) {
+      // Kept aside until the block ends: the exchange may look in between (CONTINUATION).
       if (interim_.size() >= kMaxInterim) return false;
       block_ = Block::Interim;
-      interim_.push_back({status_, {}});
+      pending_interim_.status = status_;
+      pending_interim_.fields.clear();
     }
     return true;
   }
   if (!name.empty() && name[0] == ':') return true;  // nghttp2 refuses others already
   if (block_ == Block::Interim) {
-    interim_.back().fields.emplace_back(name, value);
+    pending_interim_.fields.emplace_back(name, value);
     return true;
   }
   if (name == "content-length") {
@@ -278,6 +280,7 @@ bool H2Channel::add_field(std::string_view name, std::string_view value) {
 }
 
 void H2Channel::end_fields(bool end_stream) {
+  if (block_ == Block::Interim) interim_.push_back(std::move(pending_interim_));
   if (block_ == Block::Head && status_ >= 200) {
     head_ready_ = true;
     head_ended_ = end_stream;

@@ -138,7 +138,8 @@ class H2Channel {
     uint16_t status;
     std::vector<std::pair<std::string, std::string>> fields;
   };
-  std::vector<Interim> interim_;
+  std::vector<Interim> interim_;  // complete 1xx heads not yet relayed
+  Interim pending_interim_{};     // the 1xx head whose block is still arriving
   std::string* trailer_sink_ = nullptr;
   size_t unacked_ = 0;  // DATA bytes put in `in` and not yet returned as window
 };

@@ -15,17 +15,28 @@ Cases (each checks, at its end, that weir still answers through the hostile orig
 and through the good backend; the harness checks weir's stderr for sanitizer reports):
  1. a response header block over 64 KiB (many fields; one huge value over CONTINUATIONs) → 502;
  2. endless CONTINUATION frames (never END_HEADERS) → the request fails, RSS bounded;
- 3. DATA far beyond the stream's flow-control window (1 MiB at once) → no complete response;
+ 3. DATA far beyond the stream's flow-control window: with a client that does not read (32 MiB)
+    the stream is reset and the answer cut; with a fast client (1 MiB) weir may take it all as
+    the client drains it (it re-credits the window at once), never a hang, RSS bounded;
  4. content-length 100 with 50 bytes, and 50 with 100 bytes → never a complete-looking answer
     (HTTP/1.1: closed before the length; HTTP/2: RST_STREAM);
  5. a server that never answers → 504 after the response timeout; one that stalls mid-body →
-    the client's response is cut after the timeout;
- 6. PING and SETTINGS floods from the server → RSS bounded, no CPU spin, still serving;
- 7. frames on a stream weir never opened, PUSH_PROMISE → a clean failure (retried once bad);
- 8. an invalid :status ("abc", "99", missing, ...) → 502;
+    the client's response is cut after the timeout (HTTP/2 client: RST_STREAM);
+ 6. PING and SETTINGS floods from the server, its ACKs read or not → RSS bounded, no CPU spin;
+ 7. HEADERS on an even stream, DATA / WINDOW_UPDATE / RST_STREAM on idle streams, PUSH_PROMISE
+    → 502 at once with one server; retried on the other server of a two-server backend;
+ 8. an invalid :status ("abc", "99", missing, doubled, ...) → 502;
+    8b. a 103 whose field block ends in a later CONTINUATION (the exchange must not take it
+        before the block ended: found crashing, heap-buffer-overflow in H2Channel::add_field);
+    8c. 10,000 103 heads to clients that do not read: RSS bounded; 103 every 0.4 s and never a
+        final head: 504 after the response timeout;
+    8d. SETTINGS_MAX_CONCURRENT_STREAMS=0 with a request waiting on the connection, and
+        REFUSED_STREAM for every stream: bounded failures;
+    8e. a server that never sends SETTINGS: 504 for the first and a waiting second request;
  9. GOAWAY(last_stream_id=0) right after the preface on every connection → 502/503 in bounds,
     few connections, no busy loop;
-10. the connection closed mid-body on every request → 200 aborted responses, no RSS/fd leak;
+10. the connection closed mid-body on every request, 200 requests → each cut (or 502 for the
+    streams that shared the connection), no RSS/fd leak;
 11. a server with SETTINGS_INITIAL_WINDOW_SIZE=0 that never reads, a 10 MiB upload → weir does
     not buffer the upload, the request ends (504).
 """
@@ -121,6 +132,8 @@ class RawConn:
         self.buf = bytearray()
         self.dec = hpack.Decoder(max_header_list_size=1 << 20)
         self.auto_ack = True
+        self.started = False      # our SETTINGS went: acks before that would be the first frame
+        self._held_acks: list[bytes] = []
         self.requests: list[tuple[int, dict, bool]] = []
         self._hdr: tuple[int, int, bytearray] | None = None   # (sid, flags, block) being received
 
@@ -136,7 +149,15 @@ class RawConn:
             raise Closed(f"send: {e!r}") from None
 
     def start(self, settings: dict | None = None):
-        self.send(settings_frame(settings or {}))
+        self.started = True
+        self.send(settings_frame(settings or {}) + b"".join(self._held_acks))
+        self._held_acks.clear()
+
+    def _ack(self, data: bytes):
+        if self.started:
+            self.send(data)
+        elif len(self._held_acks) < 100:
+            self._held_acks.append(data)
 
     def respond(self, sid: int, fields, body: bytes | None = None):
         out = headers_frames(sid, block(fields), end_stream=body is None)
@@ -162,9 +183,9 @@ class RawConn:
     def _handle(self, ftype, flags, sid, payload):
         self.o.count(f"in:{ftype}")
         if ftype == SETTINGS and not flags & ACK and self.auto_ack:
-            self.send(settings_frame(ack=True))
+            self._ack(settings_frame(ack=True))
         elif ftype == PING and not flags & ACK and self.auto_ack:
-            self.send(ping_frame(payload, ack=True))
+            self._ack(ping_frame(payload, ack=True))
         elif ftype == GOAWAY:
             last, code = struct.unpack(">II", payload[:8])
             self.o.note("goaway", err_name(code))
@@ -406,8 +427,11 @@ class Outcome:
 
 
 def read_outcome(c: HttpConn, method: str, t0: float) -> Outcome:
+    """The final answer (1xx heads skipped, 101 aside)."""
     try:
         r = c.read_head()
+        while 100 <= r.status < 200 and r.status != 101:
+            r = c.read_head()
     except IncompleteResponse as e:
         return Outcome("closed", elapsed=time.monotonic() - t0, detail=str(e))
     except socket.timeout:
@@ -544,7 +568,8 @@ class HostileCase(WeirTestCase):
 
 class HeaderBlockTest(HostileCase):
     def test_header_block_over_64k(self):
-        """1: many fields (~106 KB), and one 100 KB value over CONTINUATIONs."""
+        """1: 200 fields of 500 bytes (~106 KB), one 100 KB value, 11 fields of 6 KB, all over
+        CONTINUATIONs; and 500 tiny fields (under 64 KiB, over weir's field count) → 502."""
         def many(conn, sid, fields, end):
             extra = [(f"x-big-{i}", "v" * 500) for i in range(200)]
             conn.respond(sid, head("200", 2, extra), b"ok")
@@ -555,9 +580,13 @@ class HeaderBlockTest(HostileCase):
         def just_over(conn, sid, fields, end):  # 66 KB in fields of 6 KB: each one acceptable
             conn.respond(sid, head("200", 2, [(f"x-f{i}", "f" * 6000) for i in range(11)]), b"ok")
 
+        def numerous(conn, sid, fields, end):  # 500 tiny fields (~20 KB): more fields than weir keeps
+            conn.respond(sid, head("200", 2, [(f"x-s{i}", "v") for i in range(500)]), b"ok")
+
         o = self.origin(respond=many)
         lb = self.lb(o)
-        for name, fn in (("many fields", many), ("one huge value", huge), ("11 fields of 6 KB", just_over)):
+        for name, fn in (("many fields", many), ("one huge value", huge), ("11 fields of 6 KB", just_over),
+                         ("500 tiny fields", numerous)):
             with self.subTest(block=name):
                 o.set(fn)
                 r = h1(lb.port, f"/big-head/{name.replace(' ', '-')}")
@@ -849,6 +878,175 @@ class StreamStateTest(HostileCase):
         self.still_serving(lb, o, "frames on unopened streams")
 
 
+class InterimTest(HostileCase):
+    def test_interim_head_split_over_continuation(self):
+        """8b: a 103 whose field block goes on in a CONTINUATION frame sent 0.5 s later, while
+        the client's POST body arrives in two parts (the second one wakes the exchange between
+        the two frames). The exchange must not take the interim head before its block ended.
+        (Found here: weir takes and pops it at once, then the CONTINUATION's field is added to
+        interim_.back() of an empty vector: heap-buffer-overflow in H2Channel::add_field.)"""
+        def respond(conn, sid, fields, end):
+            conn.send(frame(HEADERS, 0, sid, block([(":status", "103")])))
+            time.sleep(0.5)
+            conn.send(frame(CONTINUATION, END_HEADERS, sid, block([("link", "</a.css>; rel=preload")])) +
+                      headers_frames(sid, block(head("200", 2))) + data_frames(sid, b"ok", True))
+
+        o = self.origin(respond=respond)
+        lb = self.lb(o)
+        with HttpConn(lb.port, timeout=IO) as c:
+            t0 = time.monotonic()
+            c.send(build_request("POST", "/split-103", [("Content-Length", "10")], None)[:-2] + b"\r\n12345")
+            time.sleep(0.25)
+            c.send(b"67890")
+            r = read_outcome(c, "POST", t0)
+        time.sleep(0.3)
+        self.alive(lb)
+        self.assertEqual((r.kind, r.status), ("complete", 200), f"{r!r}; {o.summary()}")
+        self.still_serving(lb, o, "a 103 split over CONTINUATION")
+
+    def test_interim_flood_and_trickle(self):
+        """8c: 10,000 distinct 103 heads of ~11 KB to clients that do not read (HTTP/2 and
+        HTTP/1.1): RSS bounded. A 103 every 0.4 s and never a final head: 504 after the response
+        timeout (which runs until the response head), not after the trickle ends (8 s)."""
+        done = {}
+
+        def flood(conn, sid, fields, end):
+            n = 0
+            try:
+                while n < 10_000:
+                    heads = []
+                    for j in range(n, n + 10):
+                        links = [("link", f"</{j}/{i}/{'l' * 200}>; rel=preload") for i in range(50)]
+                        heads.append(headers_frames(sid, block([(":status", "103")] + links)))
+                    conn.send(b"".join(heads), timeout=3)
+                    n += 10
+                done["flood"] = ("all sent", n)
+            except socket.timeout:
+                done["flood"] = ("weir stopped reading", n)
+            except Closed:
+                done["flood"] = ("weir closed", n)
+            return "close"
+
+        def trickle(conn, sid, fields, end):
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < 8:
+                conn.send(headers_frames(sid, block([(":status", "103"), ("link", "</x>; rel=preload")])))
+                conn.frame(0.4)
+            done["trickle"] = True
+            return "close"
+
+        o = self.origin(respond=flood)
+        lb = self.lb(o)
+        h1(lb.port, "/good/warm")
+        for client in ("h2", "http/1.1"):
+            with self.subTest(client=client):
+                done.clear()
+                o.set(flood)
+                peak = PeakRss(lb.pid)
+                raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                self.addCleanup(raw.close)
+                raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+                raw.settimeout(IO)
+                raw.connect((HOST, lb.port))
+                if client == "h2":
+                    raw.sendall(PREFACE + settings_frame({}) + frame(HEADERS, END_STREAM | END_HEADERS, 1, block(
+                        [(":method", "GET"), (":scheme", "http"), (":authority", "x"), (":path", "/interim-flood")])))
+                else:
+                    raw.sendall(build_request("GET", "/interim-flood"))
+                wait_until(lambda: "flood" in done, 30, 0.1, "the 103 flood to end")
+                time.sleep(0.5)
+                print(f"\n103 flood to a {client} client not reading: {done['flood']}, "
+                      f"weir RSS high-water +{peak.growth() / MB:.1f} MiB")
+                raw.close()
+                peak.check(self, RSS_BOUND, f"10,000 103 heads to a {client} client that does not read")
+                self.alive(lb)
+        o.set(trickle)
+        r = h1(lb.port, "/interim-trickle", timeout=20)
+        print(f"103 every 0.4 s, no final head: {r!r}")
+        self.assertFailed(r, "103 heads trickling, never a final head", (504,), o, within=RESPONSE_TIMEOUT + 3)
+        self.still_serving(lb, o, "103 floods and trickles")
+
+
+class SettingsTest(HostileCase):
+    def test_zero_streams_and_refused_streams(self):
+        """8d: SETTINGS_MAX_CONCURRENT_STREAMS=0 sent after the first request (answered), while a
+        second request waits on the same connection for the server's SETTINGS: it must end
+        (moved to another connection, or 502/503/504) within the timeouts, not wait forever in
+        the session. RST_STREAM(REFUSED_STREAM) for every stream of a lone server: 502 after a
+        bounded number of tries, no busy loop."""
+        def zero(conn):
+            sid, fields, end = conn.request(timeout=IO)
+            time.sleep(0.6)  # the second request joins this connection meanwhile
+            conn.start({3: 0})  # SETTINGS_MAX_CONCURRENT_STREAMS
+            good_respond(conn, sid, fields, end)
+
+        def refuse(conn, sid, fields, end):
+            conn.o.count("refused")
+            conn.send(frame(RST_STREAM, 0, sid, struct.pack(">I", 7)))
+
+        o = self.origin(on_connect=zero)
+        lb = self.lb(o)
+        h1(lb.port, "/good/warm")
+        c0 = o.conns
+        outs = {}
+
+        def first():
+            outs["first"] = h1(lb.port, "/zero-streams/first", timeout=20)
+
+        t = threading.Thread(target=first, daemon=True)
+        t.start()
+        time.sleep(0.25)
+        r = h1(lb.port, "/zero-streams/second", timeout=20)
+        t.join(25)
+        print(f"\nMAX_CONCURRENT_STREAMS=0: first {outs.get('first')!r}, second {r!r}, {o.conns - c0} connections; "
+              f"{o.summary()}")
+        self.assertEqual((outs["first"].kind, outs["first"].status), ("complete", 200), f"{outs['first']!r}")
+        self.assertNotEqual(r.kind, "timeout", f"a request waiting on a connection whose server allows 0 streams "
+                                               f"hung: {r!r}; {o.summary()}")
+        self.assertTrue(r.kind == "complete" and r.status in (200, 502, 503, 504), f"{r!r}")
+        self.assertLess(r.elapsed, RESPONSE_TIMEOUT + 4, f"{r!r}")
+        self.alive(lb)
+        o.set(refuse)
+        cpu0, t0 = cpu_seconds(lb.pid), time.monotonic()
+        outs = [h1(lb.port, f"/refused/{i}") for i in range(5)]
+        cpu, wall = cpu_seconds(lb.pid) - cpu0, time.monotonic() - t0
+        print(f"REFUSED_STREAM always: {outs}, {o.get('refused')} streams refused, CPU {cpu:.2f}s over {wall:.2f}s")
+        for r in outs:
+            self.assertFailed(r, "REFUSED_STREAM for every stream", (502, 503), o, within=5)
+        self.assertLessEqual(o.get("refused"), 5 * 10, f"too many tries: {o.summary()}")
+        self.assertLess(cpu, max(2.0, wall * 0.5), f"weir CPU {cpu:.2f}s over {wall:.2f}s")
+        self.still_serving(lb, o, "zero streams and refused streams")
+
+    def test_no_settings_ever(self):
+        """8e: a server that sends nothing at all, not even its SETTINGS: the first request (sent
+        before the server's SETTINGS, as allowed) and a second one that joined the connection
+        and waits for those SETTINGS both end with 504 within the response timeout."""
+        def mute(conn):
+            conn.o.note("mute", conn.n)
+
+        def silent(conn, sid, fields, end):
+            pass
+
+        o = self.origin(respond=silent, on_connect=mute)
+        lb = self.lb(o)
+        h1(lb.port, "/good/warm")
+        outs = {}
+
+        def first():
+            outs["first"] = h1(lb.port, "/mute/first", timeout=20)
+
+        t = threading.Thread(target=first, daemon=True)
+        t.start()
+        time.sleep(0.3)
+        r = h1(lb.port, "/mute/second", timeout=20)
+        t.join(25)
+        print(f"\nno SETTINGS ever: first {outs.get('first')!r}, second {r!r}; {o.summary()}")
+        for name, x in (("first", outs["first"]), ("second", r)):
+            self.assertFailed(x, f"a server that never sends SETTINGS ({name} request)", (502, 504), o,
+                              within=RESPONSE_TIMEOUT + 4)
+        self.still_serving(lb, o, "a server that never sends SETTINGS")
+
+
 class StatusTest(HostileCase):
     def test_invalid_status(self):
         """8: :status abc, 99, missing, 1000, 20x, 101, doubled, empty → 502."""
@@ -881,7 +1079,8 @@ class GoawayTest(HostileCase):
         closed) → 502/503 in bounds, a bounded number of connections, no busy loop."""
         def goaway(close: bool):
             def on_connect(conn):
-                conn.send(settings_frame() + goaway_frame(0, 0, b"go away"))
+                conn.start()
+                conn.send(goaway_frame(0, 0, b"go away"))
                 if close:
                     conn.drain()
                     raise Closed("closed after GOAWAY")
