@@ -70,8 +70,7 @@ bool Exchange::push_body() {
 net::Stream* Exchange::splice_target() {
   auto& us = up_->stream;
   // An HTTP/2 stream has no socket of its own to splice from.
-  if (us.transport || up_->h2 || !us.in.empty() || body_filter_ || cache_filling())
-    return nullptr;
+  if (us.transport || up_->h2 || !us.in.empty() || body_filter_ || cache_filling()) return nullptr;
   auto kind = resp_body_.kind();
   if (kind != http::BodyKind::ContentLength && kind != http::BodyKind::UntilClose) return nullptr;
   if (!pipe_) {

@@ -236,7 +236,7 @@ bool H1Connection::handle_head() {
   version_minor_ = req.version_minor;
   keep_alive_ = req.keep_alive && !draining_ && !w_.draining();
   req_body_.reset(req.body, req.content_length);
-  req_trailers_.clear();
+  req_trailers_.reset();
   cancel_timer();
   timer_kind_ = TimerKind::None;
   phase_ = Phase::Exchange;
@@ -263,14 +263,18 @@ BodyRead H1Connection::read_body(BodySink& sink) {
     auto st = req_body_.decode(avail);
     if (st.status == http::BodyDecoder::Status::Error) return BodyRead::Error;
     if (!st.payload.empty()) sink.put(st.payload);
-    req_trailers_.append(st.trailer);  // the decoder bounds it (max_trailer_bytes)
+    if (!st.trailer.empty()) {
+      // Rare, so kept out of line: an idle connection pays 8 bytes for it.
+      if (!req_trailers_) req_trailers_ = std::make_unique<std::string>();
+      req_trailers_->append(st.trailer);  // the decoder bounds it (max_trailer_bytes)
+    }
     io_.in.consume(st.consumed);
     if (st.consumed == 0) break;
     moved = true;
   }
   // Done once the last chunk fits too: the exchange calls BodySink::finish right after Done, and
   // again at once when it fails (a busy loop while the server does not read).
-  if (req_body_.done() && sink.can_finish(req_trailers_)) return BodyRead::Done;
+  if (req_body_.done() && sink.can_finish(request_trailers())) return BodyRead::Done;
   if (!req_body_.done() && io_.in.empty() && io_.eof) return BodyRead::Gone;
   return moved ? BodyRead::Progress : BodyRead::Idle;
 }
@@ -357,7 +361,7 @@ bool H1Connection::upgrade(UpstreamConn* up, ServerSlot& slot) {
 void H1Connection::exchange_done(bool response_complete, bool request_complete) {
   w_.exchanges().give_back_later(ex_);
   ex_ = nullptr;
-  if (!req_trailers_.empty()) std::string().swap(req_trailers_);  // rare: no capacity kept
+  req_trailers_.reset();
   if (phase_ == Phase::Tunnel) {
     schedule_turn();  // bytes may wait on both sides already
     return;

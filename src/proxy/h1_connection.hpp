@@ -29,7 +29,9 @@ class H1Connection final : public ClientConn, public Downstream {
   // Downstream
   const ClientInfo& client() const override { return client_; }
   BodyRead read_body(BodySink& sink) override;
-  std::string_view request_trailers() const override { return req_trailers_; }
+  std::string_view request_trailers() const override {
+    return req_trailers_ ? std::string_view(*req_trailers_) : std::string_view{};
+  }
   void send_interim(const http::ResponseHead& head) override;
   HeadResult send_head(const ResponseOut& head) override;
   size_t send_body(std::string_view payload) override;
@@ -67,7 +69,8 @@ class H1Connection final : public ClientConn, public Downstream {
   Exchange* ex_ = nullptr;
   std::unique_ptr<Tunnel> tunnel_;
   http::BodyDecoder req_body_;  // the request body's framing (the current request)
-  std::string req_trailers_;    // its chunked trailer section, as the decoder handed it out
+  // its chunked trailer section, as the decoder handed it out (allocated when one comes)
+  std::unique_ptr<std::string> req_trailers_;
 };
 
 }  // namespace weir::proxy

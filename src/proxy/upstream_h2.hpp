@@ -55,6 +55,9 @@ class H2Pool;
 
 class H2Channel {
  public:
+  // The largest field block (head or trailers) a server may send; larger resets the stream.
+  static constexpr size_t kMaxFieldBlock = 64 * 1024;
+
   explicit H2Channel(UpstreamConn& up) : up_(up) {}
   ~H2Channel();
   H2Channel(const H2Channel&) = delete;
