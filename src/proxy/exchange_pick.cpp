@@ -295,7 +295,8 @@ void Exchange::upstream_failed(Failure why) {
   }
   if (replayable && why == Failure::Unprocessed && unprocessed_retries_ < 3) {
     // An HTTP/2 server refused the stream or was going away (GOAWAY): it never processed the
-    // request, so it goes again at once, on a new connection, without spending `retries`.
+    // request, so it goes again at once, without spending `retries`: on a connection that takes
+    // streams (after a GOAWAY, a new one).
     ++unprocessed_retries_;
     ++w_.stats().retries_unseen;
     if (b.has(server) && b.state(server).in_rotation()) {

@@ -87,7 +87,8 @@ void H2Channel::on_connect_failed() {
 
 void H2Channel::on_session_gone(bool refused) {
   session_ = nullptr;
-  if (!ended_) {
+  // A stream nghttp2 closed already (refused by a GOAWAY, reset) keeps what its close said.
+  if (!ended_ && !closed_) {
     up_.stream.failed = true;
     refused_ = refused;
   }
