@@ -148,6 +148,8 @@ bool H2Session::start() {
 
 bool H2Session::accepting() const {
   if (state_ == State::Dead || goaway_) return false;
+  // A reload changed the buffer block: this connection's stream window no longer matches it.
+  if (window_ != 0 && window_ != w_.buffers().block_size()) return false;
   uint32_t limit = kAssumedStreams;
   if (session_ && settings_received_)
     limit = std::min(kMaxStreams, nghttp2_session_get_remote_settings(
@@ -262,9 +264,10 @@ bool H2Session::setup_session() {
   // A stream's window is one buffer block: what a server may send ahead of the exchange
   // always fits in the stream's buffer. The connection's window is wide: the streams' windows
   // bound memory.
+  window_ = w_.buffers().block_size();
   nghttp2_settings_entry iv[] = {
       {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
-      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, static_cast<uint32_t>(w_.buffers().block_size())},
+      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, static_cast<uint32_t>(window_)},
       {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, H2Channel::kMaxFieldBlock},
   };
   nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, iv, std::size(iv));

@@ -204,6 +204,7 @@ class H2Session final : public EventHandler {
   bool goaway_ = false;
   bool settings_received_ = false;
   bool opened_any_ = false;
+  size_t window_ = 0;  // the streams' receive window: the buffer block when the session began
   bool ping_outstanding_ = false;
   std::vector<H2Channel*> channels_;  // every stream of this connection, and those waiting
   std::string names_;                 // request field names, lower-cased (H2Channel::submit)
