@@ -6,6 +6,7 @@
 #include <cstdio>
 
 #include "app/commands.hpp"
+#include "app/notify.hpp"
 #include "app/runtime.hpp"
 #include "config/loader.hpp"
 #include "core/log.hpp"
@@ -70,6 +71,8 @@ int cmd_run(const std::string& path) {
 
   Runtime rt;
   if (int rc = rt.start(res.config); rc != 0) return rc;
+  Notifier notify;  // systemd (Type=notify), when NOTIFY_SOCKET is set
+  notify.ready("serving");
   for (;;) {
     int sig = 0;
     if (sigwait(&set, &sig) != 0) continue;
@@ -80,10 +83,14 @@ int cmd_run(const std::string& path) {
     }
     if (sig == SIGHUP) {
       log::info("SIGHUP: reloading {}", path);
-      rt.reload(path);
+      notify.reloading();
+      bool ok = rt.reload(path);
+      notify.ready(ok ? "serving (reloaded)"
+                      : "serving (reload refused: the previous config runs)");
       continue;
     }
     log::info("{}: shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    notify.stopping();
     rt.drain_and_stop();
     return 0;
   }
