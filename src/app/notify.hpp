@@ -18,7 +18,6 @@ class Notifier {
   Notifier(const Notifier&) = delete;
   Notifier& operator=(const Notifier&) = delete;
 
-  bool enabled() const { return fd_ >= 0; }
   void ready(std::string_view status);
   void reloading();
   void stopping();

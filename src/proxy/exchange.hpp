@@ -109,6 +109,7 @@ class Exchange final : public UpstreamOwner {
   void note_grpc(const http::RequestHead& req);           // gRPC: its deadline
   static void websocket_key(uint64_t a, uint64_t b, char* out);
   void note_grpc_status(std::string_view field_lines);
+  static int16_t parse_grpc_status(std::string_view value);
   void grpc_answer(uint16_t& status, std::string_view& body, std::string_view& content_type);
   // exchange_log.cpp
   void begin_log(Downstream& ds);

@@ -3,6 +3,7 @@
 #include <charconv>
 #include <cmath>
 
+#include "http/fields.hpp"
 #include "http/status.hpp"
 #include "proxy/exchange.hpp"
 
@@ -13,6 +14,9 @@ namespace weir::proxy {
 // response timeout once the backend is known.
 void Exchange::note_grpc(const http::RequestHead& req) {
   for (const auto& h : req.headers) {
+    // Both names are 12 characters: one compare passes over every other field (this runs for
+    // every request).
+    if (h.name.size() != 12) continue;
     if (http::iequals(h.name, "content-type")) {
       std::string_view v = h.value;
       grpc_ = v.size() >= 16 && http::iequals(v.substr(0, 16), "application/grpc") &&
@@ -55,26 +59,20 @@ void Exchange::note_grpc(const http::RequestHead& req) {
   }
 }
 
+// A grpc-status value: 0-255, else -1 (left unknown).
+int16_t Exchange::parse_grpc_status(std::string_view v) {
+  int code = 0;
+  auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), code);
+  return ec == std::errc() && p == v.data() + v.size() && code >= 0 && code <= 255
+             ? static_cast<int16_t>(code)
+             : int16_t{-1};
+}
+
 // grpc-status from field lines ("Name: value\r\n" each: the trailers).
-void Exchange::note_grpc_status(std::string_view text) {
-  size_t at = 0;
-  while (at < text.size()) {
-    size_t eol = text.find('\n', at);
-    std::string_view line = text.substr(at, eol == std::string_view::npos ? text.npos : eol - at);
-    at = eol == std::string_view::npos ? text.size() : eol + 1;
-    if (line.size() > 12 && http::iequals(line.substr(0, 12), "grpc-status:")) {
-      std::string_view v = line.substr(12);
-      while (!v.empty() && (v.front() == ' ' || v.front() == '\t'))
-        v.remove_prefix(1);
-      while (!v.empty() && (v.back() == '\r' || v.back() == ' ' || v.back() == '\t'))
-        v.remove_suffix(1);
-      int code = 0;
-      auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), code);
-      if (ec == std::errc() && p == v.data() + v.size() && code >= 0 && code <= 255)
-        grpc_status_ = static_cast<int16_t>(code);
-      return;
-    }
-  }
+void Exchange::note_grpc_status(std::string_view lines) {
+  http::for_each_field_line(lines, [&](std::string_view name, std::string_view value) {
+    if (http::iequals(name, "grpc-status")) grpc_status_ = parse_grpc_status(value);
+  });
 }
 
 // weir's own error to a gRPC client: a trailers-only answer (HTTP 200, the status in

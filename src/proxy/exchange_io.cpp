@@ -388,13 +388,8 @@ bool Exchange::send_response_head(const http::ResponseHead& resp, size_t head_le
   resp_keep_alive_ = resp.keep_alive;
   if (grpc_) {
     // A trailers-only answer carries its gRPC status in the head.
-    for (const auto& h : resp.headers) {
-      if (!http::iequals(h.name, "grpc-status")) continue;
-      int code = 0;
-      auto [p, ec] = std::from_chars(h.value.data(), h.value.data() + h.value.size(), code);
-      if (ec == std::errc() && p == h.value.data() + h.value.size() && code >= 0 && code < 256)
-        grpc_status_ = static_cast<int16_t>(code);
-    }
+    for (const auto& h : resp.headers)
+      if (http::iequals(h.name, "grpc-status")) grpc_status_ = parse_grpc_status(h.value);
   }
   if (h2_tunnel) {
     status_ = 200;

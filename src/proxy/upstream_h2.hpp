@@ -95,7 +95,6 @@ class H2Channel {
   void release(bool complete);
 
   // --- the session's side
-  UpstreamConn& conn() { return up_; }
   void attach(H2Session* s) { session_ = s; }
   void on_ready();
   void on_connect_failed();
@@ -106,7 +105,6 @@ class H2Channel {
   bool on_data(std::string_view data);
   void on_closed(uint32_t error_code);
   ssize_t read_body(uint8_t* buf, size_t len, uint32_t* flags);
-  int32_t stream_id() const { return stream_id_; }
   void notify();
 
  private:
