@@ -10,7 +10,8 @@ PKGS=(
   python3 python3-h2 curl procps ca-certificates openssl nghttp2-client
   wrk libre2-dev haproxy nginx
   libbrotli-dev libzstd-dev zstd python3-brotli nlohmann-json3-dev
-  python3-grpcio
+  python3-grpcio libc-ares-dev dnsmasq-base chromium chromium-driver python3-selenium
+  redis-server libhiredis-dev keepalived bird2 iproute2
 )
 if [ "${WEIR_DEPS_EXTRA:-}" != "" ]; then
   read -r -a extra <<<"$WEIR_DEPS_EXTRA"

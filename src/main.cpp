@@ -2,8 +2,8 @@
 #include <unistd.h>
 
 #include <climits>
-#include <cstdlib>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -42,9 +42,12 @@ int main(int argc, char** argv) {
   // WEIR_LOG=debug|info|warn|error sets the log level (default info).
   if (const char* lvl = std::getenv("WEIR_LOG")) {
     std::string l = lvl;
-    if (l == "debug") weir::log::set_level(weir::log::Level::Debug);
-    else if (l == "warn") weir::log::set_level(weir::log::Level::Warn);
-    else if (l == "error") weir::log::set_level(weir::log::Level::Error);
+    if (l == "debug")
+      weir::log::set_level(weir::log::Level::Debug);
+    else if (l == "warn")
+      weir::log::set_level(weir::log::Level::Warn);
+    else if (l == "error")
+      weir::log::set_level(weir::log::Level::Error);
   }
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty()) return usage_error("missing command");
@@ -67,7 +70,8 @@ int main(int argc, char** argv) {
       }
     }
     if (file.empty()) return usage_error(cmd + " needs -c FILE");
-    return cmd == "run" ? weir::app::cmd_run(file) : weir::app::cmd_check(file);
+    if (cmd == "check") return weir::app::cmd_check(file);
+    return weir::app::cmd_run(file, self_exe(argv[0]), std::vector<std::string>(argv, argv + argc));
   }
   if (cmd == "demo") {
     if (args.size() > 1) return usage_error("demo takes no arguments");

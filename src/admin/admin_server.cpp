@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "admin/dashboard.hpp"
 #include "cache/store.hpp"
 #include "model/client_table.hpp"
 #include "server/http_server.hpp"
@@ -23,6 +24,17 @@ std::string escape_label(std::string_view v) {
   }
   return out;
 }
+
+const proxy::ServerCounts& server_counts(const proxy::WorkerStats& st, uint32_t uid) {
+  static const proxy::ServerCounts kNone;
+  return uid < st.servers.size() ? st.servers[uid] : kNone;
+}
+
+uint64_t server_requests(const proxy::WorkerStats& st, uint32_t uid) {
+  return server_counts(st, uid).requests;
+}
+
+}  // namespace
 
 std::string escape_json(std::string_view v) {
   std::string out;
@@ -46,12 +58,6 @@ std::string escape_json(std::string_view v) {
   }
   return out;
 }
-
-uint64_t server_requests(const proxy::WorkerStats& st, uint32_t id) {
-  return id < st.server_requests.size() ? st.server_requests[id] : 0;
-}
-
-}  // namespace
 
 void render_cache_metrics(const model::Snapshot& snap, std::string& out);
 
@@ -266,67 +272,56 @@ void render_cache_metrics(const model::Snapshot& snap, std::string& out) {
   }
 }
 
-// POST /api/v1/caches/{name}/purge with {"path": "/a.css"} or {"prefix": "/assets/"}.
-server::Response purge_cache(const model::Snapshot& snap, const server::Request& r) {
-  server::Response resp;
-  resp.headers.emplace_back("Content-Type", "application/json");
-  constexpr std::string_view kPrefix = "/api/v1/caches/", kSuffix = "/purge";
-  std::string_view name = r.path;
-  name.remove_prefix(kPrefix.size());
-  name.remove_suffix(kSuffix.size());
-  auto error = [&](uint16_t status, std::string_view message) {
-    resp.status = status;
-    resp.body = fmt::format("{{\"error\":\"{}\"}}\n", escape_json(message));
-    return resp;
-  };
-  if (r.method != "POST") {
-    resp.headers.emplace_back("Allow", "POST");
-    return error(405, "use POST");
-  }
-  cache::Store* store = nullptr;
-  for (size_t i = 0; i < snap.config->caches.size(); ++i)
-    if (snap.config->caches[i].name == name) store = snap.caches[i].get();
-  if (!store) return error(404, fmt::format("no cache named \"{}\"", name));
-  nlohmann::json body = nlohmann::json::parse(r.body, nullptr, false);
-  if (body.is_discarded() || !body.is_object() || body.size() != 1)
-    return error(400, "the body must be {\"path\": \"/a.css\"} or {\"prefix\": \"/assets/\"}");
-  size_t purged = 0;
-  if (auto p = body.find("path");
-      p != body.end() && p->is_string() && p->get_ref<const std::string&>().starts_with("/")) {
-    purged = store->purge_path(p->get_ref<const std::string&>());
-  } else if (auto x = body.find("prefix"); x != body.end() && x->is_string() &&
-                                           x->get_ref<const std::string&>().starts_with("/")) {
-    purged = store->purge_prefix(x->get_ref<const std::string&>());
-  } else {
-    return error(400, "\"path\" or \"prefix\" must be a string starting with /");
-  }
-  resp.body = fmt::format("{{\"purged\":{}}}\n", purged);
-  return resp;
+std::string render_server_json(const model::ServerRuntime& s, const proxy::WorkerStats& st) {
+  const proxy::ServerCounts& c = server_counts(st, s.uid);
+  std::string latency;
+  for (uint64_t n : c.latency.counts)
+    latency += fmt::format("{}{}", latency.empty() ? "" : ",", n);
+  const model::ServerState& state = *s.state;
+  return fmt::format(
+      "{{\"name\":\"{}\",\"address\":\"{}\",\"weight\":{},\"healthy\":{},\"state\":\"{}\","
+      "\"active_requests\":{},\"requests_total\":{},\"errors_total\":{},"
+      "\"latency_counts\":[{}],\"up\":{},\"ejected\":{},\"unreachable\":{},"
+      "\"connect_failures\":{},\"probes_passed\":{},\"probes_failed\":{}}}",
+      escape_json(s.name), escape_json(s.address_text), s.weight, state.in_rotation(),
+      model::admin_state_name(state.admin.load(std::memory_order_relaxed)), state.active.load(),
+      c.requests, c.errors, latency, state.up.load(), state.ejected(), state.unreachable(),
+      state.connect_failures.load(), state.probes_passed.load(), state.probes_failed.load());
 }
 
 std::string render_backends_json(const model::Snapshot& snap, const proxy::WorkerStats& st) {
-  std::string out = "{\"backends\":[";
-  bool first_b = true;
-  for (const auto& b : snap.backends) {
-    if (!first_b) out += ',';
-    first_b = false;
-    out += fmt::format("{{\"name\":\"{}\",\"queued\":{},\"servers\":[", escape_json(b.cfg->name),
-                       b.queued->load());
-    bool first_s = true;
-    for (const auto& s : b.servers) {
-      if (!first_s) out += ',';
-      first_s = false;
-      out += fmt::format(
-          "{{\"name\":\"{}\",\"address\":\"{}\",\"weight\":{},\"healthy\":{},"
-          "\"active_requests\":{},\"requests_total\":{},\"up\":{},\"ejected\":{},"
-          "\"unreachable\":{},\"connect_failures\":{},\"probes_passed\":{},"
-          "\"probes_failed\":{}}}",
-          escape_json(s.name), escape_json(s.address_text), s.weight,
-          s.state->in_rotation() ? "true" : "false", s.state->active.load(),
-          server_requests(st, s.uid), s.state->up.load() ? "true" : "false",
-          s.state->ejected() ? "true" : "false", s.state->unreachable() ? "true" : "false",
-          s.state->connect_failures.load(), s.state->probes_passed.load(),
-          s.state->probes_failed.load());
+  std::string out = "{\"listeners\":[";
+  for (size_t i = 0; i < snap.listeners.size(); ++i) {
+    const auto& l = snap.listeners[i];
+    std::string addrs;
+    for (const auto& a : l.addrs)
+      addrs += fmt::format("{}\"{}\"", addrs.empty() ? "" : ",", escape_json(a.to_string()));
+    uint64_t requests = 0;
+    for (const auto& [key, counts] : st.requests) {
+      if (key.first != l.cfg->name) continue;
+      for (uint64_t n : counts.by_status)
+        requests += n;
+      for (const auto& g : counts.grpc)
+        requests += g.count;
+    }
+    std::string_view mode = l.cfg->mode == config::ListenerMode::Tcp ? "tcp"
+                            : l.tls                                  ? "https"
+                                                                     : "http";
+    out += fmt::format(
+        "{}{{\"name\":\"{}\",\"addresses\":[{}],\"mode\":\"{}\",\"requests_total\":{}}}",
+        i ? "," : "", escape_json(l.cfg->name), addrs, mode, requests);
+  }
+  out += "],\"latency_buckets\":[";
+  for (size_t i = 0; i < proxy::kLatencyBuckets.size(); ++i)
+    out += fmt::format("{}{}", i ? "," : "", proxy::kLatencyBuckets[i]);
+  out += "],\"backends\":[";
+  for (size_t i = 0; i < snap.backends.size(); ++i) {
+    const auto& b = snap.backends[i];
+    out += fmt::format("{}{{\"name\":\"{}\",\"queued\":{},\"servers\":[", i ? "," : "",
+                       escape_json(b.cfg->name), b.queued->load());
+    for (size_t j = 0; j < b.servers.size(); ++j) {
+      if (j) out += ',';
+      out += render_server_json(b.servers[j], st);
     }
     out += "]}";
   }
@@ -335,29 +330,42 @@ std::string render_backends_json(const model::Snapshot& snap, const proxy::Worke
   return out;
 }
 
-AdminServer::AdminServer(int listen_fd, AdminSource source) : source_(std::move(source)) {
-  http_ =
-      std::make_unique<server::HttpServer>(reactor_, listen_fd, [this](const server::Request& r) {
-        server::Response resp;
-        if (r.path == "/healthz") {
-          resp.body = "ok\n";
-        } else if (r.path == "/metrics") {
-          auto snap = source_.snapshot();
-          resp.body = render_metrics(*snap, source_.stats());
-          resp.headers.emplace_back("Content-Type", "text/plain; version=0.0.4");
-        } else if (r.path.starts_with("/api/v1/caches/") && r.path.ends_with("/purge")) {
-          auto snap = source_.snapshot();
-          resp = purge_cache(*snap, r);
-        } else if (r.path == "/api/v1/backends") {
-          auto snap = source_.snapshot();
-          resp.body = render_backends_json(*snap, source_.stats());
-          resp.headers.emplace_back("Content-Type", "application/json");
-        } else {
-          resp.status = 404;
-          resp.body = "Not Found\n";
-        }
-        return resp;
-      });
+AdminServer::AdminServer(int listen_fd, AdminSource source, server::ServerOptions options)
+    : source_(std::move(source)) {
+  auto handle = [this](const server::Request& r) {
+    server::Response resp;
+    if (r.path == "/" && (r.method == "GET" || r.method == "HEAD")) {
+      resp.body = std::string(dashboard_html());
+      resp.headers.emplace_back("Content-Type", "text/html; charset=utf-8");
+      resp.headers.emplace_back("Cache-Control", "no-store");
+    } else if (r.path == "/healthz") {
+      if (source_.draining && source_.draining()) {
+        resp.status = 503;
+        resp.body = "draining\n";
+      } else {
+        resp.body = "ok\n";
+      }
+    } else if (r.path == "/metrics") {
+      auto snap = source_.snapshot();
+      resp.body = render_metrics(*snap, source_.stats());
+      resp.headers.emplace_back("Content-Type", "text/plain; version=0.0.4");
+    } else if (r.path.starts_with("/api/v1/caches/") && r.path.ends_with("/purge")) {
+      auto snap = source_.snapshot();
+      resp = purge_cache(*snap, r);
+    } else if (r.path == "/api/v1/backends") {
+      auto snap = source_.snapshot();
+      resp.body = render_backends_json(*snap, source_.stats());
+      resp.headers.emplace_back("Content-Type", "application/json");
+      resp.headers.emplace_back("Cache-Control", "no-store");
+    } else if (r.path.starts_with("/api/v1/backends/")) {
+      resp = set_server(*source_.snapshot(), r, source_);
+    } else {
+      resp.status = 404;
+      resp.body = "Not Found\n";
+    }
+    return resp;
+  };
+  http_ = std::make_unique<server::HttpServer>(reactor_, listen_fd, handle, options);
 }
 
 AdminServer::~AdminServer() {

@@ -2,12 +2,15 @@
 // The subcommands of the `weir` binary. Each returns the process exit code:
 // 0 success, 1 invalid configuration, 2 bad command-line usage, 3 runtime failure.
 #include <string>
+#include <vector>
 
 #include "config/config.hpp"
 
 namespace weir::app {
 
-int cmd_run(const std::string& config_path);
+// `exe` and `argv`: how this process was started (SIGUSR2 starts them again: a binary upgrade).
+int cmd_run(const std::string& config_path, const std::string& exe,
+            const std::vector<std::string>& argv);
 int cmd_check(const std::string& config_path);
 int cmd_whoami(const std::string& listen, const std::string& name, config::Duration delay);
 int cmd_demo(const std::string& self_exe);

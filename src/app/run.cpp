@@ -1,6 +1,7 @@
 // `weir run` and `weir check`.
 #include <malloc.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
@@ -8,6 +9,7 @@
 #include "app/commands.hpp"
 #include "app/notify.hpp"
 #include "app/runtime.hpp"
+#include "app/upgrade.hpp"
 #include "config/loader.hpp"
 #include "core/log.hpp"
 #include "net/tls/tls.hpp"
@@ -52,8 +54,18 @@ void tune_allocator() {
 
 }  // namespace
 
-int cmd_run(const std::string& path) {
+// How long a new process may take to load its config and listen before the upgrade is given up.
+constexpr std::chrono::milliseconds kUpgradeTimeout{60000};
+
+int cmd_run(const std::string& path, const std::string& exe, const std::vector<std::string>& argv) {
   tune_allocator();
+  // Started by a binary upgrade: the running process's listening sockets come first.
+  std::string upgrade_error;
+  std::optional<UpgradeChild> upgrade = UpgradeChild::from_environment(upgrade_error);
+  if (!upgrade_error.empty()) {
+    log::error("upgrade: {}", upgrade_error);
+    return 3;
+  }
   auto res = config::load_config_file(path);
   for (const auto& d : res.diagnostics)
     std::fprintf(stderr, "%s\n", d.format().c_str());
@@ -66,16 +78,35 @@ int cmd_run(const std::string& path) {
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGHUP);
   sigaddset(&set, SIGUSR1);
+  sigaddset(&set, SIGUSR2);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
   Runtime rt;
-  if (int rc = rt.start(res.config); rc != 0) return rc;
+  if (int rc = rt.start(res.config, upgrade ? &upgrade->sockets() : nullptr); rc != 0) return rc;
   Notifier notify;  // systemd (Type=notify), when NOTIFY_SOCKET is set
-  notify.ready("serving");
+  if (upgrade) {
+    // The old process tells the manager MAINPID (it is the main process until then).
+    upgrade->sockets().close_unused();
+    upgrade->ready();
+    upgrade.reset();
+    log::info("upgrade: serving (pid {}); the previous process drains", ::getpid());
+  } else {
+    notify.ready("serving");
+  }
   for (;;) {
     int sig = 0;
     if (sigwait(&set, &sig) != 0) continue;
+    if (sig == SIGUSR2) {
+      log::info("SIGUSR2: upgrading to {}", exe);
+      pid_t next = start_upgrade(exe, argv, rt.listening_sockets(), kUpgradeTimeout);
+      if (next < 0) continue;
+      log::info("upgrade: the new process (pid {}) is ready; draining this one", next);
+      notify.send("MAINPID=" + std::to_string(next) + "\nSTATUS=upgraded: pid " +
+                  std::to_string(next) + " serves; the previous process drains");
+      rt.drain_and_stop(true);
+      return 0;
+    }
     if (sig == SIGUSR1) {
       log::info("SIGUSR1: reopening the access logs");
       rt.reopen_logs();

@@ -8,6 +8,7 @@
 #include "admin/admin_server.hpp"
 #include "config/loader.hpp"
 #include "core/log.hpp"
+#include "discovery/dns_discovery.hpp"
 #include "health/health_checker.hpp"
 #include "net/socket.hpp"
 #include "net/tls/ocsp.hpp"
@@ -15,6 +16,10 @@
 
 namespace weir::app {
 namespace {
+
+// How long start and reload wait for the first DNS answers of `resolve:` / `discovery.srv`
+// names (c-ares gives up on a silent server after 3 s, an SRV name and its targets after 6).
+constexpr std::chrono::seconds kFirstAnswers{5};
 
 // Certificates and keys are checked like `weir check` does: errors refuse the config,
 // warnings (expiring soon) are logged.
@@ -35,6 +40,7 @@ bool certificates_ok(const config::Config& cfg, const char* context) {
 
 Runtime::Runtime() = default;
 Runtime::~Runtime() {
+  if (discovery_) discovery_->stop();
   stop_ticket_rotation();
   net::tls::OcspFetcher::global().stop();
   if (health_) health_->stop();
@@ -60,13 +66,19 @@ void Runtime::reopen_logs() {
   if (access_log_) access_log_->reopen();
 }
 
-int Runtime::start(config::ConfigPtr cfg) {
+int Runtime::start(config::ConfigPtr cfg, InheritedSockets* inherited) {
   if (!certificates_ok(*cfg, "")) return 1;
   unsigned workers =
       cfg->workers ? cfg->workers : std::max(1u, std::thread::hardware_concurrency());
   access_log_ = std::make_unique<proxy::AccessLogWriter>(workers);
+  // DNS discovery's first answers before the first snapshot (bounded: a name that does not
+  // answer starts with no servers, logged, and is asked again every interval).
+  discovery_ = std::make_unique<discovery::DnsDiscovery>(
+      [this](std::string_view why) { rebuild(why); }, [this] { return snapshot(); });
+  discovery_->add(*cfg, kFirstAnswers);
   std::vector<std::string> errors;
-  auto snap = model::build_snapshot(cfg, registry_, errors, open_access_log());
+  auto snap =
+      model::build_snapshot(cfg, registry_, errors, open_access_log(), &discovery_->table());
   if (!snap) {
     for (const auto& e : errors)
       log::error("{}", e);
@@ -85,9 +97,12 @@ int Runtime::start(config::ConfigPtr cfg) {
       }
       size_t slot = slot_addresses_.size();
       slot_addresses_.push_back(addr);
+      bool have = false;  // a socket of this address exists: the others join its port
       for (unsigned w = 0; w < snap->workers; ++w) {
         std::string err;
-        int fd = net::listen_socket(a, true, 4096, err, w > 0);
+        int fd = inherited ? inherited->take_listener(addr) : -1;
+        if (fd < 0) fd = net::listen_socket(a, true, 4096, err, have, l.cfg->freebind);
+        have = have || fd >= 0;
         if (fd < 0) {
           log::error("listener {}: cannot listen on {}: {}", l.cfg->name, addr, err);
           for (auto& socks : per_worker)
@@ -96,6 +111,16 @@ int Runtime::start(config::ConfigPtr cfg) {
           return 3;
         }
         per_worker[w].push_back({fd, slot, addr});
+        listening_.push_back({HandedSocket::Role::Listener, addr, fd});
+      }
+      // The old process had more workers: their sockets (in the same SO_REUSEPORT group, with
+      // connections possibly queued) are served too, shared out among the workers.
+      if (inherited) {
+        unsigned w = 0;
+        for (int fd : inherited->take_rest(addr)) {
+          per_worker[w++ % snap->workers].push_back({fd, slot, addr});
+          listening_.push_back({HandedSocket::Role::Listener, addr, fd});
+        }
       }
     }
   }
@@ -109,7 +134,9 @@ int Runtime::start(config::ConfigPtr cfg) {
       log::error("admin: bad listen address {}: {}", cfg->admin.listen, err);
       return 1;
     }
-    admin_fd = net::listen_socket(*a, false, 128, err);
+    admin_fd = inherited ? inherited->take_admin(a->to_string()) : -1;
+    if (admin_fd < 0) admin_fd = net::listen_socket(*a, false, 128, err);
+    if (admin_fd >= 0) listening_.push_back({HandedSocket::Role::Admin, a->to_string(), admin_fd});
     if (admin_fd < 0) {
       log::error("admin: {}", err);
       for (auto& socks : per_worker)
@@ -136,9 +163,17 @@ int Runtime::start(config::ConfigPtr cfg) {
   health_->update(snap);
   health_->start();
   if (admin_fd >= 0) {
+    server::ServerOptions options;
+    options.header_timeout = cfg->admin.header_timeout;
+    options.idle_timeout = cfg->admin.idle_timeout;
+    options.max_connections = cfg->admin.max_connections;
+    options.evict_waiting_at_cap = true;
     admin_ = std::make_unique<admin::AdminServer>(
         admin_fd,
-        admin::AdminSource{[this] { return snapshot(); }, [this] { return collect_stats(); }});
+        admin::AdminSource{[this] { return snapshot(); }, [this] { return collect_stats(); },
+                           [this](std::string_view why) { return rebuild(why); },
+                           [this] { return draining_.load(std::memory_order_relaxed); }},
+        options);
     admin_->start();
   }
   for (const auto& l : snap->listeners) {
@@ -154,10 +189,12 @@ int Runtime::start(config::ConfigPtr cfg) {
   if (admin_) log::info("admin on {}", cfg->admin.listen);
   log::info("weir {} running with {} worker{}", WEIR_VERSION, snap->workers,
             snap->workers == 1 ? "" : "s");
+  discovery_->arm();  // DNS changes rebuild the snapshot from now on
   return 0;
 }
 
 bool Runtime::reload(const std::string& path) {
+  std::lock_guard build(build_mu_);
   auto res = config::load_config_file(path);
   if (!res.ok()) {
     log::error("reload: {} has errors; keeping the running config", path);
@@ -173,12 +210,17 @@ bool Runtime::reload(const std::string& path) {
     log::error("reload: keeping the running config");
     return false;
   }
+  // New `resolve:` / `discovery.srv` names are looked up first; on failure only the running
+  // config's lookups are kept.
+  discovery_->add(*res.config, kFirstAnswers);
   std::vector<std::string> errors;
-  auto snap = model::build_snapshot(res.config, registry_, errors, open_access_log());
+  auto snap =
+      model::build_snapshot(res.config, registry_, errors, open_access_log(), &discovery_->table());
   if (!snap) {
     for (const auto& e : errors)
       log::error("reload: {}", e);
     log::error("reload: keeping the running config");
+    discovery_->retain(*snapshot()->config);
     return false;
   }
   // Listen addresses are bound at start: a reload may change everything else.
@@ -189,19 +231,40 @@ bool Runtime::reload(const std::string& path) {
   if (old_addrs != new_addrs) {
     log::error(
         "reload: listen addresses changed; that needs a restart. Keeping the running config");
+    discovery_->retain(*snapshot()->config);
     return false;
   }
   if (snap->workers != snapshot()->workers) {
     log::warn("reload: a new worker count takes effect at the next restart");
   }
+  discovery_->retain(*res.config);
+  install(std::move(snap), true);
+  log::info("reload: {} applied", path);
+  return true;
+}
+
+void Runtime::install(model::SnapshotPtr snap, bool new_config) {
   {
     std::lock_guard lock(mu_);
     snap_ = snap;
   }
   for (auto& w : workers_)
-    w->update_snapshot(snap);
+    w->update_snapshot(snap, new_config);
   if (health_) health_->update(snap);
-  log::info("reload: {} applied", path);
+}
+
+bool Runtime::rebuild(std::string_view why) {
+  std::lock_guard build(build_mu_);
+  std::vector<std::string> errors;
+  auto snap = model::build_snapshot(snapshot()->config, registry_, errors, open_access_log(),
+                                    discovery_ ? &discovery_->table() : nullptr);
+  if (!snap) {
+    for (const auto& e : errors)
+      log::error("{}: {}", why, e);
+    log::error("{}: keeping the running servers", why);
+    return false;
+  }
+  install(std::move(snap), false);
   return true;
 }
 
@@ -231,11 +294,30 @@ void Runtime::stop_ticket_rotation() {
   if (rotator_.joinable()) rotator_.join();
 }
 
-void Runtime::drain_and_stop() {
-  auto deadline = snapshot()->config->limits.drain_timeout;
-  log::info("draining: no new connections; in-flight requests have {} ms", deadline.count());
+void Runtime::drain_and_stop(bool upgrade) {
+  if (discovery_) discovery_->stop();  // no rebuild while the workers drain
+  const auto& limits = snapshot()->config->limits;
+  auto deadline = limits.drain_timeout;
+  auto tunnels = upgrade ? limits.tunnel_drain_timeout : deadline;
+  draining_.store(true);
+  if (!upgrade && limits.drain_grace.count() > 0) {
+    // A fleet: /healthz is 503 already, so the checker (keepalived, a load balancer in front)
+    // moves the traffic away while this process still accepts and serves.
+    log::info("draining: /healthz answers 503; still serving for drain_grace ({} ms)",
+              limits.drain_grace.count());
+    std::this_thread::sleep_for(limits.drain_grace);
+  }
+  listening_.clear();  // the workers close them as they stop accepting
+  // Upgrade: the new process answers on the same admin socket.
+  if (upgrade && admin_) admin_->stop();
+  if (upgrade) {
+    log::info("draining: no new connections; in-flight requests have {} ms, tunnels up to {} s",
+              deadline.count(), std::max(deadline, tunnels).count() / 1000);
+  } else {
+    log::info("draining: no new connections; in-flight requests have {} ms", deadline.count());
+  }
   for (auto& w : workers_)
-    w->begin_drain(deadline);
+    w->begin_drain(deadline, tunnels);
   for (auto& w : workers_)
     w->join();
   stop_ticket_rotation();

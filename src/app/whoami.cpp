@@ -53,14 +53,16 @@ struct WebSocketEcho {
       } else if (len == 127) {
         if (buf.size() < 10) return;
         len = 0;
-        for (int i = 0; i < 8; ++i) len = (len << 8) | b[2 + i];
+        for (int i = 0; i < 8; ++i)
+          len = (len << 8) | b[2 + i];
         pos = 10;
       }
       size_t need = pos + (masked ? 4 : 0) + len;
       if (buf.size() < need) return;
       std::string payload = buf.substr(pos + (masked ? 4 : 0), len);
       if (masked)
-        for (size_t i = 0; i < len; ++i) payload[i] ^= buf[pos + (i % 4)];
+        for (size_t i = 0; i < len; ++i)
+          payload[i] ^= buf[pos + (i % 4)];
       out.push_back(static_cast<char>(op));
       if (len < 126) {
         out.push_back(static_cast<char>(len));
@@ -70,7 +72,8 @@ struct WebSocketEcho {
         out.push_back(static_cast<char>(len & 0xFF));
       } else {
         out.push_back(127);
-        for (int i = 7; i >= 0; --i) out.push_back(static_cast<char>((len >> (8 * i)) & 0xFF));
+        for (int i = 7; i >= 0; --i)
+          out.push_back(static_cast<char>((len >> (8 * i)) & 0xFF));
       }
       out += payload;
       buf.erase(0, need);
@@ -126,6 +129,13 @@ int cmd_whoami(const std::string& listen, const std::string& name, config::Durat
     }
     if (r.upgrade && http::iequals(r.upgrade_protocol, "websocket")) {
       std::string key(r.header("Sec-WebSocket-Key"));
+      if (key.size() != 24 || key[22] != '=' || key[23] != '=') {
+        // RFC 6455 4.2.1: a 16-byte nonce, base64 (24 characters ending "=="), or no handshake.
+        resp.status = 400;
+        resp.body = "a WebSocket handshake needs a Sec-WebSocket-Key of 16 bytes in base64\n";
+        resp.close = true;
+        return resp;
+      }
       key += "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
       unsigned char digest[SHA_DIGEST_LENGTH];
       SHA1(reinterpret_cast<const unsigned char*>(key.data()), key.size(), digest);
@@ -139,7 +149,8 @@ int cmd_whoami(const std::string& listen, const std::string& name, config::Durat
     std::string& b = resp.body;
     b = "Name: " + name + "\nHostname: " + hn + "\nIP: " + r.local + "\nRemoteAddr: " + r.peer +
         "\n" + r.method + " " + r.target + " HTTP/1." + std::to_string(r.version_minor) + "\n";
-    for (const auto& [k, v] : r.headers) b += k + ": " + v + "\n";
+    for (const auto& [k, v] : r.headers)
+      b += k + ": " + v + "\n";
     if (r.body_length > 0 || !r.header("Content-Length").empty() ||
         !r.header("Transfer-Encoding").empty()) {
       b += "Body-Length: " + std::to_string(r.body_length) + "\n";

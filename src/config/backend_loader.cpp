@@ -19,7 +19,8 @@ namespace {
 
 constexpr uint32_t kMaxWeight = 1000;
 constexpr uint32_t kMaxRetries = 10;
-constexpr size_t kMinSecretBytes = 16;
+// DNS lookups (`resolve:`, `discovery.interval`) at most once a second per name.
+constexpr Duration kMinLookupInterval{1000};
 
 constexpr std::array<std::pair<std::string_view, Balance>, 6> kBalances{{
     {"random", Balance::Random},
@@ -66,38 +67,6 @@ void load_balance(LoadState& s, const Field& f, Backend& b) {
   s.diag.error(f.mark, message);
 }
 
-// The secret is read now so that a snapshot carries everything it needs and `weir check`
-// catches a missing or weak file.
-bool read_secret(LoadState& s, const Field& f, const std::string& path, std::string& out) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    s.diag.error(f.mark, "cannot open secret_file " + quote(path) + ": " + std::strerror(errno));
-    return false;
-  }
-  std::string data;
-  char buf[4096];
-  ssize_t n = 0;
-  while ((n = ::read(fd, buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR)) {
-    if (n > 0) data.append(buf, static_cast<size_t>(n));
-    if (data.size() > 1024 * 1024) break;
-  }
-  int err = errno;
-  ::close(fd);
-  if (n < 0) {
-    s.diag.error(f.mark, "cannot read secret_file " + quote(path) + ": " + std::strerror(err));
-    return false;
-  }
-  while (!data.empty() && std::isspace(static_cast<unsigned char>(data.back())))
-    data.pop_back();
-  if (data.size() < kMinSecretBytes) {
-    s.diag.error(f.mark, "secret_file " + quote(path) + " must hold at least " +
-                             std::to_string(kMinSecretBytes) + " bytes");
-    return false;
-  }
-  out = std::move(data);
-  return true;
-}
-
 void load_sticky(LoadState& s, const Field& f, Backend& b) {
   MapReader m(s.diag, f, "sticky", {"cookie", "secret_file", "max_age"});
   if (!m.ok()) return;
@@ -115,7 +84,7 @@ void load_sticky(LoadState& s, const Field& f, Backend& b) {
         s.diag.error(file->mark, "\"secret_file\" must not be empty");
       } else {
         sticky.secret_file = resolve_path(s, path);
-        read_secret(s, *file, sticky.secret_file, sticky.secret);
+        read_secret_file(s, *file, "secret_file", sticky.secret_file, sticky.secret);
       }
     }
   }
@@ -236,6 +205,29 @@ void load_balance_factor(LoadState& s, const Field& f, Backend& b) {
   b.hash_balance_factor = v;
 }
 
+// `resolve: DURATION` (at least 1s) on a server whose host is a DNS name: an IP address has
+// nothing to look up, so it is refused rather than silently resolved once.
+void load_server_resolve(LoadState& s, MapReader& m, Server& server) {
+  Duration every{0};
+  if (!m.get_duration("resolve", false, every)) return;
+  const Field* f = m.find("resolve");
+  if (every < kMinLookupInterval) {
+    s.diag.error(f->mark, "\"resolve\" must be at least 1s");
+    return;
+  }
+  if (!server.host.empty() && (is_ipv4(server.host) || is_ipv6(server.host))) {
+    s.diag.error(f->key_mark,
+                 "\"resolve\" needs a DNS name, but " + quote(server.host) + " is an IP address");
+    return;
+  }
+  if (const Field* name = m.find("name")) {
+    s.diag.warning(name->key_mark,
+                   "\"name\" has no effect with \"resolve\": each address found is a server "
+                   "named IP:PORT");
+  }
+  server.resolve = every;
+}
+
 void load_servers(LoadState& s, const Field& f, Backend& b) {
   std::vector<Field> items;
   if (!read_list(s.diag, f, items)) return;
@@ -243,7 +235,7 @@ void load_servers(LoadState& s, const Field& f, Backend& b) {
   std::map<std::string, YAML::Mark, std::less<>> names;
   std::map<std::string, YAML::Mark, std::less<>> addresses;
   for (size_t i = 0; i < items.size(); ++i) {
-    MapReader m(s.diag, items[i], "server", {"address", "weight", "name", "tls"});
+    MapReader m(s.diag, items[i], "server", {"address", "weight", "name", "tls", "resolve"});
     if (!m.ok()) continue;
     Server server;
     server.pos = s.diag.pos(m.mark());
@@ -280,6 +272,7 @@ void load_servers(LoadState& s, const Field& f, Backend& b) {
       }
     }
     if (const Field* tls = m.find("tls")) load_server_tls(s, *tls, server.tls);
+    load_server_resolve(s, m, server);
     b.servers.push_back(std::move(server));
   }
   if (!b.servers.empty() && std::all_of(b.servers.begin(), b.servers.end(),
@@ -287,6 +280,25 @@ void load_servers(LoadState& s, const Field& f, Backend& b) {
     s.diag.warning(f.key_mark, "every server of backend " + quote(b.name) +
                                    " has weight 0: it receives no traffic");
   }
+}
+
+// `discovery: { srv: NAME, interval: DURATION }`: the servers are the SRV records of NAME.
+void load_discovery(LoadState& s, const Field& f, Backend& b) {
+  MapReader m(s.diag, f, "discovery", {"srv", "interval"});
+  if (!m.ok()) return;
+  Discovery d;
+  d.pos = s.diag.pos(m.mark());
+  if (const Field* srv = m.require("srv"); srv && read_string(s.diag, *srv, d.srv)) {
+    if (!d.srv.empty() && d.srv.back() == '.') d.srv.pop_back();  // fully qualified
+    if (!is_hostname(d.srv) || is_ipv4(d.srv)) {
+      s.diag.error(srv->mark, "\"srv\" must be a DNS name such as _http._tcp.app.internal, got " +
+                                  quote(d.srv));
+    }
+  }
+  if (m.get_duration("interval", false, d.interval) && d.interval < kMinLookupInterval) {
+    s.diag.error(m.find("interval")->mark, "discovery \"interval\" must be at least 1s");
+  }
+  b.discovery = std::move(d);
 }
 
 // `protocol:` and what it asks of the servers: TLS for h2 and auto, none for h2c; no PROXY
@@ -311,6 +323,11 @@ void load_protocol(LoadState& s, const Field& f, Backend& b) {
                              ": a PROXY header names one client, and an HTTP/2 connection "
                              "carries many clients' requests");
   }
+  if (b.discovery && b.protocol != UpstreamProtocol::H2c) {
+    s.diag.error(f.mark, "protocol " + text +
+                             " needs TLS to the servers, and servers found by \"discovery\" "
+                             "have none (use h2c for clear text)");
+  }
   for (const Server& sv : b.servers) {
     if (b.protocol == UpstreamProtocol::H2c && sv.tls) {
       s.diag.error(f.mark, "protocol h2c is HTTP/2 in clear text, but server " + quote(sv.name) +
@@ -327,7 +344,7 @@ void load_backend(LoadState& s, const Field& item,
   MapReader m(s.diag, item, "backend",
               {"name", "balance", "hash_key", "hash_balance_factor", "sticky", "health_check",
                "passive", "slow_start", "limits", "timeouts", "retries", "retry_budget",
-               "request_buffering", "servers", "send_proxy_protocol", "protocol"});
+               "request_buffering", "servers", "discovery", "send_proxy_protocol", "protocol"});
   if (!m.ok()) return;
   Backend b;
   b.pos = s.diag.pos(m.mark());
@@ -374,7 +391,17 @@ void load_backend(LoadState& s, const Field& item,
   }
   m.get_duration("slow_start", true, b.slow_start);
   if (const Field* f = m.find("hash_balance_factor")) load_balance_factor(s, *f, b);
-  if (const Field* f = m.require("servers")) load_servers(s, *f, b);
+  // The servers come from `servers:` or from `discovery:` (SRV records), never both: SRV
+  // priorities would have no meaning for the listed servers.
+  if (const Field* f = m.find("discovery")) {
+    load_discovery(s, *f, b);
+    if (m.has("servers")) {
+      s.diag.error(f->key_mark, "backend " + quote(b.name) +
+                                    " has both \"servers\" and \"discovery\"; use one of them");
+    }
+  } else if (const Field* f = m.require("servers")) {
+    load_servers(s, *f, b);
+  }
   if (const Field* f = m.find("protocol")) load_protocol(s, *f, b);
   s.backend_marks.push_back(m.mark());
   s.config.backends.push_back(std::move(b));

@@ -53,6 +53,18 @@ struct Server {
   uint16_t port = 0;
   uint32_t weight = 1;
   std::optional<ServerTls> tls;
+  // `resolve: DURATION`: `host` is a DNS name looked up again every this often; every A/AAAA
+  // record is a server named "IP:PORT" (src/discovery/). Unset: resolved once when a snapshot
+  // is built.
+  std::optional<Duration> resolve;
+  SourcePos pos;
+};
+
+// `discovery:` on a backend: its servers are the SRV records of `srv` (target:port, weight from
+// the record), looked up every `interval`. Such a backend has no `servers:`.
+struct Discovery {
+  std::string srv;
+  Duration interval{10000};
   SourcePos pos;
 };
 
@@ -140,6 +152,7 @@ struct Backend {
   Duration slow_start{0};          // a server coming back ramps its weight up over this
   double hash_balance_factor = 0;  // bounded-load consistent hashing (0 = off, else >= 1)
   std::vector<Server> servers;
+  std::optional<Discovery> discovery;
   SourcePos pos;
 };
 
@@ -343,6 +356,9 @@ struct Listener {
   std::optional<Compression> compression;     // routes without their own
   std::optional<ListenerTls> tls;
   bool h2c = false;  // plain listener: also HTTP/2 with prior knowledge
+  // IP_FREEBIND: bind the address even while it is not on this host (a VRRP backup waiting for
+  // its virtual address).
+  bool freebind = false;
   // Removes Server, X-Powered-By, X-AspNet-Version and X-AspNetMvc-Version from servers'
   // responses (weir sends no Server of its own).
   bool hide_server_headers = true;
@@ -352,6 +368,14 @@ struct Listener {
 
 struct Admin {
   std::string listen;  // empty = no admin listener
+  // Runtime API writes need `Authorization: Bearer <token>`; no token_file = writes off (404).
+  std::string token_file;
+  std::string token;  // read at load time
+  // A slow or hostile client cannot starve the admin listener: a head must arrive within
+  // header_timeout, an idle connection closes after idle_timeout, at most max_connections open.
+  Duration header_timeout{5000};
+  Duration idle_timeout{30000};
+  uint32_t max_connections = 64;
 };
 
 // Sizes that bound per-connection memory (extension keys under `limits:` at top level).
@@ -363,6 +387,12 @@ struct GlobalLimits {
   uint32_t max_idle_upstream_per_server = 64;  // per worker keep-alive pool size
   Duration upstream_idle_timeout{30000};
   Duration drain_timeout{30000};  // SIGTERM: how long in-flight requests may finish
+  // A binary upgrade (SIGUSR2): how long the old process keeps tunnels (tcp mode, WebSockets)
+  // open after it stopped accepting (they close earlier when their peers end them).
+  Duration tunnel_drain_timeout{3600 * 1000};
+  // SIGTERM: how long the listeners keep accepting and serving after /healthz turned 503 (and
+  // `announce` withdrew), so that a fleet's checker moves the address away first.
+  Duration drain_grace{0};
   // HTTP/2 (per client connection)
   uint32_t h2_max_concurrent_streams = 100;
   uint64_t h2_stream_window = 256 * 1024;  // receive window per stream (bytes buffered per upload)
@@ -381,6 +411,9 @@ struct Config {
   std::vector<Backend> backends;
   std::optional<AccessLog> access_log;  // listeners without their own
   std::vector<Cache> caches;
+  // `resolvers:` the DNS servers of `resolve:` and `discovery:` ("IP:PORT", IPv6 in brackets);
+  // empty = the nameservers of /etc/resolv.conf.
+  std::vector<std::string> resolvers;
 };
 
 using ConfigPtr = std::shared_ptr<const Config>;

@@ -257,11 +257,27 @@ void load_listener_protocols(LoadState& s, MapReader& m, Listener& l) {
 
 void load_listener(LoadState& s, const Field& item,
                    std::map<std::string, YAML::Mark, std::less<>>& names) {
-  MapReader m(
-      s.diag, item, "listener",
-      {"name", "listen", "mode", "routes", "backend", "max_connections", "timeouts",
-       "trusted_proxies", "tls", "h2c", "redirect_https", "hide_server_headers", "proxy_protocol",
-       "access", "client_limits", "request_id", "error_pages", "access_log", "compression"});
+  MapReader m(s.diag, item, "listener",
+              {"name",
+               "listen",
+               "mode",
+               "routes",
+               "backend",
+               "max_connections",
+               "timeouts",
+               "trusted_proxies",
+               "tls",
+               "h2c",
+               "redirect_https",
+               "hide_server_headers",
+               "proxy_protocol",
+               "access",
+               "client_limits",
+               "request_id",
+               "error_pages",
+               "access_log",
+               "compression",
+               "freebind"});
   if (!m.ok()) return;
   const size_t index = s.config.listeners.size();
   Listener l;
@@ -276,6 +292,7 @@ void load_listener(LoadState& s, const Field& item,
   if (const Field* listen = m.require("listen")) load_listen(s, *listen, l);
   if (const Field* hide = m.find("hide_server_headers"))
     read_bool(s.diag, *hide, l.hide_server_headers);
+  if (const Field* freebind = m.find("freebind")) read_bool(s.diag, *freebind, l.freebind);
   if (const Field* mode = m.find("mode")) {
     std::string text;
     if (read_string(s.diag, *mode, text)) {

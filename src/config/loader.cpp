@@ -14,6 +14,7 @@
 
 #include "config/address.hpp"
 #include "config/loader_parts.hpp"
+#include "config/tls_loader.hpp"
 
 namespace weir::config {
 namespace {
@@ -44,12 +45,68 @@ void load_workers(LoadState& s, const Field& f) {
                            std::to_string(kMaxWorkers) + ", got " + describe(f.value));
 }
 
-void load_admin(LoadState& s, const Field& f) {
-  MapReader m(s.diag, f, "admin", {"listen"});
-  if (!m.ok()) return;
-  if (const Field* listen = m.require("listen")) {
-    read_listen_address(s, *listen, "admin", s.config.admin.listen);
+}  // namespace
+
+// Secrets (sticky keys, the admin token) are read at load time, so that a snapshot carries
+// everything it needs and `weir check` catches a missing or weak file.
+bool read_secret_file(LoadState& s, const Field& f, std::string_view key, const std::string& path,
+                      std::string& out) {
+  constexpr size_t kMinSecretBytes = 16;
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    s.diag.error(f.mark, "cannot open " + std::string(key) + " " + quote(path) + ": " +
+                             std::strerror(errno));
+    return false;
   }
+  std::string data;
+  char buf[4096];
+  ssize_t n = 0;
+  while ((n = ::read(fd, buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR)) {
+    if (n > 0) data.append(buf, static_cast<size_t>(n));
+    if (data.size() > 1024 * 1024) break;
+  }
+  int err = errno;
+  ::close(fd);
+  if (n < 0) {
+    s.diag.error(f.mark,
+                 "cannot read " + std::string(key) + " " + quote(path) + ": " + std::strerror(err));
+    return false;
+  }
+  while (!data.empty() && std::isspace(static_cast<unsigned char>(data.back())))
+    data.pop_back();
+  if (data.size() < kMinSecretBytes) {
+    s.diag.error(f.mark, std::string(key) + " " + quote(path) + " must hold at least " +
+                             std::to_string(kMinSecretBytes) + " bytes");
+    return false;
+  }
+  out = std::move(data);
+  return true;
+}
+
+namespace {
+
+void load_admin(LoadState& s, const Field& f) {
+  MapReader m(s.diag, f, "admin",
+              {"listen", "token_file", "header_timeout", "idle_timeout", "max_connections"});
+  if (!m.ok()) return;
+  Admin& a = s.config.admin;
+  if (const Field* listen = m.require("listen")) {
+    read_listen_address(s, *listen, "admin", a.listen);
+  }
+  if (const Field* file = m.find("token_file")) {
+    std::string path;
+    if (read_string(s.diag, *file, path)) {
+      if (path.empty()) {
+        s.diag.error(file->mark, "\"token_file\" must not be empty");
+      } else {
+        a.token_file = resolve_path(s, path);
+        read_secret_file(s, *file, "token_file", a.token_file, a.token);
+      }
+    }
+  }
+  m.get_duration("header_timeout", false, a.header_timeout);
+  m.get_duration("idle_timeout", false, a.idle_timeout);
+  m.get_uint32("max_connections", 1, 100000, a.max_connections);
 }
 
 // HTTP/2 flow-control windows: a stream's window cannot be larger than its connection's.
@@ -75,7 +132,7 @@ void load_limits(LoadState& s, const Field& f) {
               {"buffer_size", "max_request_line", "max_header_bytes", "max_headers",
                "max_idle_upstream_per_server", "upstream_idle_timeout", "drain_timeout",
                "h2_max_concurrent_streams", "h2_stream_window", "h2_connection_window",
-               "tls_ticket_rotation"});
+               "tls_ticket_rotation", "tunnel_drain_timeout", "drain_grace"});
   if (!m.ok()) return;
   GlobalLimits& l = s.config.limits;
   m.get_size("buffer_size", 1024, kGiB, l.buffer_size);
@@ -85,6 +142,8 @@ void load_limits(LoadState& s, const Field& f) {
   m.get_uint32("max_idle_upstream_per_server", 0, 100000, l.max_idle_upstream_per_server);
   m.get_duration("upstream_idle_timeout", false, l.upstream_idle_timeout);
   m.get_duration("drain_timeout", true, l.drain_timeout);
+  m.get_duration("tunnel_drain_timeout", true, l.tunnel_drain_timeout);
+  m.get_duration("drain_grace", true, l.drain_grace);
   m.get_uint32("h2_max_concurrent_streams", 1, 10000, l.h2_max_concurrent_streams);
   load_h2_windows(s, m, l);
   Duration rotation{0};
@@ -95,6 +154,44 @@ void load_limits(LoadState& s, const Field& f) {
     } else {
       l.tls_ticket_rotation = rotation;
     }
+  }
+}
+
+// `resolvers: [IP:PORT, ...]`: IP addresses (a resolver cannot be looked up by name); the port
+// defaults to 53. Kept as "IP:PORT" / "[V6]:PORT", the form c-ares takes.
+void load_resolvers(LoadState& s, const Field& f) {
+  std::vector<Field> items;
+  if (!read_list(s.diag, f, items)) return;
+  if (items.empty()) s.diag.error(f.mark, "\"resolvers\" needs at least one address");
+  for (const Field& item : items) {
+    std::string text;
+    if (!read_string(s.diag, item, text)) continue;
+    if (is_ipv4(text)) {
+      s.config.resolvers.push_back(text + ":53");
+      continue;
+    }
+    if (is_ipv6(text)) {
+      s.config.resolvers.push_back("[" + text + "]:53");
+      continue;
+    }
+    HostPort hp;
+    if (std::string why = parse_host_port(text, hp); !why.empty()) {
+      s.diag.error(item.mark, "resolver: " + why);
+    } else if (!is_ipv4(hp.host) && !is_ipv6(hp.host)) {
+      s.diag.error(item.mark,
+                   "a resolver must be an IP address (with an optional port), got " + quote(text));
+    } else {
+      s.config.resolvers.push_back(text);
+    }
+  }
+  bool used = std::any_of(s.config.backends.begin(), s.config.backends.end(), [](const Backend& b) {
+    return b.discovery || std::any_of(b.servers.begin(), b.servers.end(),
+                                      [](const Server& sv) { return sv.resolve.has_value(); });
+  });
+  if (!used) {
+    s.diag.warning(f.key_mark,
+                   "\"resolvers\" has no effect: no server has \"resolve\" and no backend has "
+                   "\"discovery\"");
   }
 }
 
@@ -129,8 +226,9 @@ void load_root(LoadState& s, const YAML::Node& root) {
                      describe(root));
     return;
   }
-  MapReader m(s.diag, top, "the configuration",
-              {"workers", "admin", "listeners", "backends", "limits", "access_log", "caches"});
+  MapReader m(
+      s.diag, top, "the configuration",
+      {"workers", "admin", "listeners", "backends", "limits", "access_log", "caches", "resolvers"});
   if (const Field* f = m.find("workers")) load_workers(s, *f);
   if (const Field* f = m.find("limits")) load_limits(s, *f);
   if (const Field* f = m.find("access_log")) load_access_log(s, *f, s.config.access_log);
@@ -140,6 +238,7 @@ void load_root(LoadState& s, const YAML::Node& root) {
   // After the listeners, so that an address both use is reported at the admin's.
   if (const Field* f = m.find("admin")) load_admin(s, *f);
   if (const Field* f = m.find("backends")) load_backends(s, *f);
+  if (const Field* f = m.find("resolvers")) load_resolvers(s, *f);  // after: who uses them
   resolve_backends(s);
 }
 

@@ -32,6 +32,10 @@ bool read_name(Diagnostics& d, const Field& f, std::string& out);
 bool read_listen_address(LoadState& s, const Field& f, const std::string& owner, std::string& out);
 
 void load_listeners(LoadState& s, const Field& f);
+// A file holding a secret (sticky secret_file, admin token_file): read now, trailing white space
+// dropped, at least 16 bytes. `key` names the config key in errors.
+bool read_secret_file(LoadState& s, const Field& f, std::string_view key, const std::string& path,
+                      std::string& out);
 // An RFC 9110 token (header names, methods): letters, digits and !#$%&'*+-.^_`|~
 // (route_loader.cpp).
 bool is_token(std::string_view s);

@@ -50,7 +50,7 @@ void connect_failure(const model::BackendRuntime& b, size_t server, std::string_
   if (until != 0 && now < until) return;  // out already: a failure of the same event
   size_t others = 0;
   for (size_t i = 0; i < b.servers.size(); ++i)
-    others += i != server && b.servers[i].state->in_rotation() ? 1 : 0;
+    others += i != server && b.servers[i].state->takes_new() ? 1 : 0;
   if (others == 0) {
     log::debug("server {}/{} unreachable ({}), but it is the last one in rotation", b.cfg->name,
                b.servers[server].name, reason);

@@ -101,12 +101,15 @@ BodyDecoder::Step BodyDecoder::decode_chunked(std::string_view in) {
     const char c = in[i];
     // Limits count the chunk-size line without its CRLF and the trailer fields with theirs
     // (the final empty line excluded), so a limit of N admits exactly N bytes.
-    if (state_ <= State::Ext && c != '\r' && ++line_len_ > limits_.max_chunk_line) {
+    // The counters saturate: a limit above 4 GiB still ends a line that long.
+    if (state_ <= State::Ext && c != '\r' &&
+        (line_len_ == UINT32_MAX || ++line_len_ > limits_.max_chunk_line)) {
       return fail("chunk-size line too long");
     }
     if (state_ >= State::TrailerStart && state_ <= State::TrailerLF &&
         !(state_ == State::TrailerStart && c == '\r')) {
-      if (++trailer_len_ > limits_.max_trailer_bytes) return fail("trailer section too large");
+      if (trailer_len_ == UINT32_MAX || ++trailer_len_ > limits_.max_trailer_bytes)
+        return fail("trailer section too large");
       if (trailer_n++ == 0) trailer_at = i;
     }
     switch (state_) {

@@ -64,6 +64,14 @@ constexpr int hex_value(char c) {
   return c - 'A' + 10;
 }
 
+// The value of a hex digit, -1 if `c` is not one (percent-escapes).
+constexpr int hex_digit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
 constexpr char lower(char c) {
   return (c >= 'A' && c <= 'Z') ? char(c + ('a' - 'A')) : c;
 }

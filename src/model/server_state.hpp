@@ -10,6 +10,14 @@
 
 namespace weir::model {
 
+// What an operator set through the runtime API (kept across reloads with the rest of the state):
+// drain takes no new clients (sticky ones and requests in flight go on), maint takes no new
+// request at all.
+enum class AdminState : uint8_t { Ready, Drain, Maint };
+inline std::string_view admin_state_name(AdminState s) {
+  return s == AdminState::Drain ? "drain" : s == AdminState::Maint ? "maint" : "ready";
+}
+
 // Per-server state shared by all workers and kept across reloads (same backend/server/address).
 // Written with relaxed atomics only: a lost update of the latency average is harmless, a lock
 // on the request path is not.
@@ -45,6 +53,10 @@ struct ServerState {
   std::atomic<int64_t> unreachable_since_ns{0};  // when the last connect failure was seen
   std::atomic<uint32_t> unreachable_streak{0};   // connect failures in a row
 
+  std::atomic<AdminState> admin{AdminState::Ready};
+  // A weight set through the runtime API (-1: the config's); snapshots are rebuilt on a change.
+  std::atomic<int64_t> weight_override{-1};
+
   // Counters for the admin API and metrics (never reset; kept across reloads).
   std::atomic<uint64_t> connect_failures{0};
   std::atomic<uint64_t> probes_passed{0};
@@ -68,6 +80,15 @@ struct ServerState {
     int64_t now = now_ns();
     return !ejected(now) && !unreachable(now);
   }
+  // May take a request of a client it already serves (sticky cookie, a replay of the same
+  // request): in rotation and not in maintenance.
+  bool takes_known() const {
+    return admin.load(std::memory_order_relaxed) != AdminState::Maint && in_rotation();
+  }
+  // May be picked for a new client: in rotation and ready.
+  bool takes_new() const {
+    return admin.load(std::memory_order_relaxed) == AdminState::Ready && in_rotation();
+  }
 };
 
 struct ServerInfo {
@@ -78,7 +99,7 @@ struct ServerInfo {
   // Empty = "#<index>".
   std::string_view name;
   int64_t slow_start_ns = 0;  // the backend's slow_start (0 = off)
-  bool available() const { return weight > 0 && state->in_rotation(); }
+  bool available() const { return weight > 0 && state->takes_new(); }
 };
 
 }  // namespace weir::model

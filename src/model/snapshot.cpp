@@ -2,12 +2,14 @@
 
 #include "core/log.hpp"
 
+#include <set>
 #include <thread>
 
 namespace weir::model {
 
 SnapshotPtr build_snapshot(config::ConfigPtr cfg, ServerRegistry& registry,
-                           std::vector<std::string>& errors, const OpenAccessLog& open_log) {
+                           std::vector<std::string>& errors, const OpenAccessLog& open_log,
+                           const Discovered* discovered) {
   auto snap = std::make_shared<Snapshot>();
   snap->config = cfg;
   snap->workers = cfg->workers ? cfg->workers : std::max(1u, std::thread::hardware_concurrency());
@@ -56,33 +58,74 @@ SnapshotPtr build_snapshot(config::ConfigPtr cfg, ServerRegistry& registry,
   for (const auto& b : cfg->backends) {
     BackendRuntime br;
     br.cfg = &b;
+    std::set<std::string> names;
+    // One server: its state from the registry (kept across rebuilds by backend, name and
+    // address); a discovered one that appeared after its name's first answer starts its
+    // slow_start ramp then.
+    auto add = [&](ServerRuntime sr, const config::Server* s, int64_t appeared_ns) {
+      if (!names.insert(sr.name).second) return;  // the same address found twice
+      auto [state, id] = registry.get(b.name + "/" + sr.name + "@" + sr.addr.to_string());
+      if (appeared_ns != 0 && b.slow_start.count() > 0 &&
+          state->ramp_start_ns.load(std::memory_order_relaxed) < appeared_ns) {
+        state->ramp_start_ns.store(appeared_ns, std::memory_order_relaxed);
+      }
+      sr.state = state;
+      sr.uid = id;
+      // A weight set through the runtime API wins while the server stays in the config.
+      if (int64_t w = state->weight_override.load(); w >= 0) sr.weight = static_cast<uint32_t>(w);
+      if (s && s->tls) {
+        std::string err;
+        std::string_view alpn = b.protocol == config::UpstreamProtocol::H2 ? "\x02h2"
+                                : b.protocol == config::UpstreamProtocol::Auto
+                                    ? "\x02h2\x08http/1.1"
+                                    : "";
+        sr.tls = net::tls::ClientContext::build(*s->tls, s->host, err, alpn);
+        if (!sr.tls) {
+          errors.push_back("backend " + b.name + " server " + sr.name + ": TLS: " + err);
+          return;
+        }
+      }
+      br.servers.push_back(std::move(sr));
+    };
     for (const auto& s : b.servers) {
+      ServerRuntime sr;
+      sr.name = s.name;
+      sr.address_text = s.address;
+      sr.weight = s.weight;
+      if (s.resolve && discovered) {
+        // Every address found is a server "IP:PORT"; none yet: none (the discovery logged it).
+        auto found = discovered->get(Discovered::Kind::Host, s.host);
+        for (const auto& d : found ? *found : std::vector<DiscoveredAddress>{}) {
+          sr.addr = with_port(d.addr, s.port);
+          sr.name = sr.addr.to_string();
+          add(sr, &s, d.appeared_ns);
+        }
+        continue;
+      }
       std::string err;
       auto a = net::resolve(s.host, s.port, err);
       if (!a) {
         errors.push_back("backend " + b.name + " server " + s.name + ": " + err);
         continue;
       }
-      ServerRuntime sr;
-      sr.name = s.name;
-      sr.address_text = s.address;
       sr.addr = *a;
-      sr.weight = s.weight;
-      auto [state, id] = registry.get(b.name + "/" + s.name + "@" + a->to_string());
-      sr.state = state;
-      sr.uid = id;
-      if (s.tls) {
-        std::string_view alpn = b.protocol == config::UpstreamProtocol::H2 ? "\x02h2"
-                                : b.protocol == config::UpstreamProtocol::Auto
-                                    ? "\x02h2\x08http/1.1"
-                                    : "";
-        sr.tls = net::tls::ClientContext::build(*s.tls, s.host, err, alpn);
-        if (!sr.tls) {
-          errors.push_back("backend " + b.name + " server " + s.name + ": TLS: " + err);
-          continue;
-        }
+      if (s.resolve) sr.name = a->to_string();
+      add(std::move(sr), &s, 0);
+    }
+    if (b.discovery && discovered) {
+      auto found = discovered->get(Discovered::Kind::Srv, b.discovery->srv);
+      for (const auto& d : found ? *found : std::vector<DiscoveredAddress>{}) {
+        ServerRuntime sr;
+        sr.addr = d.addr;
+        sr.name = d.addr.to_string();
+        sr.address_text = d.target + ":" + std::to_string(d.addr.port());
+        sr.weight = d.weight;
+        sr.priority = d.priority;
+        add(std::move(sr), nullptr, d.appeared_ns);
       }
-      br.servers.push_back(std::move(sr));
+      br.active_priority = serving_priority(br);
+      for (auto& sr : br.servers)
+        if (sr.priority != br.active_priority) sr.weight = 0;
     }
     for (auto& sr : br.servers)
       br.infos.push_back(
@@ -109,6 +152,16 @@ SnapshotPtr build_snapshot(config::ConfigPtr cfg, ServerRegistry& registry,
   }
   if (!errors.empty()) return nullptr;
   return snap;
+}
+
+int serving_priority(const BackendRuntime& b) {
+  int lowest = -1, lowest_up = -1;
+  for (const auto& sr : b.servers) {
+    if (lowest < 0 || sr.priority < lowest) lowest = sr.priority;
+    if (sr.state->takes_new() && (lowest_up < 0 || sr.priority < lowest_up))
+      lowest_up = sr.priority;
+  }
+  return lowest_up >= 0 ? lowest_up : lowest;
 }
 
 }  // namespace weir::model

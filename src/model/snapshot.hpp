@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "config/config.hpp"
+#include "model/discovered.hpp"
 #include "model/hash_key.hpp"
 #include "model/ids.hpp"
 #include "model/registry.hpp"
@@ -26,9 +27,10 @@ class ClientTable;
 
 struct ServerRuntime {
   std::string name;
-  std::string address_text;  // as configured, for the admin API
+  std::string address_text;  // as configured, for the admin API (SRV: "target:port")
   net::SocketAddress addr;
-  uint32_t weight = 1;
+  uint32_t weight = 1;    // discovery.srv: 0 while its priority is not the one serving
+  uint16_t priority = 0;  // discovery.srv: the record's priority
   std::shared_ptr<ServerState> state;
   uint32_t uid = 0;  // process-wide number (stable across reloads) for pools and counters
   std::shared_ptr<net::tls::ClientContext> tls;  // re-encryption (servers[].tls), else null
@@ -42,6 +44,10 @@ struct BackendRuntime {
   std::vector<ServerInfo> infos;  // what the balancer sees, parallel to servers
   KeySpec hash_key;               // ip_hash: client_ip; consistent_hash: hash_key
   std::optional<StickyTable> sticky;
+  // discovery.srv: the SRV priority whose servers take traffic, the lowest with a server in
+  // rotation when the snapshot was built (the others have weight 0); -1 = no SRV servers.
+  // The discovery thread rebuilds when serving_priority() tells another one.
+  int active_priority = -1;
 
   const ServerRuntime& server(ServerId id) const { return servers[id.index()]; }
   ServerState& state(ServerId id) const { return *servers[id.index()].state; }
@@ -76,7 +82,14 @@ using SnapshotPtr = std::shared_ptr<const Snapshot>;
 // Opens (or finds) an access log destination: its id, or -1 with `error`.
 using OpenAccessLog = std::function<int(const std::string& path, std::string& error)>;
 
+// `discovered`: the servers of `resolve:` entries and `discovery.srv` backends (src/discovery/);
+// without it a `resolve:` server is resolved once here (blocking) and SRV backends are empty.
 SnapshotPtr build_snapshot(config::ConfigPtr cfg, ServerRegistry& registry,
-                           std::vector<std::string>& errors, const OpenAccessLog& open_log = {});
+                           std::vector<std::string>& errors, const OpenAccessLog& open_log = {},
+                           const Discovered* discovered = nullptr);
+
+// The lowest SRV priority of `b` with a server in rotation now (the lowest of all when none
+// is), -1 when `b` has no SRV servers.
+int serving_priority(const BackendRuntime& b);
 
 }  // namespace weir::model

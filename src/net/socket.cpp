@@ -12,7 +12,7 @@
 namespace weir::net {
 
 int listen_socket(const SocketAddress& addr, bool reuse_port, int backlog, std::string& error,
-                  bool join) {
+                  bool join, bool freebind) {
   int fd = ::socket(addr.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
     error = "socket: " + std::string(strerror(errno));
@@ -28,6 +28,16 @@ int listen_socket(const SocketAddress& addr, bool reuse_port, int backlog, std::
   // per connection.
   set_nodelay(fd);
   if (addr.family() == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+  if (freebind) {
+    int r = addr.family() == AF_INET6
+                ? setsockopt(fd, IPPROTO_IPV6, IPV6_FREEBIND, &one, sizeof one)
+                : setsockopt(fd, IPPROTO_IP, IP_FREEBIND, &one, sizeof one);
+    if (r != 0) {
+      error = "IP_FREEBIND " + addr.to_string() + ": " + strerror(errno);
+      ::close(fd);
+      return -1;
+    }
+  }
   if (::bind(fd, addr.sa(), addr.len) != 0) {
     error = "bind " + addr.to_string() + ": " + strerror(errno);
     ::close(fd);

@@ -15,8 +15,9 @@ namespace weir::net {
 // A listening socket. With `reuse_port`, the first socket of an address (`join` false) binds
 // exclusively and then allows SO_REUSEPORT; later ones (`join` true) share its port. An address
 // some other process listens on is an error either way ("Address already in use").
+// `freebind`: IP_FREEBIND / IPV6_FREEBIND, so that an address not (yet) on this host binds.
 int listen_socket(const SocketAddress& addr, bool reuse_port, int backlog, std::string& error,
-                  bool join = false);
+                  bool join = false, bool freebind = false);
 
 // Starts a non-blocking connect. Returns the fd (connect may still be in progress) or -1 with
 // errno set.

@@ -32,6 +32,9 @@ class ClientConn : public net::Connection {
   virtual void begin_drain() = 0;
   // A new config was installed (HTTP/2 sends GOAWAY so clients reconnect to it).
   virtual void on_new_config() {}
+  // Carries a tunnel (tcp mode, an upgraded WebSocket, a WebSocket stream over HTTP/2): a
+  // binary upgrade's drain keeps it past drain_timeout, up to limits.tunnel_drain_timeout.
+  virtual bool holds_tunnel() const { return false; }
 
   ClientConn* prev = nullptr;  // Worker's intrusive list
   ClientConn* next = nullptr;

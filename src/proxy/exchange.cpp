@@ -114,16 +114,11 @@ void Exchange::start(Downstream& ds, const http::RequestHead& req) {
   // HTTP/2 frames the body itself: no chunked framing to build and take apart again (`auto`
   // may still turn out HTTP/1.1, so it keeps the client's framing).
   if (req_chunked_out_ && h2_backend()) req_chunked_out_ = false;
-  if (ws_over_h2_) {
-    // RFC 8441: an HTTP/2 stream asking for a WebSocket becomes an HTTP/1.1 Upgrade. HTTP/2
-    // clients send no Sec-WebSocket-Key; the server needs one (its Accept is not passed back).
-    if (backend().cfg->protocol != config::UpstreamProtocol::Http1) {
-      answer(501, "Not Implemented\n");
-      return;
-    }
-    char key[25];
-    websocket_key(w_.random(), w_.random(), key);
-    edits_.set("Sec-WebSocket-Key", std::string_view(key, 24));
+  if (ws_over_h2_ && backend().cfg->protocol != config::UpstreamProtocol::Http1) {
+    // RFC 8441: an HTTP/2 stream asking for a WebSocket becomes an HTTP/1.1 Upgrade (its
+    // Sec-WebSocket-Key is added with the forwarded head); HTTP/2 servers are not asked.
+    answer(501, "Not Implemented\n");
+    return;
   }
   response_timeout_ = backend().cfg->timeouts.response;
   if (grpc_timeout_ > Millis(0) && grpc_timeout_ < response_timeout_)
@@ -332,6 +327,13 @@ bool Exchange::build_forward_head(const http::RequestHead& req, std::string_view
   edits_.clear();
   filters_->on_upstream_request(rv, edits_);
   if (!request_id_.empty()) edits_.set(l.request_id, request_id_);
+  if (ws_over_h2_) {
+    // HTTP/2 clients send no Sec-WebSocket-Key; the HTTP/1.1 server needs one (its Accept is
+    // not passed back).
+    char key[25];
+    websocket_key(w_.random(), w_.random(), key);
+    edits_.set("Sec-WebSocket-Key", std::string_view(key, 24));
+  }
   if (caching_) cache_edit_request(edits_);
   RequestForward fwd;
   fwd.target = target;
@@ -412,9 +414,18 @@ void Exchange::count(uint16_t status) {
   } else {
     v->counts(li, backend_.as_int())->add(status);
   }
+  // Per server: the last one tried (the dashboard's error rate and latency).
+  ServerCounts* per_server = nullptr;
+  if (log_.server.valid() && backend_.valid()) {
+    const BackendRuntime& b = v->snap->backend(backend_);
+    if (b.has(log_.server)) per_server = &w_.stats().server(b.server(log_.server).uid);
+  }
+  if (per_server && status >= 500) ++per_server->errors;
   if (request_start_ != TimePoint{}) {
     auto elapsed = w_.reactor().refresh_now() - request_start_;
-    w_.stats().latency.observe(std::chrono::duration<double>(elapsed).count());
+    double secs = std::chrono::duration<double>(elapsed).count();
+    w_.stats().latency.observe(secs);
+    if (per_server) per_server->latency.observe(secs);
   }
   request_start_ = {};
 }

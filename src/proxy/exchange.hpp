@@ -75,6 +75,7 @@ class Exchange final : public UpstreamOwner {
   // The client's turn: the rest of its request body is awaited and nothing of it waits to go
   // to a server (buffers may go back to the pool meanwhile).
   bool waiting_for_client() const;
+  bool websocket_over_h2() const { return ws_over_h2_; }
   // The head of a wait queue: a server slot was freed on this worker.
   void on_queue_wake();
 
@@ -188,6 +189,7 @@ class Exchange final : public UpstreamOwner {
   // exchange_pick.cpp
   void start_attempt();
   ServerId pick_server(bool& saw_full);
+  ServerId pick_standby(const balance::TriedSet& skip, bool& saw_full);
   bool sticky_usable(ServerId id) const;
   void enqueue();
   void leave_queue();

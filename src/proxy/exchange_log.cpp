@@ -11,6 +11,7 @@ namespace weir::proxy {
 
 void Exchange::begin_log(Downstream& ds) {
   log_.on = w_.access_log() != nullptr && w_.listener_runtime(slot_).log_destination >= 0;
+  log_.server = {};  // also what count() charges per server, logged or not
   if (!log_.on) return;
   timespec ts{};
   ::clock_gettime(CLOCK_REALTIME, &ts);

@@ -20,7 +20,7 @@ ServerId Exchange::pick_server(bool& saw_full) {
   saw_full = false;
   for (int i = 0; i < 16; ++i) {
     ServerId id = ServerId::from_int(view_->balancer(backend_).pick(ctx, skip));
-    if (!id.valid()) return {};
+    if (!id.valid()) return b.active_priority >= 0 ? pick_standby(skip, saw_full) : id;
     if (max_active == 0 ||
         b.state(id).active.load(std::memory_order_relaxed) < static_cast<int64_t>(max_active)) {
       return id;
@@ -31,14 +31,50 @@ ServerId Exchange::pick_server(bool& saw_full) {
   return {};
 }
 
-// A valid sticky cookie wins over the strategy while its server can serve: a weight-0 server
-// keeps its sessions (draining it), but a down or full one does not.
+// discovery.srv: the serving priority has no server left (the last one just went down); until
+// the discovery thread rebuilds the snapshot with the next priority serving (within ~100 ms),
+// a server of the lowest priority that has one in rotation takes the request, chosen at random.
+ServerId Exchange::pick_standby(const balance::TriedSet& skip, bool& saw_full) {
+  const BackendRuntime& b = backend();
+  uint32_t max_active = b.cfg->limits.max_active_per_server;
+  int best = -1;
+  size_t count = 0;
+  for (size_t i = 0; i < b.servers.size(); ++i) {
+    const auto& s = b.servers[i];
+    if (static_cast<int>(s.priority) == b.active_priority || skip.contains(static_cast<int>(i)) ||
+        !s.state->takes_new())
+      continue;
+    if (max_active != 0 && s.state->active.load(std::memory_order_relaxed) >= max_active) {
+      saw_full = true;
+      continue;
+    }
+    if (best < 0 || s.priority < best) {
+      best = s.priority;
+      count = 0;
+    }
+    if (s.priority == best) ++count;
+  }
+  if (best < 0) return {};
+  size_t nth = static_cast<size_t>(w_.random() % count);
+  for (size_t i = 0; i < b.servers.size(); ++i) {
+    const auto& s = b.servers[i];
+    if (s.priority != best || static_cast<int>(s.priority) == b.active_priority ||
+        skip.contains(static_cast<int>(i)) || !s.state->takes_new() ||
+        (max_active != 0 && s.state->active.load(std::memory_order_relaxed) >= max_active))
+      continue;
+    if (nth-- == 0) return ServerId::from_int(static_cast<int>(i));
+  }
+  return {};
+}
+
+// A valid sticky cookie wins over the strategy while its server can serve: a weight-0 server or
+// one set to drain keeps its sessions, but a down, full or maintenance one does not.
 bool Exchange::sticky_usable(ServerId id) const {
   const BackendRuntime& b = backend();
   if (!b.has(id)) return false;
   const auto& st = b.state(id);
   uint32_t max_active = b.cfg->limits.max_active_per_server;
-  return st.in_rotation() &&
+  return st.takes_known() &&
          (max_active == 0 || st.active.load(std::memory_order_relaxed) < max_active);
 }
 
@@ -144,9 +180,7 @@ void Exchange::use_server(ServerId id, bool allow_pooled) {
   const ServerRuntime& srv = b.server(id);
   srv.state->active.fetch_add(1, std::memory_order_relaxed);
   view_->balancer(backend_).on_taken(id.as_int());
-  auto& counts = w_.stats().server_requests;
-  if (counts.size() <= srv.uid) counts.resize(srv.uid + 1);
-  ++counts[srv.uid];
+  ++w_.stats().server(srv.uid).requests;
 
   const auto proto = b.cfg->protocol;
   if (proto != config::UpstreamProtocol::Http1 && !tcp_mode_ &&
@@ -285,7 +319,7 @@ void Exchange::upstream_failed(Failure why) {
     // whatever the method, on a fresh connection; not counted against `retries`.
     retried_stale_ = true;
     ++w_.stats().retries_unseen;
-    if (b.has(server) && b.state(server).in_rotation()) {
+    if (b.has(server) && b.state(server).takes_known()) {
       use_server(server, false);
     } else {
       --attempts_;  // the server went out meanwhile: another one, as the same try
@@ -299,7 +333,7 @@ void Exchange::upstream_failed(Failure why) {
     // streams (after a GOAWAY, a new one).
     ++unprocessed_retries_;
     ++w_.stats().retries_unseen;
-    if (b.has(server) && b.state(server).in_rotation()) {
+    if (b.has(server) && b.state(server).takes_known()) {
       use_server(server, true);
     } else {
       --attempts_;

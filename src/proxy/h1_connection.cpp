@@ -11,6 +11,11 @@
 #include "proxy/tunnel.hpp"
 
 namespace weir::proxy {
+
+// An idle keep-alive connection costs its H1Connection, from a 64-byte slab class: one more byte
+// than 448 costs 64 per connection (tests/e2e/test_memory_bounds.py measures the total).
+static_assert(sizeof(H1Connection) <= 448, "H1Connection outgrew its 448-byte slab class");
+
 namespace {
 
 // Room kept free in an output buffer for chunk framing around a payload piece.
@@ -111,10 +116,18 @@ void H1Connection::arm(TimerKind kind) {
 
 void H1Connection::begin_drain() {
   draining_ = true;
-  // Nothing in flight (waiting for a request, or still in the TLS handshake): close now.
   if ((phase_ == Phase::Head || phase_ == Phase::Handshake) && !ex_ && io_.in.empty() &&
-      io_.out.empty())
-    close();
+      io_.out.empty()) {
+    if (served_) {
+      close();  // kept alive between requests: nothing in flight
+      return;
+    }
+    // Accepted just now: its first request is most likely on its way (a client that connected
+    // as the drain began must not see its connection closed unanswered). A short wait for it;
+    // it is answered with Connection: close.
+    timer_kind_ = TimerKind::Header;
+    arm_timer(std::min<Millis>(listener().timeouts.header, Millis(1000)));
+  }
 }
 
 bool H1Connection::idle() const {
@@ -359,6 +372,7 @@ bool H1Connection::upgrade(UpstreamConn* up, ServerSlot& slot) {
 }
 
 void H1Connection::exchange_done(bool response_complete, bool request_complete) {
+  served_ = true;
   w_.exchanges().give_back_later(ex_);
   ex_ = nullptr;
   req_trailers_.reset();

@@ -25,6 +25,7 @@ class H1Connection final : public ClientConn, public Downstream {
 
   void start() override;
   void begin_drain() override;
+  bool holds_tunnel() const override { return phase_ == Phase::Tunnel; }
 
   // Downstream
   const ClientInfo& client() const override { return client_; }
@@ -66,6 +67,7 @@ class H1Connection final : public ClientConn, public Downstream {
   uint8_t version_minor_ = 1;
   bool keep_alive_ = true;
   bool draining_ = false;
+  bool served_ = false;  // at least one exchange ended (an idle connection is a kept-alive one)
   Exchange* ex_ = nullptr;
   std::unique_ptr<Tunnel> tunnel_;
   http::BodyDecoder req_body_;  // the request body's framing (the current request)

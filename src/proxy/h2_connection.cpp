@@ -364,6 +364,12 @@ bool H2Connection::finished() const {
   return !nghttp2_session_want_read(session_) && !nghttp2_session_want_write(session_);
 }
 
+bool H2Connection::holds_tunnel() const {
+  for (const auto& [id, s] : streams_)
+    if (s->carries_websocket()) return true;
+  return false;
+}
+
 void H2Connection::goaway() {
   if (goaway_sent_ || !session_) return;
   goaway_sent_ = true;

@@ -38,6 +38,7 @@ class H2Connection final : public ClientConn {
   void start() override;
   void begin_drain() override { goaway(); }
   void on_new_config() override { goaway(); }
+  bool holds_tunnel() const override;
 
   // For streams.
   Worker& worker() { return w_; }

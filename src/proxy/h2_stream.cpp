@@ -77,6 +77,10 @@ void H2Stream::end_request() {
   wants_run_ = true;
 }
 
+bool H2Stream::carries_websocket() const {
+  return ex_ && ex_->websocket_over_h2();
+}
+
 bool H2Stream::run_exchange() {
   if (closed_ || answer_ == Answer::Reset) return false;
   bool moved = false;

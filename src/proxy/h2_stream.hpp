@@ -64,6 +64,7 @@ class H2Stream final : public Downstream {
   void reset(uint32_t code);
   size_t unconsumed() const { return unconsumed_; }
   bool has_exchange() const { return ex_ != nullptr; }
+  bool carries_websocket() const;  // RFC 8441: its exchange is a WebSocket
 
   // --- Downstream
   const ClientInfo& client() const override;

@@ -4,17 +4,11 @@
 
 #include <algorithm>
 
+#include "http/chars.hpp"
 #include "http/fields.hpp"
 
 namespace weir::proxy {
 namespace {
-
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
 
 // application/x-www-form-urlencoded decoding of one name or value, compared with `want` as it
 // goes (no allocation): "+" is a space, "%XX" a byte; a malformed escape stands for itself.
@@ -25,7 +19,7 @@ bool decoded_equals(std::string_view raw, std::string_view want) {
     if (c == '+') {
       c = ' ';
     } else if (c == '%' && i + 2 < raw.size()) {
-      int hi = hex_value(raw[i + 1]), lo = hex_value(raw[i + 2]);
+      int hi = http::chars::hex_digit(raw[i + 1]), lo = http::chars::hex_digit(raw[i + 2]);
       if (hi >= 0 && lo >= 0) {
         c = static_cast<char>(hi * 16 + lo);
         i += 2;

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <ctime>
 
+#include "http/chars.hpp"
 #include "http/date.hpp"
 
 namespace weir::proxy {
@@ -42,13 +43,6 @@ StaticFailure failure_of_errno(int err) {
     default:
       return StaticFailure::Error;
   }
-}
-
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
 }
 
 char lower(char c) {
@@ -228,7 +222,8 @@ StaticFailure decode_static_path(std::string_view path, std::string_view strip_p
       char c = path[i];
       if (c == '%') {
         if (path.size() - i < 3) return StaticFailure::BadPath;
-        const int hi = hex_value(path[i + 1]), lo = hex_value(path[i + 2]);
+        const int hi = http::chars::hex_digit(path[i + 1]),
+                  lo = http::chars::hex_digit(path[i + 2]);
         if (hi < 0 || lo < 0) return StaticFailure::BadPath;
         c = static_cast<char>(hi * 16 + lo);
         if (c == '/') return StaticFailure::BadPath;

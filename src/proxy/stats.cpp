@@ -12,10 +12,9 @@ void WorkerStats::merge(const WorkerStats& o) {
     for (const auto& g : counts.grpc)
       mine.add_grpc(g.status, g.grpc, g.count);
   }
-  if (server_requests.size() < o.server_requests.size())
-    server_requests.resize(o.server_requests.size());
-  for (size_t i = 0; i < o.server_requests.size(); ++i)
-    server_requests[i] += o.server_requests[i];
+  if (servers.size() < o.servers.size()) servers.resize(o.servers.size());
+  for (size_t i = 0; i < o.servers.size(); ++i)
+    servers[i].merge(o.servers[i]);
   latency.merge(o.latency);
   connections_accepted += o.connections_accepted;
   connections_open += o.connections_open;

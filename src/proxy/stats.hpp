@@ -58,11 +58,27 @@ struct LatencyHistogram {
   }
 };
 
+// What the dashboard and /api/v1/backends show per server.
+struct ServerCounts {
+  uint64_t requests = 0;     // tries sent to it (weir_server_requests_total)
+  uint64_t errors = 0;       // requests it was the last try of that ended 5xx (its or weir's)
+  LatencyHistogram latency;  // requests it was the last try of: head to response end
+  void merge(const ServerCounts& o) {
+    requests += o.requests;
+    errors += o.errors;
+    latency.merge(o.latency);
+  }
+};
+
 struct WorkerStats {
   // (listener, backend) → counts by status; backend "" for requests answered without one.
   // std::map: nodes never move, so a worker caches pointers to them per snapshot.
   std::map<std::pair<std::string, std::string>, CodeCounts> requests;
-  std::vector<uint64_t> server_requests;  // by ServerRuntime::id
+  std::vector<ServerCounts> servers;  // by ServerRuntime::uid
+  ServerCounts& server(uint32_t uid) {
+    if (servers.size() <= uid) servers.resize(uid + 1);
+    return servers[uid];
+  }
   LatencyHistogram latency;
   uint64_t connections_accepted = 0;
   uint64_t connections_open = 0;

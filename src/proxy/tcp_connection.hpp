@@ -18,6 +18,7 @@ class TcpConnection final : public ClientConn, public Downstream {
 
   void start() override;
   void begin_drain() override {}  // a tunnel ends when its peers end it (or at the deadline)
+  bool holds_tunnel() const override { return true; }
 
   // Downstream: only the connect matters here; nothing is parsed or answered.
   const ClientInfo& client() const override { return client_; }

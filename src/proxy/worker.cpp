@@ -123,10 +123,26 @@ Worker::Worker(unsigned index, SnapshotPtr snap, std::vector<ListenSocket> socke
   for (auto& s : sockets)
     acceptors_.push_back(std::make_unique<Acceptor>(*this, std::move(s)));
   drain_timer_.set_callback([this] {
-    log::warn("worker {}: drain deadline reached, closing remaining connections", index_);
-    while (conns_) {
-      ClientConn* c = conns_;
-      c->close();
+    // First the requests' deadline: what carries a tunnel may stay until its own.
+    bool tunnels_only = reactor_.now() < tunnel_deadline_;
+    size_t closed = 0, kept = 0;
+    for (ClientConn* c = conns_; c;) {
+      ClientConn* next = c->next;
+      if (tunnels_only && c->holds_tunnel()) {
+        ++kept;
+      } else {
+        ++closed;
+        c->close();
+      }
+      c = next;
+    }
+    if (closed)
+      log::warn("worker {}: drain deadline reached, closed {} connection{}", index_, closed,
+                closed == 1 ? "" : "s");
+    if (kept) {
+      log::info("worker {}: {} tunnel{} kept open until they end or the tunnel drain timeout",
+                index_, kept, kept == 1 ? "" : "s");
+      drain_timer_.arm(reactor_.timers(), tunnel_deadline_);
     }
     maybe_finish_drain();
   });
@@ -248,9 +264,10 @@ void Worker::join() {
   if (thread_.joinable()) thread_.join();
 }
 
-void Worker::update_snapshot(SnapshotPtr snap) {
-  reactor_.post([this, snap = std::move(snap)]() mutable {
+void Worker::update_snapshot(SnapshotPtr snap, bool new_config) {
+  reactor_.post([this, snap = std::move(snap), new_config]() mutable {
     install_view(std::move(snap));
+    if (!new_config) return;
     // HTTP/2 connections are told to go (GOAWAY): their clients reconnect to the new config.
     for (ClientConn* c = conns_; c;) {
       ClientConn* next = c->next;
@@ -264,8 +281,8 @@ void Worker::stop() {
   reactor_.stop();
 }
 
-void Worker::begin_drain(Millis deadline) {
-  reactor_.post([this, deadline] {
+void Worker::begin_drain(Millis deadline, Millis tunnel_deadline) {
+  reactor_.post([this, deadline, tunnel_deadline] {
     if (draining_) return;
     draining_ = true;
     for (auto& a : acceptors_)
@@ -277,6 +294,7 @@ void Worker::begin_drain(Millis deadline) {
       c->begin_drain();
       c = next;
     }
+    tunnel_deadline_ = reactor_.now() + std::max(deadline, tunnel_deadline);
     drain_timer_.arm(reactor_.timers(), reactor_.now() + deadline);
     maybe_finish_drain();
   });

@@ -117,8 +117,12 @@ class Worker {
   void join();
 
   // Thread-safe entry points (they post to the worker's reactor).
-  void update_snapshot(SnapshotPtr snap);
-  void begin_drain(Millis deadline);
+  // `new_config`: a reload (HTTP/2 clients get GOAWAY to reconnect to it); false: the same
+  // config with other servers or weights (runtime API, DNS discovery).
+  void update_snapshot(SnapshotPtr snap, bool new_config = true);
+  // Stops accepting; requests in flight have `deadline`, connections carrying a tunnel
+  // `tunnel_deadline` (SIGTERM: the same; a binary upgrade: limits.tunnel_drain_timeout).
+  void begin_drain(Millis deadline, Millis tunnel_deadline);
   void stop();
   void collect_stats(std::function<void(WorkerStats)> done);
 
@@ -180,7 +184,8 @@ class Worker {
   ClientConn* conns_ = nullptr;  // intrusive list of open client connections
   bool draining_ = false;
   Timer drain_timer_;
-  Timer housekeeping_;  // gives memory back after a burst (housekeep())
+  TimePoint tunnel_deadline_{};  // draining: when connections carrying a tunnel close
+  Timer housekeeping_;           // gives memory back after a burst (housekeep())
   AccessLogProducer* access_log_ = nullptr;
   uint64_t request_id_prefix_ = 0;
   uint64_t request_id_counter_ = 0;

@@ -57,6 +57,7 @@ class HttpServer::Conn final : public net::Connection {
         local_(std::move(local)) {}
 
   void start() {
+    head_since_ = reactor().now();
     srv_.conns_.insert(this);
     reactor().add(io().fd, this);
     arm(Timeout::Header, srv_.options_.header_timeout);  // the first head, from accept
@@ -309,6 +310,7 @@ class HttpServer::Conn final : public net::Connection {
       return;
     }
     phase_ = Phase::Head;
+    head_since_ = reactor().now();
     if (io().in.empty())
       arm(Timeout::Idle, srv_.options_.idle_timeout);
     else
@@ -336,6 +338,15 @@ class HttpServer::Conn final : public net::Connection {
   HttpServer& srv_;
   std::string peer_, local_;
   Phase phase_ = Phase::Head;
+  TimePoint head_since_{};  // when it began waiting for its current head
+
+ public:
+  // Waiting for a request head (nothing of a request in hand): what the cap may take back.
+  bool waiting_for_head() const { return phase_ == Phase::Head && !closing(); }
+  TimePoint head_since() const { return head_since_; }
+  using net::Connection::close;
+
+ private:
   Timeout timeout_ = Timeout::None;
   TimePoint deadline_{};
   Request req_;
@@ -363,7 +374,7 @@ class HttpServer::Acceptor final : public EventHandler {
     if (fd_ < 0) return;
     paused_ = false;
     for (int i = 0; i < 1024; ++i) {
-      if (srv_.at_cap()) {
+      if (srv_.at_cap() && !srv_.evict_one()) {
         paused_ = true;
         return;
       }
@@ -431,6 +442,16 @@ HttpServer::~HttpServer() {
 
 bool HttpServer::at_cap() const {
   return options_.max_connections != 0 && conns_.size() >= options_.max_connections;
+}
+
+bool HttpServer::evict_one() {
+  if (!options_.evict_waiting_at_cap) return false;
+  Conn* oldest = nullptr;
+  for (Conn* c : conns_)
+    if (c->waiting_for_head() && (!oldest || c->head_since() < oldest->head_since())) oldest = c;
+  if (!oldest) return false;
+  oldest->close();  // connection_closed() takes it out of conns_ now
+  return !at_cap();
 }
 
 void HttpServer::connection_closed(Conn* c) {

@@ -63,6 +63,10 @@ struct ServerOptions {
   // Open connections (lingering ones included); at the cap the listener stops accepting, so new
   // connections wait in the kernel's backlog until one closes. 0: no cap.
   size_t max_connections = 1000;
+  // At the cap, close the connection that has waited longest for a request head (idle or
+  // sending one slowly) to take the new one, instead of leaving it in the backlog: a client
+  // holding connections cannot lock others out (the admin listener).
+  bool evict_waiting_at_cap = false;
 };
 
 class HttpServer {
@@ -82,6 +86,7 @@ class HttpServer {
   class Acceptor;
   class Conn;
   bool at_cap() const;
+  bool evict_one();  // evict_waiting_at_cap: true if a connection was closed to make room
   void connection_closed(Conn* c);
 
   Reactor& reactor_;

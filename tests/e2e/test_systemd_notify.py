@@ -81,6 +81,30 @@ class NotifyTest(WeirTestCase):
         self.assertEqual(msgs[-1]["STOPPING"], "1")
         p.wait(20)
 
+    def test_upgrade_moves_mainpid(self):
+        """SIGUSR2: once the new process is ready, the old one tells the manager MAINPID=<new>
+        (it is the main process until then); the new one sends no second READY=1; later
+        messages (a reload) come from the new main process."""
+        w = self.start_whoami("u")
+        s, notify = self.listen(False)
+        p, port, path, cfg = self.start(notify, w.port)
+        self.messages(s, "READY")
+        p.send_signal(signal.SIGUSR2)
+        msgs = self.messages(s, "MAINPID", 30)
+        self.assertNotIn("READY", msgs[-1], msgs)
+        new_pid = int(msgs[-1]["MAINPID"])
+        self.assertNotEqual(new_pid, p.pid)
+        self.addCleanup(lambda: os.kill(new_pid, signal.SIGTERM) if os.path.exists(f"/proc/{new_pid}") else None)
+        p.wait(20)
+        self.assertEqual(p.returncode(), 0)
+        self.assertEqual(get(port, "/after").status, 200)
+        os.kill(new_pid, signal.SIGHUP)
+        msgs = self.messages(s, "READY")
+        self.assertEqual(msgs[0].get("RELOADING"), "1", msgs)
+        self.assertEqual(msgs[-1].get("MAINPID"), str(new_pid), msgs)
+        os.kill(new_pid, signal.SIGTERM)
+        self.assertEqual(self.messages(s, "STOPPING")[-1]["STOPPING"], "1")
+
     def test_path_socket(self):
         self.check_lifecycle(abstract=False)
 

@@ -318,7 +318,8 @@ void fill(Fixture& f) {
   ASSERT_EQ(f.server(0, 0).uid, 0u);
   ASSERT_EQ(f.server(0, 1).uid, 1u);
   ASSERT_EQ(f.server(1, 0).uid, 2u);
-  f.stats.server_requests = {10, 0, 7};
+  f.stats.server(0).requests = 10;
+  f.stats.server(2).requests = 7;
   auto& web = f.stats.requests[{"main", "web"}];
   for (int i = 0; i < 5; ++i)
     web.add(200);
@@ -418,7 +419,8 @@ TEST_F(AdminRender, ActiveAndSentRequestsPerServer) {
 }
 
 TEST_F(AdminRender, ServersTheStatsHaveNotSeenCountZero) {
-  f_.stats.server_requests = {10};  // the worker never sent to uid 1 or 2
+  f_.stats.servers.assign(1, {});  // the worker never sent to uid 1 or 2
+  f_.stats.server(0).requests = 10;
   Metrics m = parse_ok(render_metrics(*f_.snap, f_.stats));
   EXPECT_EQ(m.value("weir_server_requests_total", {{"backend", "web"}, {"server", "a"}}), 10);
   EXPECT_EQ(m.value("weir_server_requests_total", {{"backend", "web"}, {"server", "b"}}), 0);
@@ -601,11 +603,36 @@ TEST_F(AdminRender, BackendsJsonFollowsTheState) {
   f_.server(0, 1).state->up.store(true);
   f_.server(0, 1).state->active.store(12);
   f_.server(1, 0).state->ejected_until_ns.store(0);
-  f_.stats.server_requests = {10, 42};
+  f_.stats.servers.assign(2, {});
+  f_.stats.server(0).requests = 10;
+  f_.stats.server(1).requests = 42;
   auto doc = parse_json(render_backends_json(*f_.snap, f_.stats));
   ASSERT_TRUE(doc);
   expect_server(json_server(*doc, "web", "b"), "127.0.0.1:9002", 3, true, 12, 42);
   expect_server(json_server(*doc, kOddBackend, kOddServer), "127.0.0.1:9003", 2, true, 1, 0);
+}
+
+TEST_F(AdminRender, BackendsJsonHasAdminStateErrorsAndLatencyPerServer) {
+  f_.server(0, 1).state->admin.store(model::AdminState::Drain);
+  f_.server(1, 0).state->admin.store(model::AdminState::Maint);
+  auto& b = f_.stats.server(1);
+  b.requests = 5;
+  b.errors = 2;
+  b.latency.observe(0.0007);  // second bucket (<= 1 ms)
+  b.latency.observe(9.0);     // above the last bound
+  auto doc = parse_json(render_backends_json(*f_.snap, f_.stats));
+  ASSERT_TRUE(doc);
+  EXPECT_EQ(json_server(*doc, "web", "a")->get("state")->as_string(), "ready");
+  const json::Value* s = json_server(*doc, "web", "b");
+  EXPECT_EQ(s->get("state")->as_string(), "drain");
+  EXPECT_EQ(s->get("errors_total")->as_number(), 2);
+  const auto& counts = s->get("latency_counts")->as_array();
+  ASSERT_EQ(counts.size(), proxy::kLatencyBuckets.size() + 1);
+  EXPECT_EQ(counts[1].as_number(), 1);
+  EXPECT_EQ(counts.back().as_number(), 1);
+  EXPECT_EQ(json_server(*doc, kOddBackend, kOddServer)->get("state")->as_string(), "maint");
+  EXPECT_EQ(doc->get("latency_buckets")->as_array().size(), proxy::kLatencyBuckets.size());
+  ASSERT_EQ(doc->get("listeners")->as_array().size(), f_.snap->listeners.size());
 }
 
 TEST_F(AdminRender, JsonEscapesQuotesBackslashesAndControlCharacters) {
@@ -770,7 +797,8 @@ TEST_F(AdminServerTest, BackendsOverTheWire) {
 TEST_F(AdminServerTest, UnknownPathsAre404AndTheQueryIsIgnored) {
   Client c(port_);
   ASSERT_TRUE(c.connected());
-  for (std::string_view path : {"/", "/metricsx", "/api/v1/backend", "/healthz/", "/api/v1"}) {
+  for (std::string_view path :
+       {"/index.html", "/metricsx", "/api/v1/backend", "/healthz/", "/api/v1"}) {
     auto r = c.get(path);
     ASSERT_TRUE(r) << path;
     EXPECT_EQ(r->status, 404) << path;

@@ -522,5 +522,68 @@ backends:
   EXPECT_FALSE(r.ok());
 }
 
+TEST(Loader, AdminTokenAndLimits) {
+  TempDir dir;
+  std::filesystem::path token = dir.write("admin.token", "0123456789abcdef-token\n\n");
+  const Config& c =
+      ok(load(with_backend("admin:\n  listen: 127.0.0.1:9901\n  token_file: " + token.string() +
+                           "\n  header_timeout: 2s\n  idle_timeout: 1m\n"
+                           "  max_connections: 8\n")));
+  EXPECT_EQ(c.admin.token_file, token.string());
+  EXPECT_EQ(c.admin.token, "0123456789abcdef-token");
+  EXPECT_EQ(c.admin.header_timeout, std::chrono::milliseconds(2000));
+  EXPECT_EQ(c.admin.idle_timeout, std::chrono::milliseconds(60000));
+  EXPECT_EQ(c.admin.max_connections, 8u);
+  // Defaults: no token (the write endpoints are off), timeouts and a cap of its own.
+  const Config& d = ok(load(with_backend("admin: {listen: 127.0.0.1:9901}\n")));
+  EXPECT_EQ(d.admin.token, "");
+  EXPECT_EQ(d.admin.header_timeout, std::chrono::milliseconds(5000));
+  EXPECT_EQ(d.admin.idle_timeout, std::chrono::milliseconds(30000));
+  EXPECT_EQ(d.admin.max_connections, 64u);
+}
+
+TEST(Loader, AdminTokenErrors) {
+  TempDir dir;
+  std::filesystem::path weak = dir.write("weak.token", "short\n");
+  EXPECT_EQ(error(with_backend("admin: {listen: 127.0.0.1:9901, token_file: /nonexistent/t}\n")),
+            "t.yaml:9:45: cannot open token_file \"/nonexistent/t\": No such file or directory");
+  EXPECT_EQ(
+      error(with_backend("admin: {listen: 127.0.0.1:9901, token_file: " + weak.string() + "}\n")),
+      "t.yaml:9:45: token_file \"" + weak.string() + "\" must hold at least 16 bytes");
+  EXPECT_EQ(error(with_backend("admin: {listen: 127.0.0.1:9901, token_file: \"\"}\n")),
+            "t.yaml:9:45: \"token_file\" must not be empty");
+  EXPECT_EQ(error(with_backend("admin: {listen: 127.0.0.1:9901, max_connections: 0}\n")),
+            "t.yaml:9:50: \"max_connections\" must be an integer from 1 to 100000, got \"0\"");
+  EXPECT_EQ(error(with_backend("admin: {listen: 127.0.0.1:9901, header_timeout: 0s}\n")),
+            "t.yaml:9:49: \"header_timeout\" must be longer than 0");
+}
+
+TEST(Loader, FleetAndUpgradeKeys) {
+  const Config& c = ok(load(R"(
+limits:
+  drain_grace: 3s
+  tunnel_drain_timeout: 10m
+listeners:
+  - name: web
+    listen: 192.0.2.10:8080
+    freebind: true
+    backend: web
+backends:
+  - name: web
+    servers:
+      - address: 127.0.0.1:9001
+)"));
+  EXPECT_TRUE(c.listeners.at(0).freebind);
+  EXPECT_EQ(c.limits.drain_grace, milliseconds(3000));
+  EXPECT_EQ(c.limits.tunnel_drain_timeout, milliseconds(600000));
+  const Config& d = ok(load(with_backend("")));
+  EXPECT_FALSE(d.listeners.at(0).freebind);
+  EXPECT_EQ(d.limits.drain_grace, milliseconds(0));
+  EXPECT_EQ(d.limits.tunnel_drain_timeout, milliseconds(3600000));
+  EXPECT_EQ(error(with_backend("limits: {drain_grace: soon}\n")),
+            "t.yaml:9:23: \"drain_grace\": invalid duration \"soon\" (expected e.g. 250ms, 2s, "
+            "1m, 1h, 1d)");
+}
+
 }  // namespace
 }  // namespace weir::config

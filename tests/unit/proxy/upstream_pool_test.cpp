@@ -391,7 +391,7 @@ TEST_F(UpstreamPoolTest, CloseAllClosesEveryIdleConnection) {
 TEST_F(UpstreamPoolTest, DrainingClosesIdleConnectionsAndKeepsNoNewOnes) {
   Pair a = connect(0), b = connect(0);
   put(a);
-  worker_->begin_drain(5000ms);
+  worker_->begin_drain(5000ms, 5000ms);
   ASSERT_TRUE(run_until([&] { return worker_->draining(); }));
   EXPECT_EQ(pool().idle_count(), 0u);
   EXPECT_TRUE(closed_by_weir(a.peer));
