@@ -20,8 +20,9 @@ constexpr const char* kUsage =
     "                          SIGTERM/SIGINT drain and stop)\n"
     "  weir check -c FILE      validate a config; prints every error as FILE:LINE:COL\n"
     "  weir demo               three whoami backends behind 127.0.0.1:8080 (admin :9901)\n"
-    "  weir whoami --listen ADDR [--name NAME] [--delay DURATION]\n"
-    "                          a small test backend\n"
+    "  weir whoami --listen ADDR [--name NAME] [--delay DURATION] [--redis HOST:PORT]\n"
+    "                          a small test backend; --redis (or unix:/path) keeps the\n"
+    "                          sessions of GET /session in Redis\n"
     "  weir version            print the version\n";
 
 int usage_error(const std::string& msg) {
@@ -78,7 +79,7 @@ int main(int argc, char** argv) {
     return weir::app::cmd_demo(self_exe(argv[0]));
   }
   if (cmd == "whoami") {
-    std::string listen, name = "whoami";
+    std::string listen, name = "whoami", redis;
     weir::config::Duration delay{0};
     for (size_t i = 1; i < args.size(); ++i) {
       bool has_value = i + 1 < args.size();
@@ -90,12 +91,14 @@ int main(int argc, char** argv) {
         auto d = weir::config::parse_duration(args[++i]);
         if (!d) return usage_error("--delay " + args[i] + ": expected a duration like 250ms");
         delay = *d;
+      } else if (args[i] == "--redis" && has_value) {
+        redis = args[++i];
       } else {
         return usage_error("unexpected argument \"" + args[i] + "\" for whoami");
       }
     }
     if (listen.empty()) return usage_error("whoami needs --listen ADDR");
-    return weir::app::cmd_whoami(listen, name, delay);
+    return weir::app::cmd_whoami(listen, name, delay, redis);
   }
   return usage_error("unknown command \"" + cmd + "\"");
 }

@@ -228,10 +228,17 @@ std::string render_metrics(const model::Snapshot& snap, const proxy::WorkerStats
       {"weir_retries_refused_by_budget_total", st.retries_refused_by_budget},
       {"weir_buffer_blocks_in_use", st.buffers_in_use},
       {"weir_buffer_block_bytes", st.buffer_block_bytes},
+      {"weir_announced", st.announced},  // `announce`: 1 while BIRD has the protocols enabled
   };
   for (const auto& [name, value] : totals) {
     std::string_view type = name.ends_with("_total") ? "counter" : "gauge";
     out += fmt::format("# TYPE {} {}\n{} {}\n", name, type, name, value);
+  }
+  if (st.cluster_up >= 0) {  // only with `cluster:`
+    out +=
+        "# HELP weir_cluster_up 1 while shared client limits sync through the cluster's Redis, "
+        "0 while it is unreachable (limits count on this instance only).\n";
+    out += fmt::format("# TYPE weir_cluster_up gauge\nweir_cluster_up {}\n", st.cluster_up);
   }
   return out;
 }

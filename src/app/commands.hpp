@@ -12,7 +12,9 @@ namespace weir::app {
 int cmd_run(const std::string& config_path, const std::string& exe,
             const std::vector<std::string>& argv);
 int cmd_check(const std::string& config_path);
-int cmd_whoami(const std::string& listen, const std::string& name, config::Duration delay);
+// `redis`: "" or HOST:PORT / unix:/path, the session store of GET /session.
+int cmd_whoami(const std::string& listen, const std::string& name, config::Duration delay,
+               const std::string& redis = "");
 int cmd_demo(const std::string& self_exe);
 
 }  // namespace weir::app

@@ -6,9 +6,11 @@
 #include <set>
 
 #include "admin/admin_server.hpp"
+#include "cluster/redis_sync.hpp"
 #include "config/loader.hpp"
 #include "core/log.hpp"
 #include "discovery/dns_discovery.hpp"
+#include "fleet/announce.hpp"
 #include "health/health_checker.hpp"
 #include "net/socket.hpp"
 #include "net/tls/ocsp.hpp"
@@ -41,6 +43,8 @@ bool certificates_ok(const config::Config& cfg, const char* context) {
 Runtime::Runtime() = default;
 Runtime::~Runtime() {
   if (discovery_) discovery_->stop();
+  if (announcer_) announcer_->stop();  // BIRD is left as it is
+  if (cluster_) cluster_->stop();
   stop_ticket_rotation();
   net::tls::OcspFetcher::global().stop();
   if (health_) health_->stop();
@@ -162,6 +166,12 @@ int Runtime::start(config::ConfigPtr cfg, InheritedSockets* inherited) {
   health_ = std::make_unique<health::HealthChecker>();
   health_->update(snap);
   health_->start();
+  // `announce:` (also when a reload adds it later): BIRD's protocols follow backend health.
+  announcer_ = std::make_unique<fleet::Announcer>([this] { return snapshot(); });
+  announcer_->start();
+  // `cluster:` (also when a reload adds it later): shared client limits through Redis.
+  cluster_ = std::make_unique<cluster::RedisSync>();
+  cluster_->update(*snap);
   if (admin_fd >= 0) {
     server::ServerOptions options;
     options.header_timeout = cfg->admin.header_timeout;
@@ -250,6 +260,8 @@ void Runtime::install(model::SnapshotPtr snap, bool new_config) {
   }
   for (auto& w : workers_)
     w->update_snapshot(snap, new_config);
+  if (announcer_) announcer_->wake();
+  if (cluster_) cluster_->update(*snap);
   if (health_) health_->update(snap);
 }
 
@@ -300,6 +312,15 @@ void Runtime::drain_and_stop(bool upgrade) {
   auto deadline = limits.drain_timeout;
   auto tunnels = upgrade ? limits.tunnel_drain_timeout : deadline;
   draining_.store(true);
+  if (announcer_) {
+    // An upgrade: the new process announces (its announcer applies the state again); SIGTERM:
+    // withdraw first (withdraw_on_drain), so that routers move away before anything closes.
+    if (upgrade) {
+      announcer_->stop();
+    } else {
+      announcer_->withdraw(std::chrono::seconds(1));
+    }
+  }
   if (!upgrade && limits.drain_grace.count() > 0) {
     // A fleet: /healthz is 503 already, so the checker (keepalived, a load balancer in front)
     // moves the traffic away while this process still accepts and serves.
@@ -323,6 +344,8 @@ void Runtime::drain_and_stop(bool upgrade) {
   stop_ticket_rotation();
   net::tls::OcspFetcher::global().stop();
   if (health_) health_->stop();
+  if (announcer_) announcer_->stop();
+  if (cluster_) cluster_->stop();
   if (admin_) admin_->stop();
   log::info("stopped");
 }
@@ -350,6 +373,10 @@ proxy::WorkerStats Runtime::collect_stats() const {
     total.access_log_dropped = access_log_->dropped();
     total.access_log_written = access_log_->written();
   }
+  if (announcer_) {
+    total.announced = announcer_->announced() ? 1 : 0;
+  }
+  if (cluster_) total.cluster_up = cluster_->up();
   return total;
 }
 

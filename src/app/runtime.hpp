@@ -25,6 +25,12 @@ class HealthChecker;
 namespace weir::discovery {
 class DnsDiscovery;
 }
+namespace weir::cluster {
+class RedisSync;
+}
+namespace weir::fleet {
+class Announcer;
+}
 
 namespace weir::app {
 
@@ -79,6 +85,12 @@ class Runtime {
   // `resolve:` / `discovery.srv` lookups (src/discovery/): its table feeds build_snapshot, its
   // changes call rebuild(). Stopped first on the way out.
   std::unique_ptr<discovery::DnsDiscovery> discovery_;
+  // `announce:` (src/fleet/): enables/disables BIRD protocols from backend health; withdraws
+  // first on SIGTERM.
+  std::unique_ptr<fleet::Announcer> announcer_;
+  // `cluster:` (src/cluster/): merges `shared: true` client limits through Redis every
+  // sync_interval on its own thread; told of every snapshot.
+  std::unique_ptr<cluster::RedisSync> cluster_;
   // TLS session-ticket keys are replaced every limits.tls_ticket_rotation.
   std::thread rotator_;
   std::mutex rotator_mu_;

@@ -1,17 +1,25 @@
 // `weir whoami`: a small backend for demos and tests, on weir's own reactor and codec.
+// With --redis it also keeps sessions in Redis (GET /session), so that any instance continues
+// any session: the stateless application server of a fleet (fleet.md).
+#include <hiredis/hiredis.h>
+#include <openssl/rand.h>
 #include <openssl/sha.h>
 #include <signal.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <charconv>
+#include <chrono>
 #include <cstdio>
 #include <memory>
+#include <optional>
 
 #include "app/commands.hpp"
 #include "config/units.hpp"
 #include "core/log.hpp"
 #include "core/reactor.hpp"
+#include "http/fields.hpp"
 #include "net/socket.hpp"
 #include "server/http_server.hpp"
 
@@ -81,14 +89,217 @@ struct WebSocketEcho {
   }
 };
 
+constexpr const char* kSessionCookie = "whoami_session";
+constexpr int kSessionTtlSeconds = 24 * 3600;
+constexpr timeval kRedisTimeout{0, 500 * 1000};  // connect, and each command
+// After a failure, requests answer 503 at once for this long before the next connection attempt
+// (a store that times out would otherwise cost every request the whole timeout).
+constexpr std::chrono::milliseconds kRedisRetryAfter{200};
+
+// The session store: one blocking hiredis connection with timeouts, on the reactor thread (a
+// demo application; each call waits at most kRedisTimeout for the connection plus as much per
+// command). Reconnects after any failure.
+class SessionStore {
+ public:
+  // `where`: HOST:PORT or unix:/path.
+  static std::optional<SessionStore> parse(const std::string& where) {
+    SessionStore s;
+    s.where_ = where;
+    if (where.starts_with("unix:")) {
+      s.unix_path_ = where.substr(5);
+      if (s.unix_path_.empty()) return std::nullopt;
+      return s;
+    }
+    if (!net::split_host_port(where, s.host_, s.port_) || s.host_.empty() || s.port_ == 0)
+      return std::nullopt;
+    return s;
+  }
+
+  // INCRements the session's visit count (and renews its expiry); the new count, or nullopt
+  // with `error` set.
+  std::optional<long long> visit(const std::string& id, std::string& error) {
+    auto now = std::chrono::steady_clock::now();
+    if (!ctx_ && now < retry_at_) {
+      error = last_error_;
+      return std::nullopt;
+    }
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      bool reused = ctx_ != nullptr;
+      if (!ctx_ && !connect(error)) break;
+      std::string key = "whoami:session:" + id;
+      redisAppendCommand(ctx_.get(), "INCR %b", key.data(), key.size());
+      redisAppendCommand(ctx_.get(), "EXPIRE %b %d", key.data(), key.size(), kSessionTtlSeconds);
+      redisReply* replies[2] = {nullptr, nullptr};
+      bool io_ok = true;
+      for (auto& r : replies) {
+        void* out = nullptr;
+        if (redisGetReply(ctx_.get(), &out) != REDIS_OK) {
+          io_ok = false;
+          break;
+        }
+        r = static_cast<redisReply*>(out);
+      }
+      std::optional<long long> count;
+      if (!io_ok) {
+        error = std::string("redis ") + where_ + ": " + ctx_->errstr;
+        // A connection that Redis closed since the last request (a restart): try a fresh one
+        // once. Not after a timeout: the INCR may have been applied.
+        bool stale = reused && (ctx_->err == REDIS_ERR_EOF ||
+                                std::string_view(ctx_->errstr).find("reset") != std::string::npos ||
+                                std::string_view(ctx_->errstr).find("pipe") != std::string::npos);
+        ctx_.reset();
+        for (auto* r : replies)
+          if (r) freeReplyObject(r);
+        if (stale) continue;
+        break;
+      }
+      if (replies[0]->type == REDIS_REPLY_INTEGER) {
+        count = replies[0]->integer;
+      } else {
+        error =
+            std::string("redis ") + where_ + ": INCR answered " +
+            (replies[0]->type == REDIS_REPLY_ERROR ? std::string(replies[0]->str, replies[0]->len)
+                                                   : "type " + std::to_string(replies[0]->type));
+      }
+      for (auto* r : replies)
+        freeReplyObject(r);
+      if (count && !up_) {
+        up_ = true;
+        log::info("whoami: session store {} reachable", where_);
+      }
+      return count;
+    }
+    last_error_ = error;
+    retry_at_ = std::chrono::steady_clock::now() + kRedisRetryAfter;
+    if (up_) {
+      up_ = false;
+      log::warn("whoami: session store unavailable: {}", error);
+    }
+    return std::nullopt;
+  }
+
+  const std::string& where() const { return where_; }
+
+ private:
+  SessionStore() = default;
+
+  bool connect(std::string& error) {
+    redisContext* c = unix_path_.empty()
+                          ? redisConnectWithTimeout(host_.c_str(), port_, kRedisTimeout)
+                          : redisConnectUnixWithTimeout(unix_path_.c_str(), kRedisTimeout);
+    if (c == nullptr) {
+      error = "redis " + where_ + ": out of memory";
+      return false;
+    }
+    Context ctx(c);
+    if (c->err) {
+      error = std::string("redis ") + where_ + ": " + c->errstr;
+      return false;
+    }
+    if (redisSetTimeout(c, kRedisTimeout) != REDIS_OK) {
+      error = std::string("redis ") + where_ + ": cannot set a timeout: " + c->errstr;
+      return false;
+    }
+    ctx_ = std::move(ctx);
+    return true;
+  }
+
+  struct Free {
+    void operator()(redisContext* c) const { redisFree(c); }
+  };
+  using Context = std::unique_ptr<redisContext, Free>;
+
+  std::string where_, host_, unix_path_;
+  uint16_t port_ = 0;
+  Context ctx_;
+  bool up_ = true;  // as last logged: the first failure is logged
+  std::string last_error_;
+  std::chrono::steady_clock::time_point retry_at_{};
+};
+
+bool is_session_id(std::string_view v) {
+  if (v.size() != 32) return false;
+  for (char c : v)
+    if (!std::isxdigit(static_cast<unsigned char>(c))) return false;
+  return true;
+}
+
+// The whoami_session cookie of the request (in any of its Cookie fields), or "".
+std::string session_cookie(const server::Request& r) {
+  std::string_view value;
+  for (const auto& [k, v] : r.headers)
+    if (http::iequals(k, "Cookie") && http::find_pair(v, ';', kSessionCookie, value))
+      return std::string(value);
+  return "";
+}
+
+std::string new_session_id() {
+  unsigned char bytes[16];
+  if (RAND_bytes(bytes, sizeof bytes) != 1) return "";
+  static const char* hex = "0123456789abcdef";
+  std::string id;
+  for (unsigned char b : bytes) {
+    id += hex[b >> 4];
+    id += hex[b & 15];
+  }
+  return id;
+}
+
+server::Response session_response(SessionStore* store, const std::string& name,
+                                  const server::Request& r) {
+  server::Response resp;
+  resp.headers.emplace_back("Cache-Control", "no-store");
+  if (store == nullptr) {
+    resp.status = 501;
+    resp.body = "sessions need a store: start weir whoami with --redis HOST:PORT\n";
+    return resp;
+  }
+  std::string id = session_cookie(r);
+  bool fresh = !is_session_id(id);
+  if (fresh) {
+    id = new_session_id();
+    if (id.empty()) {
+      resp.status = 500;
+      resp.body = "cannot generate a session id\n";
+      return resp;
+    }
+  } else {
+    for (char& c : id)
+      c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  }
+  std::string error;
+  auto visits = store->visit(id, error);
+  if (!visits) {
+    resp.status = 503;
+    resp.body = "session store unavailable: " + error + "\n";
+    return resp;
+  }
+  if (fresh) {
+    resp.headers.emplace_back(
+        "Set-Cookie", std::string(kSessionCookie) + "=" + id + "; Path=/; HttpOnly; SameSite=Lax");
+  }
+  resp.body = "visits: " + std::to_string(*visits) + "\nName: " + name + "\nSession: " + id + "\n";
+  return resp;
+}
+
 }  // namespace
 
-int cmd_whoami(const std::string& listen, const std::string& name, config::Duration delay) {
+int cmd_whoami(const std::string& listen, const std::string& name, config::Duration delay,
+               const std::string& redis) {
   std::string host, err;
   uint16_t port = 0;
   if (!net::split_host_port(listen, host, port)) {
     std::fprintf(stderr, "weir whoami: --listen %s: expected HOST:PORT\n", listen.c_str());
     return 2;
+  }
+  std::optional<SessionStore> store;
+  if (!redis.empty()) {
+    store = SessionStore::parse(redis);
+    if (!store) {
+      std::fprintf(stderr, "weir whoami: --redis %s: expected HOST:PORT or unix:/path\n",
+                   redis.c_str());
+      return 2;
+    }
   }
   auto addr = net::resolve(host, port, err);
   if (!addr) {
@@ -146,6 +357,7 @@ int cmd_whoami(const std::string& listen, const std::string& name, config::Durat
       resp.upgrade_handler = WebSocketEcho{};
       return resp;
     }
+    if (r.path == "/session") return session_response(store ? &*store : nullptr, name, r);
     std::string& b = resp.body;
     b = "Name: " + name + "\nHostname: " + hn + "\nIP: " + r.local + "\nRemoteAddr: " + r.peer +
         "\n" + r.method + " " + r.target + " HTTP/1." + std::to_string(r.version_minor) + "\n";
@@ -186,7 +398,11 @@ int cmd_whoami(const std::string& listen, const std::string& name, config::Durat
     void on_event(uint32_t) override { r.stop(); }
   } stopper(reactor);
   reactor.add(sfd, &stopper, EPOLLIN);
-  log::info("whoami {} listening on {}", name, addr->to_string());
+  if (store)
+    log::info("whoami {} listening on {}, sessions in redis {}", name, addr->to_string(),
+              store->where());
+  else
+    log::info("whoami {} listening on {}", name, addr->to_string());
   reactor.run();
   ::close(sfd);
   return 0;

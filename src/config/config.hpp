@@ -320,6 +320,10 @@ struct ClientLimits {
   // Keys tracked at once (the table is allocated whole, 32 bytes a key); beyond it, see
   // model/client_table.hpp.
   uint32_t table_size = 65536;
+  // `shared: true`: the rate counts across every instance of the fleet (`cluster:`), merged
+  // every cluster.sync_interval (src/cluster/). A reload that turns it on or off starts a new
+  // table.
+  bool shared = false;
   SourcePos pos;
 };
 
@@ -402,6 +406,30 @@ struct GlobalLimits {
   Duration tls_ticket_rotation{3600 * 1000};
 };
 
+// `announce:` (fleet.md): while every backend of `backends` has at least `min_healthy` servers
+// taking new clients, weir enables `protocols` in the local BIRD (its control socket), else
+// disables them; BIRD does the BGP. src/fleet/announce.cpp.
+struct Announce {
+  std::string bird_socket = "/run/bird/bird.ctl";
+  std::vector<std::string> protocols;  // BIRD protocol names ([A-Za-z_][A-Za-z0-9_]*)
+  std::vector<std::string> backends;   // when.backends: names of config backends
+  uint32_t min_healthy = 1;            // when.min_healthy
+  bool withdraw_on_drain = true;       // SIGTERM: disable first, then drain_grace and the drain
+  SourcePos pos;
+};
+
+// `cluster:` (fleet.md): the fleet's shared store, a Redis that every instance syncs its
+// `shared: true` client_limits with (src/cluster/redis_sync.cpp).
+struct Cluster {
+  std::string redis;      // as written: "HOST:PORT", "[V6]:PORT" or "unix:/path"
+  std::string host;       // HOST (no brackets), or empty for a unix socket
+  uint16_t port = 0;      //
+  std::string unix_path;  // unix: the socket path (relative to the config file's folder)
+  std::string prefix = "weir:";
+  Duration sync_interval{100};
+  SourcePos pos;
+};
+
 struct Config {
   std::string source_file;
   uint32_t workers = 0;  // 0 = auto (one per core)
@@ -414,6 +442,8 @@ struct Config {
   // `resolvers:` the DNS servers of `resolve:` and `discovery:` ("IP:PORT", IPv6 in brackets);
   // empty = the nameservers of /etc/resolv.conf.
   std::vector<std::string> resolvers;
+  std::optional<Cluster> cluster;    // `cluster:` (client limits shared through Redis)
+  std::optional<Announce> announce;  // `announce:` (BGP through a local BIRD), if configured
 };
 
 using ConfigPtr = std::shared_ptr<const Config>;

@@ -226,10 +226,12 @@ void load_root(LoadState& s, const YAML::Node& root) {
                      describe(root));
     return;
   }
-  MapReader m(
-      s.diag, top, "the configuration",
-      {"workers", "admin", "listeners", "backends", "limits", "access_log", "caches", "resolvers"});
+  MapReader m(s.diag, top, "the configuration",
+              {"workers", "admin", "listeners", "backends", "limits", "access_log", "caches",
+               "resolvers", "cluster", "announce"});
   if (const Field* f = m.find("workers")) load_workers(s, *f);
+  // Before the listeners: `client_limits.shared` needs it.
+  if (const Field* f = m.find("cluster")) load_cluster(s, *f);
   if (const Field* f = m.find("limits")) load_limits(s, *f);
   if (const Field* f = m.find("access_log")) load_access_log(s, *f, s.config.access_log);
   // Before the listeners: routes name them.
@@ -239,6 +241,7 @@ void load_root(LoadState& s, const YAML::Node& root) {
   if (const Field* f = m.find("admin")) load_admin(s, *f);
   if (const Field* f = m.find("backends")) load_backends(s, *f);
   if (const Field* f = m.find("resolvers")) load_resolvers(s, *f);  // after: who uses them
+  if (const Field* f = m.find("announce")) load_announce(s, *f);    // after: `when` names backends
   resolve_backends(s);
 }
 

@@ -55,6 +55,8 @@ void load_backends(LoadState& s, const Field& f);
 void load_access(LoadState& s, const Field& f, std::optional<AccessList>& out);
 void load_trusted_proxies(LoadState& s, const Field& f, Listener& l);
 void load_client_limits(LoadState& s, const Field& f, Listener& l);
+// `cluster:` (fleet.md), before the listeners.
+void load_cluster(LoadState& s, const Field& f);
 void load_request_id(LoadState& s, const Field& f, Listener& l);
 void load_error_pages(LoadState& s, const Field& f, Listener& l);
 void load_access_log(LoadState& s, const Field& f, std::optional<AccessLog>& out);
@@ -64,5 +66,7 @@ void load_caches(LoadState& s, const Field& f);
 // A route's `cache: NAME` (the caches are loaded first).
 void load_route_cache(LoadState& s, const Field& f, Route& route);
 void load_compression(LoadState& s, const Field& f, bool on_route, std::optional<Compression>& out);
+// fleet_loader.cpp: `announce:` (after the backends: `when.backends` names them).
+void load_announce(LoadState& s, const Field& f);
 
 }  // namespace weir::config

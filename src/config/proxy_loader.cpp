@@ -1,5 +1,6 @@
 // The reverse-proxy keys of a listener (proxy.md): `access`, `trusted_proxies`,
-// `client_limits`, `request_id`, `error_pages`, `access_log`, and the routes' `access`. Address
+// `client_limits`, `request_id`, `error_pages`, `access_log`, the routes' `access`, and the
+// top-level `cluster` that `client_limits.shared` needs. Address
 // lists are built into net::CidrSet here, so a bad entry (or a bad line of a deny_file) is an
 // error at its place in the file and every worker later shares one immutable set.
 #include <sys/stat.h>
@@ -9,6 +10,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "config/address.hpp"
 #include "config/loader_parts.hpp"
 #include "config/tls_loader.hpp"
 #include "net/cidr_set.hpp"
@@ -141,7 +143,7 @@ void load_trusted_proxies(LoadState& s, const Field& f, Listener& l) {
 
 void load_client_limits(LoadState& s, const Field& f, Listener& l) {
   MapReader m(s.diag, f, "client_limits",
-              {"key", "max_connections", "rate", "burst", "table_size"});
+              {"key", "max_connections", "rate", "burst", "table_size", "shared"});
   if (!m.ok()) return;
   ClientLimits c;
   c.pos = s.diag.pos(f.key_mark);
@@ -187,7 +189,84 @@ void load_client_limits(LoadState& s, const Field& f, Listener& l) {
     s.diag.error(m.find("rate")->key_mark,
                  "\"rate\" counts HTTP requests: a tcp listener has \"max_connections\" only");
   }
+  if (const Field* shared = m.find("shared"); shared && read_bool(s.diag, *shared, c.shared)) {
+    if (c.shared && !s.config.cluster) {
+      s.diag.error(shared->mark,
+                   "\"shared: true\" counts across the fleet through its Redis: give a top-level "
+                   "\"cluster\" with \"redis\"");
+    } else if (c.shared && c.rate == 0) {
+      s.diag.error(shared->mark, "\"shared\" shares the \"rate\": give \"rate\"");
+    }
+  }
   l.client_limits = std::move(c);
+}
+
+// `cluster: { redis, prefix, sync_interval }`. Nothing connects here (weir check never touches
+// the network): the address is only checked for its form.
+void load_cluster(LoadState& s, const Field& f) {
+  constexpr size_t kMaxPrefix = 64;
+  constexpr size_t kMaxUnixPath = 107;  // sockaddr_un.sun_path less its NUL
+  MapReader m(s.diag, f, "cluster", {"redis", "prefix", "sync_interval"});
+  Cluster c;
+  c.pos = s.diag.pos(f.key_mark);
+  // Set even when something in it is wrong (the config is refused anyway), so that listeners'
+  // `shared: true` are not also reported as lacking a cluster.
+  if (!m.ok()) {
+    s.config.cluster = std::move(c);
+    return;
+  }
+  if (const Field* redis = m.require("redis")) {
+    std::string text;
+    if (read_string(s.diag, *redis, text)) {
+      if (text.starts_with("unix:")) {
+        std::string path = text.substr(5);
+        if (path.empty()) {
+          s.diag.error(redis->mark,
+                       "\"redis\": unix: needs a socket path, such as "
+                       "unix:/run/redis/redis.sock");
+        } else {
+          path = resolve_path(s, path);
+          if (path.size() > kMaxUnixPath) {
+            s.diag.error(redis->mark, "\"redis\": the socket path is longer than " +
+                                          std::to_string(kMaxUnixPath) + " bytes");
+          }
+          c.unix_path = path;
+          c.redis = text;
+        }
+      } else {
+        HostPort hp;
+        if (std::string why = parse_host_port(text, hp); !why.empty()) {
+          s.diag.error(redis->mark, "\"redis\" must be HOST:PORT or unix:/path: " + why);
+        } else {
+          c.redis = text;
+          c.host = hp.host;
+          c.port = hp.port;
+        }
+      }
+    }
+  }
+  if (const Field* prefix = m.find("prefix")) {
+    std::string text;
+    if (read_string(s.diag, *prefix, text)) {
+      bool printable = std::all_of(text.begin(), text.end(),
+                                   [](unsigned char ch) { return ch > 0x20 && ch < 0x7f; });
+      if (text.size() > kMaxPrefix || !printable) {
+        s.diag.error(prefix->mark, "\"prefix\" must be at most " + std::to_string(kMaxPrefix) +
+                                       " printable characters without spaces, got " + quote(text));
+      } else {
+        c.prefix = std::move(text);
+      }
+    }
+  }
+  Duration interval{0};
+  if (m.get_duration("sync_interval", false, interval)) {
+    if (interval < Duration{10} || interval > Duration{60'000}) {
+      s.diag.error(m.find("sync_interval")->mark, "\"sync_interval\" must be from 10ms to 60s");
+    } else {
+      c.sync_interval = interval;
+    }
+  }
+  s.config.cluster = std::move(c);
 }
 
 void load_request_id(LoadState& s, const Field& f, Listener& l) {

@@ -129,4 +129,22 @@ constexpr bool for_each_field_line(std::string_view lines, F&& fn) {
 // content-type, content-range, trailer). Any other field passes.
 bool trailer_field_allowed(std::string_view name);
 
+// Finds `name` in "a=1; b=2" (cookies, sep ';') or "a=1&b=2" (a query, sep '&'): the first
+// pair of that name (compared exactly, around OWS), its value trimmed of OWS, undecoded.
+constexpr bool find_pair(std::string_view list, char sep, std::string_view name,
+                         std::string_view& out) {
+  while (!list.empty()) {
+    const size_t end = list.find(sep);
+    const std::string_view item = chars::trim_ows(list.substr(0, end));
+    const size_t eq = item.find('=');
+    if (eq != std::string_view::npos && chars::trim_ows(item.substr(0, eq)) == name) {
+      out = chars::trim_ows(item.substr(eq + 1));
+      return true;
+    }
+    if (end == std::string_view::npos) break;
+    list.remove_prefix(end + 1);
+  }
+  return false;
+}
+
 }  // namespace weir::http

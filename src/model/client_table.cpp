@@ -56,11 +56,12 @@ Bucket bucket_of(double rate_per_s, double burst) {
 
 }  // namespace
 
-ClientTable::ClientTable(size_t capacity, std::chrono::nanoseconds idle_expiry)
+ClientTable::ClientTable(size_t capacity, std::chrono::nanoseconds idle_expiry, bool shared)
     : capacity_(static_cast<uint32_t>(std::clamp<size_t>(capacity, 1, kNone - 1))),
       window_(static_cast<uint32_t>(std::min<size_t>(kWindow, capacity_))),
       idle_expiry_ns_(std::max<int64_t>(idle_expiry.count(), 0)),
-      slots_(std::make_unique<Slot[]>(capacity_)) {
+      slots_(std::make_unique<Slot[]>(capacity_)),
+      taken_(shared ? std::make_unique<std::atomic<uint32_t>[]>(capacity_) : nullptr) {
   static_assert(sizeof(Slot) == 32);
 }
 
@@ -192,8 +193,43 @@ ClientTable::Take ClientTable::take(uint64_t key, double rate_per_s, double burs
     // Reclaimed under us: our token (if taken) went to the new key; take one of our own.
     if (s.key.load(kSeq) != key) continue;
     s.last_used.store(now_ns, kRelaxed);
+    if (taken_ && result.allowed) taken_[i].fetch_add(1, kRelaxed);
     return result;
   }
+}
+
+size_t ClientTable::drain_taken(std::vector<Taken>& out, size_t max) {
+  if (!taken_) return 0;
+  size_t found = 0;
+  uint32_t i = drain_cursor_;
+  for (uint32_t n = 0; n < capacity_ && found < max; ++n, i = next(i)) {
+    if (taken_[i].load(kRelaxed) == 0) continue;
+    uint32_t tokens = taken_[i].exchange(0, kRelaxed);
+    uint64_t key = slots_[i].key.load(std::memory_order_acquire);
+    // A slot being reclaimed: its tokens were its old key's, long idle; nothing to share.
+    if (tokens == 0 || key == kEmpty || key == kReclaiming) continue;
+    out.push_back({i, key, tokens});
+    ++found;
+  }
+  drain_cursor_ = i;
+  return found;
+}
+
+void ClientTable::charge(uint32_t slot, uint64_t key, int64_t debt_ns, double rate_per_s,
+                         int64_t now_ns) {
+  if (!taken_ || slot >= capacity_ || debt_ns <= 0) return;
+  Slot& s = slots_[slot];
+  if (s.key.load(kSeq) != key) return;
+  const Bucket b = bucket_of(rate_per_s, 1);
+  // Tokens granted here since the drain are in tat already but not yet in the fleet's debt.
+  double ahead = static_cast<double>(debt_ns) + static_cast<double>(taken_[slot].load(kRelaxed)) *
+                                                    static_cast<double>(b.interval_ns);
+  int64_t target = now_ns + static_cast<int64_t>(std::min(ahead, 0x1p61));  // no overflow
+  int64_t tat = s.tat.load(kSeq);
+  while (tat < target && !s.tat.compare_exchange_weak(tat, target, kSeq)) {
+  }
+  // Like take(): a reclaim that raced us leaves the debt to the new key (towards refusing, for
+  // one sync interval at most); the reclaimer's re-check of tat sees a moved tat and backs off.
 }
 
 }  // namespace weir::model

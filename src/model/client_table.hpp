@@ -47,6 +47,14 @@
 // Keys already in the table keep their limits exactly while it is full. Size the capacity for
 // the expected clients within idle_expiry; untracked() > 0 says it is too small.
 //
+// Shared tables (`client_limits.shared`, src/cluster/): one more array, `taken`, 4 bytes a slot,
+// counts the tokens this instance granted to the slot's key since the cluster thread last
+// drained it (a relaxed fetch_add after a granted take(); the drain is an exchange, so no
+// token is lost or counted twice). Every cluster.sync_interval the cluster thread drains the
+// counts (drain_taken), pushes them to the fleet's bucket of each key in Redis and charges
+// what the fleet owes back to the local bucket (charge: tat only moves forward). The request
+// path never waits for any of it.
+//
 // Races, and why counts stay exact:
 // - Two takes of the last token: both CAS the same `tat`; one wins, the other re-reads it.
 // - open vs open: `conns` is raised by CAS only while below the limit, so no more than
@@ -67,6 +75,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 namespace weir::model {
 
@@ -75,8 +84,10 @@ class ClientTable {
   static constexpr size_t kWindow = 16;  // slots a key may occupy, from its home slot
 
   // capacity: keys tracked at most, 1 to 2^32 - 1 (clamped); all memory is allocated here.
+  // shared: also count the tokens taken for the cluster sync (see "Shared tables").
   explicit ClientTable(size_t capacity,
-                       std::chrono::nanoseconds idle_expiry = std::chrono::seconds(60));
+                       std::chrono::nanoseconds idle_expiry = std::chrono::seconds(60),
+                       bool shared = false);
   ClientTable(const ClientTable&) = delete;
   ClientTable& operator=(const ClientTable&) = delete;
 
@@ -102,8 +113,26 @@ class ClientTable {
   };
   Take take(uint64_t key, double rate_per_s, double burst, int64_t now_ns);
 
+  // Shared tables only, from one thread (the cluster's): appends to `out` the slots holding
+  // tokens taken since their last drain, with their keys and counts, zeroing the counts. Scans
+  // on from where the previous call stopped and stops after `max` slots found (the others keep
+  // their counts for the next call). Returns how many were appended.
+  struct Taken {
+    uint32_t slot = 0;
+    uint64_t key = 0;
+    uint32_t tokens = 0;
+  };
+  size_t drain_taken(std::vector<Taken>& out, size_t max);
+  // The fleet's debt for `key` (ns of tokens owed beyond now, at the time `now_ns`): its bucket
+  // is at least that empty, plus the tokens taken here since the drain that fed the merge. Only
+  // moves tat forward; nothing if the slot holds another key by now.
+  void charge(uint32_t slot, uint64_t key, int64_t debt_ns, double rate_per_s, int64_t now_ns);
+  bool shared() const { return taken_ != nullptr; }
+
   size_t capacity() const { return capacity_; }
-  size_t memory_bytes() const { return capacity_ * sizeof(Slot); }
+  size_t memory_bytes() const {
+    return capacity_ * (sizeof(Slot) + (taken_ ? sizeof(std::atomic<uint32_t>) : 0));
+  }
   // Slots that hold a key, idle ones not yet reclaimed included.
   size_t live_entries() const { return occupied_.load(std::memory_order_relaxed); }
   // Connections and requests that found no slot (admitted, not limited).
@@ -129,6 +158,8 @@ class ClientTable {
   const uint32_t window_;
   const int64_t idle_expiry_ns_;
   std::unique_ptr<Slot[]> slots_;
+  std::unique_ptr<std::atomic<uint32_t>[]> taken_;  // shared tables only
+  uint32_t drain_cursor_ = 0;                       // the cluster thread's
   alignas(64) std::atomic<size_t> occupied_{0};
   alignas(64) std::atomic<uint64_t> untracked_{0};
 };

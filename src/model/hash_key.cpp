@@ -1,33 +1,8 @@
 #include "model/hash_key.hpp"
 
+#include "http/fields.hpp"
+
 namespace weir::model {
-namespace {
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
-    s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t'))
-    s.remove_suffix(1);
-  return s;
-}
-
-// Finds `name` in "a=1; b=2" (cookies, separator ';') or "a=1&b=2" (query, separator '&').
-bool find_pair(std::string_view list, char sep, std::string_view name, std::string_view& out) {
-  while (!list.empty()) {
-    size_t end = list.find(sep);
-    std::string_view item = trim(list.substr(0, end));
-    size_t eq = item.find('=');
-    if (eq != std::string_view::npos && trim(item.substr(0, eq)) == name) {
-      out = trim(item.substr(eq + 1));
-      return true;
-    }
-    if (end == std::string_view::npos) break;
-    list.remove_prefix(end + 1);
-  }
-  return false;
-}
-
-}  // namespace
 
 KeySpec KeySpec::parse(std::string_view text) {
   KeySpec k;
@@ -66,11 +41,12 @@ bool extract_key(const KeySpec& spec, const http::RequestHead& req, std::string_
       return false;
     case KeySpec::Kind::Cookie:
       for (const auto& h : req.headers) {
-        if (http::iequals(h.name, "cookie") && find_pair(h.value, ';', spec.name, out)) return true;
+        if (http::iequals(h.name, "cookie") && http::find_pair(h.value, ';', spec.name, out))
+          return true;
       }
       return false;
     case KeySpec::Kind::Query:
-      return find_pair(req.query, '&', spec.name, out);
+      return http::find_pair(req.query, '&', spec.name, out);
   }
   return false;
 }

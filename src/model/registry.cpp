@@ -34,11 +34,11 @@ const std::shared_ptr<net::tls::TicketKeys>& ServerRegistry::ticket_keys() {
 }
 
 std::shared_ptr<ClientTable> ServerRegistry::client_table(const std::string& listener,
-                                                          size_t capacity) {
+                                                          size_t capacity, bool shared) {
   std::lock_guard lock(mu_);
   auto& [size, table] = client_tables_[listener];
-  if (!table || size != capacity) {
-    table = std::make_shared<ClientTable>(capacity);
+  if (!table || size != capacity || table->shared() != shared) {
+    table = std::make_shared<ClientTable>(capacity, std::chrono::seconds(60), shared);
     size = capacity;
   }
   return table;

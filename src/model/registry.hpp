@@ -34,9 +34,11 @@ class ServerRegistry {
   bool warned_random_key(const std::string& backend);
   // TLS session-ticket keys of the process: every listener and worker, across reloads.
   const std::shared_ptr<net::tls::TicketKeys>& ticket_keys();
-  // A listener's client_limits table: the same one across reloads while its size is unchanged
-  // (a new size starts a new table; connections counted in the old one are given back to it).
-  std::shared_ptr<ClientTable> client_table(const std::string& listener, size_t capacity);
+  // A listener's client_limits table: the same one across reloads while its size and `shared`
+  // are unchanged (a change starts a new table; connections counted in the old one are given
+  // back to it).
+  std::shared_ptr<ClientTable> client_table(const std::string& listener, size_t capacity,
+                                            bool shared = false);
   // A cache's store: the same one across reloads while its memory and max_object are unchanged
   // (a change starts an empty one).
   std::shared_ptr<cache::Store> cache(const config::Cache& c);

@@ -46,7 +46,7 @@ SnapshotPtr build_snapshot(config::ConfigPtr cfg, ServerRegistry& registry,
     }
     if (l.client_limits) {
       const config::ClientLimits& cl = *l.client_limits;
-      lr.clients = registry.client_table(l.name, cl.table_size);
+      lr.clients = registry.client_table(l.name, cl.table_size, cl.shared);
       if (cl.key == config::ClientLimits::Key::Header) {
         lr.limit_key = {KeySpec::Kind::Header, cl.key_name};
       } else if (cl.key == config::ClientLimits::Key::Cookie) {

@@ -105,6 +105,8 @@ struct WorkerStats {
   std::map<std::pair<std::string, std::string>, uint64_t> refused;
   uint64_t access_log_dropped = 0;  // process-wide (the log writer's), set when collected
   uint64_t access_log_written = 0;
+  uint64_t announced = 0;  // process-wide: `announce` protocols enabled in BIRD (1) or not (0)
+  int cluster_up = -1;     // process-wide: `cluster` Redis synced (1) or not (0); -1 = no cluster
   uint64_t buffers_in_use = 0;      // buffer blocks held, summed over workers when collected
   uint64_t buffer_block_bytes = 0;  // the size of one block
 

@@ -36,6 +36,20 @@ class CliTest(WeirTestCase):
         self.assertIn("1 listener", lines[0])
         self.assertIn("2 servers", lines[0])
 
+    def test_shipped_examples_pass_check(self):
+        """The configs users copy (examples/, examples/fleet/) are valid as written; the fleet's
+        `cluster:` and `announce:` are not contacted by `weir check`."""
+        import glob
+        import os
+        root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples")
+        files = sorted(glob.glob(os.path.join(root, "*.yaml")) +
+                       glob.glob(os.path.join(root, "fleet", "*.yaml")))
+        self.assertGreaterEqual(len(files), 3, files)
+        for path in files:
+            r = self.run_weir("check", "-c", path)
+            self.assertEqual(r.returncode, 0, (path, r.stderr.decode()))
+            self.assertIn(b": ok (", r.stdout)
+
     def test_check_does_not_bind(self):
         cfg = self.good_config()
         port = int(cfg["listeners"][0]["listen"].rsplit(":", 1)[1])
