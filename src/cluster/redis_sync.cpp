@@ -41,8 +41,8 @@ void RedisSync::update(const model::Snapshot& snap) {
     Settings s{*snap.config->cluster, {}};
     for (const auto& lr : snap.listeners) {
       const auto& cl = lr.cfg->client_limits;
-      if (cl && cl->shared && cl->rate > 0 && lr.clients) {
-        s.limits.push_back({lr.cfg->name, lr.clients, cl->rate, cl->burst});
+      if (cl && cl->shared && (cl->rate > 0 || cl->max_connections > 0) && lr.clients) {
+        s.limits.push_back({lr.cfg->name, lr.clients, cl->rate, cl->burst, cl->max_connections});
       }
     }
     settings = std::move(s);
@@ -242,6 +242,7 @@ void RedisSync::drop() {
 void RedisSync::failed(const std::string& why) {
   in_flight_ = false;
   batch_.limits.clear();
+  if (sync_) sync_->discard();  // the others' connections, no longer heard of
   up_.store(0, std::memory_order_relaxed);
   if (known_ != Known::Down) {
     log::warn(
@@ -299,15 +300,29 @@ void RedisSync::on_reply(void* r) {
     batch_.limits.clear();
     return;
   }
-  if (reply->type == REDIS_REPLY_ARRAY && reply->elements == batch_.entries.size()) {
-    std::vector<int64_t> debts(reply->elements, 0);
-    for (size_t i = 0; i < reply->elements; ++i) {
+  if (reply->type == REDIS_REPLY_ARRAY && reply->elements == LimitSync::answer_size(batch_)) {
+    const size_t numbers = LimitSync::answer_numbers(batch_);
+    std::vector<int64_t> answer(numbers, 0);
+    for (size_t i = 0; i < numbers; ++i) {
       const redisReply* e = reply->element[i];
-      if (e != nullptr && e->type == REDIS_REPLY_INTEGER) debts[i] = e->integer;
+      if (e != nullptr && e->type == REDIS_REPLY_INTEGER) answer[i] = e->integer;
+    }
+    std::vector<std::vector<uint64_t>> full(reply->elements - numbers);
+    for (size_t i = numbers; i < reply->elements; ++i) {
+      const redisReply* a = reply->element[i];
+      if (a == nullptr || a->type != REDIS_REPLY_ARRAY) continue;
+      for (size_t j = 0; j < a->elements; ++j) {
+        const redisReply* m = a->element[j];
+        uint64_t key = 0;
+        if (m != nullptr && m->type == REDIS_REPLY_STRING &&
+            LimitSync::parse_key(std::string_view(m->str, m->len), key)) {
+          full[i - numbers].push_back(key);
+        }
+      }
     }
     int64_t now = now_ns();
     // The debt was measured between sending and now: charge it as of halfway.
-    LimitSync::apply(batch_, debts, batch_.sent_ns + (now - batch_.sent_ns) / 2);
+    LimitSync::apply(batch_, answer, full, batch_.sent_ns + (now - batch_.sent_ns) / 2);
     synced();
   } else if (reply->type == REDIS_REPLY_ERROR) {
     error_ = std::string("Redis answered: ") + std::string(reply->str, reply->len);

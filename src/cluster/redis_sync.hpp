@@ -6,7 +6,8 @@
 //
 // Redis unreachable (connect refused or not answered within 1 s, a round not answered within
 // max(1 s, 3 × sync_interval), an error reply): the connection is dropped, counts are drained
-// and forgotten every interval (each instance limits on its own), `weir_cluster_up` is 0, and
+// and forgotten every interval and the other instances' connection counts are forgotten at once
+// (each instance limits on its own), `weir_cluster_up` is 0, and
 // one warning is logged; reconnects back off from 100 ms to 2 s. The first answered round logs
 // one info line ("shared again") and sets `weir_cluster_up` 1.
 //

@@ -320,9 +320,9 @@ struct ClientLimits {
   // Keys tracked at once (the table is allocated whole, 32 bytes a key); beyond it, see
   // model/client_table.hpp.
   uint32_t table_size = 65536;
-  // `shared: true`: the rate counts across every instance of the fleet (`cluster:`), merged
-  // every cluster.sync_interval (src/cluster/). A reload that turns it on or off starts a new
-  // table.
+  // `shared: true`: the rate and max_connections count across every instance of the fleet
+  // (`cluster:`), merged every cluster.sync_interval (src/cluster/). A reload that turns it on
+  // or off starts a new table.
   bool shared = false;
   SourcePos pos;
 };

@@ -194,9 +194,7 @@ void load_client_limits(LoadState& s, const Field& f, Listener& l) {
       s.diag.error(shared->mark,
                    "\"shared: true\" counts across the fleet through its Redis: give a top-level "
                    "\"cluster\" with \"redis\"");
-    } else if (c.shared && c.rate == 0) {
-      s.diag.error(shared->mark, "\"shared\" shares the \"rate\": give \"rate\"");
-    }
+    }  // shares the rate and max_connections, whichever are given (one is, checked above)
   }
   l.client_limits = std::move(c);
 }

@@ -61,7 +61,8 @@ ClientTable::ClientTable(size_t capacity, std::chrono::nanoseconds idle_expiry, 
       window_(static_cast<uint32_t>(std::min<size_t>(kWindow, capacity_))),
       idle_expiry_ns_(std::max<int64_t>(idle_expiry.count(), 0)),
       slots_(std::make_unique<Slot[]>(capacity_)),
-      taken_(shared ? std::make_unique<std::atomic<uint32_t>[]>(capacity_) : nullptr) {
+      taken_(shared ? std::make_unique<std::atomic<uint32_t>[]>(capacity_) : nullptr),
+      others_(shared ? std::make_unique<std::atomic<uint32_t>[]>(capacity_) : nullptr) {
   static_assert(sizeof(Slot) == 32);
 }
 
@@ -127,6 +128,7 @@ uint32_t ClientTable::find_or_insert(uint64_t key, int64_t now_ns) {
     if (!s.key.compare_exchange_strong(pick_key, kReclaiming, kSeq)) continue;
     if (reclaimable(s, now_ns)) {
       s.last_used.store(now_ns, kRelaxed);
+      if (others_) others_[pick].store(0, kSeq);  // the old key's fleet count is not the new one's
       s.key.store(key, kSeq);  // tat ≤ now and conns = 0: the state of a fresh slot
       return pick;
     }
@@ -145,9 +147,11 @@ ClientTable::Conn ClientTable::open_connection(uint64_t key, uint32_t max_connec
     }
     Slot& s = slots_[i];
     bool admitted = true;
+    // The other instances' connections (shared tables), as of the last sync.
+    const uint64_t others = others_ ? others_[i].load(kRelaxed) : 0;
     uint32_t c = s.conns.load(kSeq);
     do {
-      if (c >= max_connections) {
+      if (c + others >= max_connections) {
         admitted = false;
         break;
       }
@@ -230,6 +234,88 @@ void ClientTable::charge(uint32_t slot, uint64_t key, int64_t debt_ns, double ra
   }
   // Like take(): a reclaim that raced us leaves the debt to the new key (towards refusing, for
   // one sync interval at most); the reclaimer's re-check of tat sees a moved tat and backs off.
+}
+
+size_t ClientTable::collect_conns(std::vector<ConnCount>& out, size_t max) {
+  if (!others_) return 0;
+  // Find the slots with connections not listed yet (a bounded scan a round).
+  const uint32_t scan = static_cast<uint32_t>(std::min<size_t>(capacity_, kScanPerRound));
+  uint32_t i = scan_cursor_;
+  for (uint32_t n = 0; n < scan; ++n, i = next(i)) {
+    if (slots_[i].conns.load(kRelaxed) == 0) continue;
+    uint64_t key = slots_[i].key.load(std::memory_order_acquire);
+    if (key > kReclaiming) sync_.try_emplace(i, SyncState{key, 0});
+  }
+  scan_cursor_ = i;
+
+  // The listed slots, from where the last round stopped: drop those with nothing left to say,
+  // append the others while there is room.
+  size_t remaining = sync_.size();
+  size_t added = 0;
+  auto it = sync_.lower_bound(sync_cursor_);
+  while (remaining-- > 0) {
+    if (it == sync_.end()) it = sync_.begin();
+    const uint32_t slot = it->first;
+    SyncState& st = it->second;
+    const uint64_t key = slots_[slot].key.load(std::memory_order_acquire);
+    if (key != st.key) {
+      // Reclaimed by another key (it had no connection here): withdraw the old key's count if one
+      // was published, and forget the slot (a scan lists it again if the new key gets connections).
+      if (st.published > 0) {
+        if (added >= max) {  // no room this round: withdraw it on the next
+          ++it;
+          continue;
+        }
+        out.push_back({slot, st.key, 0});
+        ++added;
+        sync_cursor_ = slot + 1;
+      }
+      // Only this thread stores a non-zero `others`, and only for listed slots: whatever the
+      // key is now (the new one, or the old one put back by an abandoned reclaim), 0 is right
+      // for an unlisted slot.
+      others_[slot].store(0, kSeq);
+      it = sync_.erase(it);
+      continue;
+    }
+    const uint32_t conns = slots_[slot].conns.load(kRelaxed);
+    if (conns == 0 && st.published == 0 && others_[slot].load(kRelaxed) == 0) {
+      it = sync_.erase(it);  // no connection here nor (at the last round) anywhere else
+      continue;
+    }
+    if (added < max) {
+      out.push_back({slot, key, conns});
+      ++added;
+      st.published = conns;
+      sync_cursor_ = slot + 1;
+    }
+    ++it;
+  }
+  return sync_.size();
+}
+
+void ClientTable::set_others(uint32_t slot, uint64_t key, uint32_t others) {
+  if (!others_ || slot >= capacity_) return;
+  if (slots_[slot].key.load(kSeq) != key) return;
+  others_[slot].store(others, kSeq);
+  // A reclaim between the check and the store zeroed `others` before storing its key: see it.
+  if (slots_[slot].key.load(kSeq) != key) others_[slot].store(0, kSeq);
+}
+
+void ClientTable::adopt(uint64_t key, uint32_t others, int64_t now_ns) {
+  if (!others_) return;
+  key = usable(key);
+  const uint32_t i = find_or_insert(key, now_ns);
+  if (i == kNone) return;  // the bound: not adopted (admitted on local counts, as untracked)
+  // Listed already: for this key its own round tells the count; for a previous key of the
+  // slot, the next collect_conns drops it and the next round adopts this one.
+  if (!sync_.try_emplace(i, SyncState{key, 0}).second) return;
+  set_others(i, key, others);
+}
+
+void ClientTable::clear_others() {
+  if (!others_) return;
+  for (const auto& [slot, st] : sync_)
+    others_[slot].store(0, kSeq);
 }
 
 }  // namespace weir::model

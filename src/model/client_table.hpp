@@ -55,6 +55,24 @@
 // what the fleet owes back to the local bucket (charge: tat only moves forward). The request
 // path never waits for any of it.
 //
+// max_connections is shared too, without waiting at accept: a second array, `others`, 4 bytes
+// a slot, holds the open connections the *other* instances of the fleet reported for the
+// slot's key at the last sync, and open_connection admits while conns + others <
+// max_connections (one more relaxed load; `conns` is still raised by CAS, so this instance
+// never exceeds its own share). The cluster thread (collect_conns, set_others, adopt) keeps a
+// list of the slots it syncs, `sync_` (its own, no lock): a slot joins when a scan finds it
+// with open connections (at most kScanPerRound slots scanned a round, on from where the last
+// scan stopped) or is adopted as one of the fleet's full keys (src/cluster/limit_sync.hpp),
+// and stays while it has connections here, the count it last published is not 0 (so the drop
+// to 0 is published once) or the fleet reported others; then it leaves and costs nothing
+// more. Each round publishes, for the listed slots (a bounded number, rotated), this
+// instance's count and reads back the others' sum into `others`. A slot reclaimed by a new key
+// must not inherit the old key's `others`: the reclaimer zeroes it before the new key is
+// stored, and set_others re-checks the key after its store (zeroing it if the key changed), so
+// a value is only ever kept while the slot holds the key it was read for (and only listed
+// slots hold one: a slot leaving the list is zeroed). Redis unreachable: clear_others() zeroes
+// them all at once and every interval after, and each instance limits on its own counts.
+//
 // Races, and why counts stay exact:
 // - Two takes of the last token: both CAS the same `tat`; one wins, the other re-reads it.
 // - open vs open: `conns` is raised by CAS only while below the limit, so no more than
@@ -74,6 +92,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <vector>
 
@@ -92,9 +111,10 @@ class ClientTable {
   ClientTable& operator=(const ClientTable&) = delete;
 
   // One client connection. admitted = false: the key already has max_connections open (nothing
-  // counted; refuse it). tracked = false: the table is full (admitted, nothing counted, see
-  // "at the bound"). Give an admitted and tracked Conn back to close_connection() when the
-  // connection ends, to the same table.
+  // counted; refuse it; a shared table counts the other instances' too, as of the last sync).
+  // tracked = false: the table is full (admitted, nothing counted, see "at the bound"). Give an
+  // admitted and tracked Conn back to close_connection() when the connection ends, to the same
+  // table.
   struct Conn {
     uint32_t slot = 0;
     bool admitted = true;
@@ -129,9 +149,35 @@ class ClientTable {
   void charge(uint32_t slot, uint64_t key, int64_t debt_ns, double rate_per_s, int64_t now_ns);
   bool shared() const { return taken_ != nullptr; }
 
+  // Shared tables only, from the cluster thread: the slots whose connection counts go out this
+  // round (see "Shared tables"), at most `max`, rotated so that none is starved; `conns` is
+  // this instance's open connections (0: the drop to 0, published once). Returns how many slots
+  // are listed in all (≥ the appended ones): a slot waits at most ceil(that / max) rounds.
+  static constexpr size_t kScanPerRound = 65536;
+  struct ConnCount {
+    uint32_t slot = 0;
+    uint64_t key = 0;
+    uint32_t conns = 0;
+  };
+  size_t collect_conns(std::vector<ConnCount>& out, size_t max);
+  // The other instances' open connections for `key`; nothing if the slot holds another key.
+  void set_others(uint32_t slot, uint64_t key, uint32_t others);
+  // A key at its limit through the other instances (the fleet's "full" keys) that this one may
+  // not list yet: inserted if absent (nothing if the table is full), listed, and its `others`
+  // set to `others` until the next round reads the true count. Nothing if already listed.
+  void adopt(uint64_t key, uint32_t others, int64_t now_ns);
+  // Redis unreachable: every slot's `others` back to 0 (local counts only).
+  void clear_others();
+  uint32_t others(uint32_t slot) const {
+    return others_ && slot < capacity_ ? others_[slot].load(std::memory_order_relaxed) : 0;
+  }
+  size_t synced_slots() const { return sync_.size(); }
+
   size_t capacity() const { return capacity_; }
+  // The fixed arrays (the cluster thread's list of synced slots comes on top: about 64 bytes a
+  // slot with connections).
   size_t memory_bytes() const {
-    return capacity_ * (sizeof(Slot) + (taken_ ? sizeof(std::atomic<uint32_t>) : 0));
+    return capacity_ * (sizeof(Slot) + (taken_ ? 2 * sizeof(std::atomic<uint32_t>) : 0));
   }
   // Slots that hold a key, idle ones not yet reclaimed included.
   size_t live_entries() const { return occupied_.load(std::memory_order_relaxed); }
@@ -158,8 +204,17 @@ class ClientTable {
   const uint32_t window_;
   const int64_t idle_expiry_ns_;
   std::unique_ptr<Slot[]> slots_;
-  std::unique_ptr<std::atomic<uint32_t>[]> taken_;  // shared tables only
-  uint32_t drain_cursor_ = 0;                       // the cluster thread's
+  std::unique_ptr<std::atomic<uint32_t>[]> taken_;   // shared tables only
+  std::unique_ptr<std::atomic<uint32_t>[]> others_;  // shared tables only
+  // The cluster thread's own.
+  struct SyncState {
+    uint64_t key = 0;        // the key the slot held when it joined
+    uint32_t published = 0;  // the count last sent for it
+  };
+  uint32_t drain_cursor_ = 0;
+  uint32_t scan_cursor_ = 0;
+  uint32_t sync_cursor_ = 0;
+  std::map<uint32_t, SyncState> sync_;
   alignas(64) std::atomic<size_t> occupied_{0};
   alignas(64) std::atomic<uint64_t> untracked_{0};
 };

@@ -160,6 +160,10 @@ void Connection::close() {
   buffers_.release(io_.in);
   buffers_.release(io_.out);
   if (io_.transport) io_.transport->shutdown(io_.fd);  // TLS close_notify
+  // Out of epoll before close: a process forked meanwhile (SIGUSR2's upgrade, until its exec)
+  // holds a copy of the descriptor, which would keep the registration, and its events would
+  // reach this object after it is freed.
+  reactor_.remove(io_.fd);
   close_fd(io_.fd);
   io_.fd = -1;
   if (queued_turns_ == 0) reactor_.defer([this] { delete this; });

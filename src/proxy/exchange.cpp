@@ -424,8 +424,9 @@ void Exchange::count(uint16_t status) {
   if (request_start_ != TimePoint{}) {
     auto elapsed = w_.reactor().refresh_now() - request_start_;
     double secs = std::chrono::duration<double>(elapsed).count();
-    w_.stats().latency.observe(secs);
-    if (per_server) per_server->latency.observe(secs);
+    size_t bucket = LatencyHistogram::bucket(secs);
+    w_.stats().latency.observe_in(bucket, secs);
+    if (per_server) per_server->latency.observe_in(bucket, secs);
   }
   request_start_ = {};
 }

@@ -42,10 +42,15 @@ struct LatencyHistogram {
   std::array<uint64_t, kLatencyBuckets.size() + 1> counts{};  // last = +Inf
   double sum = 0;
   uint64_t count = 0;
-  void observe(double seconds) {
+  static size_t bucket(double seconds) {
     size_t i = 0;
     while (i < kLatencyBuckets.size() && seconds > kLatencyBuckets[i])
       ++i;
+    return i;
+  }
+  void observe(double seconds) { observe_in(bucket(seconds), seconds); }
+  // `i` = bucket(seconds), found once for several histograms.
+  void observe_in(size_t i, double seconds) {
     ++counts[i];
     sum += seconds;
     ++count;

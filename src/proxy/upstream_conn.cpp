@@ -34,7 +34,10 @@ void UpstreamConn::close() {
   stream.out.clear();
   worker_.buffers().release(stream.in);
   worker_.buffers().release(stream.out);
-  if (stream.fd >= 0) net::close_fd(stream.fd);
+  if (stream.fd >= 0) {
+    worker_.reactor().remove(stream.fd);  // before close: see net::Connection::close
+    net::close_fd(stream.fd);
+  }
   stream.fd = -1;
   worker_.reactor().defer([this] { delete this; });
 }

@@ -368,6 +368,7 @@ void H2Session::close() {
   io_.out.clear();
   w_.buffers().release(io_.in);
   w_.buffers().release(io_.out);
+  w_.reactor().remove(io_.fd);  // before close: see net::Connection::close
   net::close_fd(io_.fd);
   io_.fd = -1;
   w_.reactor().defer([this] { delete this; });

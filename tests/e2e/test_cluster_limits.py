@@ -6,6 +6,11 @@ blind between two syncs (burst + rate x sync_interval) -- where unshared instanc
 each. Redis killed: every request is still answered (200 or the local 429), weir_cluster_up 0 and
 one warning; Redis restarted on the same port: weir_cluster_up 1 and shared again. `weir check`
 never connects. The measured figures are printed.
+
+max_connections shared (all clients are 127.0.0.1, one key): 4 connections held open on A make B
+refuse (429 before the request, as over max_connections on one instance); closing 2 at A lets B
+accept 2 and no more; Redis killed, each instance admits up to its own limit on its own counts;
+once every connection is closed no key of the test's prefix is left in Redis.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import collections
 import os
 import shutil
 import signal
+import socket
 import time
 import unittest
 
@@ -42,12 +48,13 @@ class ClusterLimits(WeirTestCase):
         wait_port(self.redis_port, p)
         return p
 
-    def start_pair(self, shared: bool):
+    def start_pair(self, shared: bool, limits: dict | None = None):
         weirs = []
+        if limits is None:
+            limits = {"rate": f"{RATE}/s", "burst": BURST}
         for _ in range(2):
             cfg = lb_config(free_port(), [self.backend.port], admin_port=free_port(),
-                            listener_extra={"client_limits": {"rate": f"{RATE}/s", "burst": BURST,
-                                                              "shared": shared}},
+                            listener_extra={"client_limits": dict(limits, shared=shared)},
                             top_extra={"cluster": {"redis": f"{HOST}:{self.redis_port}",
                                                    "prefix": self.prefix,
                                                    "sync_interval": f"{int(SYNC_S * 1000)}ms"}})
@@ -152,6 +159,118 @@ class ClusterLimits(WeirTestCase):
         total = self.allowed(counts)
         self.assertGreater(total, 1.6 * ideal, counts)  # about double
         self.assertLessEqual(total, 2 * ideal + 2, counts)
+
+    def open_held(self, w) -> HttpConn | None:
+        """A keep-alive connection to `w` that got a 200 for GET / (kept open), or None if weir
+        refused it the way it refuses a client over max_connections: a 429 with Retry-After
+        before the client sent anything, then closed."""
+        c = HttpConn(w.port, timeout=5.0)
+        try:
+            c.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            r = c.read_response()
+        except Exception:
+            c.close()
+            raise
+        if r.status == 200:
+            return c
+        self.assertEqual(r.status, 429, r)
+        self.assertGreaterEqual(int(r.header("retry-after")), 1)
+        self.assertTrue(c.is_closed())
+        c.close()
+        return None
+
+    def probe(self, w) -> int:
+        """200 if `w` admits one more connection (closed again at once), 429 if it refuses."""
+        c = self.open_held(w)
+        if c is None:
+            return 429
+        c.close()
+        return 200
+
+    def hold(self, w, n: int) -> list:
+        """n connections to `w`, each admitted (200) and kept open."""
+        held = []
+        for i in range(n):
+            c = self.open_held(w)
+            self.assertIsNotNone(c, f"connection {i + 1} of {n} to :{w.port} refused")
+            held.append(c)
+        return held
+
+    def test_two_instances_share_max_connections(self):
+        # Every client is 127.0.0.1: one key for the whole test.
+        a, b = self.start_pair(shared=True, limits={"max_connections": 4})
+        settle = 5 * SYNC_S  # a few sync intervals for a count to reach the other instance
+        held_a = self.hold(a, 4)
+        held_b = []
+        try:
+            time.sleep(settle)
+            # B never had a connection of this key: it knows of it as one of the fleet's full
+            # keys, and refuses at once.
+            first = self.probe(b)
+            print(f"\nmax_connections 4, 4 held at A: B's first connection answered {first}")
+            wait_until(lambda: self.probe(b) == 429, 5, settle, "B refuses: 4 at A")
+            time.sleep(settle)
+            self.assertEqual(self.probe(b), 429)
+            self.assertEqual(self.probe(a), 429)
+            self.assertGreaterEqual(
+                b.metrics().get("weir_refused_total", listener="web", reason="connections"), 2)
+
+            # A closes 2: once it has published, B accepts 2 (2 at A) and no more.
+            for c in held_a[:2]:
+                c.close()
+            held_a = held_a[2:]
+            time.sleep(settle)
+            wait_until(lambda: self.probe(b) == 200, 5, settle, "B accepts again")
+            time.sleep(settle)  # B's probe published and withdrawn again
+            held_b = self.hold(b, 2)
+            self.assertIsNone(self.open_held(b))  # 2 + 2
+            time.sleep(settle)
+            self.assertIsNone(self.open_held(a))  # A knows of B's 2 by now
+
+            # Redis killed: each instance limits on its own counts (2 each, so 2 more each).
+            self.redis.stop(signal.SIGKILL)
+            for w in (a, b):
+                wait_until(lambda w=w: w.metrics().get("weir_cluster_up") == 0, 10, 0.05,
+                           "weir_cluster_up 0")
+            time.sleep(settle)
+            held_b += self.hold(b, 2)
+            self.assertIsNone(self.open_held(b))  # 4 here: its own limit
+            held_a += self.hold(a, 2)
+            self.assertIsNone(self.open_held(a))
+            for w in (a, b):
+                self.assertEqual(len(w.proc.stderr().split("unreachable")) - 1, 1,
+                                 w.proc.stderr())
+        finally:
+            for c in held_a + held_b:
+                c.close()
+
+    def redis_keys(self) -> list:
+        """This test's keys in Redis (KEYS prefix*, over a raw RESP connection)."""
+        pattern = (self.prefix + "*").encode()
+        with socket.create_connection((HOST, self.redis_port), timeout=5) as s:
+            s.sendall(b"*2\r\n$4\r\nKEYS\r\n$%d\r\n%s\r\n" % (len(pattern), pattern))
+            f = s.makefile("rb")
+            head = f.readline()
+            self.assertTrue(head.startswith(b"*"), head)
+            keys = []
+            for _ in range(int(head[1:])):
+                n = int(f.readline()[1:])
+                keys.append(f.read(n + 2)[:-2].decode())
+            return sorted(keys)
+
+    def test_shared_connections_leave_nothing_in_redis(self):
+        a, b = self.start_pair(shared=True, limits={"max_connections": 4})
+        held = self.hold(a, 4)
+        try:
+            time.sleep(5 * SYNC_S)
+            keys = self.redis_keys()
+            # One hash for the address (A's count), the listener's set of full keys.
+            self.assertEqual([k[len(self.prefix):][:3] for k in keys], ["cf:", "cn:"], keys)
+        finally:
+            for c in held:
+                c.close()
+        wait_until(lambda: self.redis_keys() == [], 5, SYNC_S, "no key left in Redis")
+        self.assertEqual(self.probe(b), 200)
 
     def test_check_does_not_connect(self):
         # A Redis address nobody answers (this test's Redis stopped): check is quick and clean.

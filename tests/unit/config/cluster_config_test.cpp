@@ -81,9 +81,17 @@ TEST(Cluster, SharedNeedsACluster) {
   ok(load(with_cluster("", "{ rate: 100/s, shared: false }")));
 }
 
-TEST(Cluster, SharedNeedsARate) {
-  EXPECT_EQ(error(with_cluster(kCluster, "{ max_connections: 10, shared: true }")),
-            "t.yaml:6:51: \"shared\" shares the \"rate\": give \"rate\"");
+TEST(Cluster, SharedMaxConnectionsAlone) {
+  // max_connections alone is shared too (counted across the fleet, fleet.md).
+  const Config& c = ok(load(with_cluster(kCluster, "{ max_connections: 10, shared: true }")));
+  ASSERT_TRUE(c.listeners[0].client_limits);
+  EXPECT_TRUE(c.listeners[0].client_limits->shared);
+  EXPECT_EQ(c.listeners[0].client_limits->max_connections, 10u);
+  EXPECT_EQ(c.listeners[0].client_limits->rate, 0);
+  // Still one of the two is needed, shared or not.
+  EXPECT_NE(error(with_cluster(kCluster, "{ shared: true }"))
+                .find("\"client_limits\" needs \"max_connections\" or \"rate\""),
+            std::string::npos);
 }
 
 TEST(Cluster, SharedMustBeABool) {
