@@ -7,11 +7,12 @@ PKGS=(
   build-essential cmake ninja-build pkg-config clang clang-format
   libyaml-cpp-dev libfmt-dev libssl-dev libnghttp2-dev zlib1g-dev
   libgtest-dev libgmock-dev libbenchmark-dev libclang-rt-14-dev
-  python3 python3-h2 curl procps ca-certificates openssl nghttp2-client
+  python3 python3-h2 python3-cryptography curl procps ca-certificates openssl nghttp2-client
   wrk libre2-dev haproxy nginx
   libbrotli-dev libzstd-dev zstd python3-brotli nlohmann-json3-dev
   python3-grpcio libc-ares-dev dnsmasq-base chromium chromium-driver python3-selenium
   redis-server libhiredis-dev keepalived bird2 iproute2
+  libngtcp2-dev libngtcp2-crypto-gnutls-dev libnghttp3-dev libgnutls28-dev ngtcp2-client
 )
 if [ "${WEIR_DEPS_EXTRA:-}" != "" ]; then
   read -r -a extra <<<"$WEIR_DEPS_EXTRA"

@@ -1,5 +1,7 @@
 #include "app/runtime.hpp"
 
+#include <openssl/rand.h>
+
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
@@ -15,6 +17,7 @@
 #include "net/socket.hpp"
 #include "net/tls/ocsp.hpp"
 #include "net/tls/tls.hpp"
+#include "quic/endpoint.hpp"
 
 namespace weir::app {
 namespace {
@@ -126,6 +129,26 @@ int Runtime::start(config::ConfigPtr cfg, InheritedSockets* inherited) {
           listening_.push_back({HandedSocket::Role::Listener, addr, fd});
         }
       }
+      // HTTP/3: a UDP socket per worker on the same address and port. Not handed over on a
+      // binary upgrade: the new process joins the port's SO_REUSEPORT group with its own.
+      if (l.cfg->http3) {
+        auto group = std::make_shared<quic::EndpointGroup>();
+        RAND_bytes(group->secret.data(), static_cast<int>(group->secret.size()));
+        group->deliver.resize(snap->workers);
+        quic_groups_.emplace_back(slot, group);
+        for (unsigned w = 0; w < snap->workers; ++w) {
+          std::string err;
+          int fd = net::udp_socket(a, err, w > 0 || inherited, l.cfg->freebind);
+          if (fd < 0) {
+            log::error("listener {}: cannot serve HTTP/3 on {}: {}", l.cfg->name, addr, err);
+            for (auto& socks : per_worker)
+              for (auto& s : socks)
+                net::close_fd(s.fd);
+            return 3;
+          }
+          per_worker[w].push_back({fd, slot, addr, group});
+        }
+      }
     }
   }
   int admin_fd = -1;
@@ -156,6 +179,15 @@ int Runtime::start(config::ConfigPtr cfg, InheritedSockets* inherited) {
   for (unsigned w = 0; w < snap->workers; ++w) {
     workers_.push_back(
         std::make_unique<proxy::Worker>(w, snap, std::move(per_worker[w]), slot_addresses_, gates));
+  }
+  // Datagrams of a connection that reach another worker's socket go to its own worker.
+  for (auto& [slot, group] : quic_groups_) {
+    for (auto& w : workers_) {
+      quic::Endpoint* ep = w->quic_endpoint(slot);
+      group->deliver[w->index()] = [ep](std::string d, quic::PathAddrs p, uint8_t ecn) {
+        return ep->post(std::move(d), p, ecn);
+      };
+    }
   }
   for (auto& w : workers_) {
     w->set_access_log(&access_log_->producer(w->index()));
@@ -194,7 +226,8 @@ int Runtime::start(config::ConfigPtr cfg, InheritedSockets* inherited) {
                             : l.tls                                  ? "https"
                             : l.cfg->h2c                             ? "http, h2c"
                                                                      : "http";
-    log::info("listener {} on {} ({})", l.cfg->name, addrs, mode);
+    log::info("listener {} on {} ({}{})", l.cfg->name, addrs, mode,
+              l.cfg->http3 ? ", HTTP/3 over UDP" : "");
   }
   if (admin_) log::info("admin on {}", cfg->admin.listen);
   log::info("weir {} running with {} worker{}", WEIR_VERSION, snap->workers,
@@ -338,7 +371,7 @@ void Runtime::drain_and_stop(bool upgrade) {
     log::info("draining: no new connections; in-flight requests have {} ms", deadline.count());
   }
   for (auto& w : workers_)
-    w->begin_drain(deadline, tunnels);
+    w->begin_drain(deadline, tunnels, upgrade);
   for (auto& w : workers_)
     w->join();
   stop_ticket_rotation();

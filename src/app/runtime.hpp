@@ -32,6 +32,10 @@ namespace weir::fleet {
 class Announcer;
 }
 
+namespace weir::quic {
+struct EndpointGroup;
+}
+
 namespace weir::app {
 
 class Runtime {
@@ -77,6 +81,8 @@ class Runtime {
   model::SnapshotPtr snap_;
   model::ServerRegistry registry_;
   std::vector<std::string> slot_addresses_;
+  // HTTP/3 listen slots and what their endpoints share.
+  std::vector<std::pair<size_t, std::shared_ptr<quic::EndpointGroup>>> quic_groups_;
   std::vector<HandedSocket> listening_;
   std::atomic<bool> draining_{false};  // /healthz says 503
   std::vector<std::unique_ptr<proxy::Worker>> workers_;

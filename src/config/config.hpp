@@ -360,6 +360,9 @@ struct Listener {
   std::optional<Compression> compression;     // routes without their own
   std::optional<ListenerTls> tls;
   bool h2c = false;  // plain listener: also HTTP/2 with prior knowledge
+  // TLS listener: also HTTP/3 over QUIC on the same port number (UDP), advertised by Alt-Svc on
+  // the TCP responses (src/quic/).
+  bool http3 = false;
   // IP_FREEBIND: bind the address even while it is not on this host (a VRRP backup waiting for
   // its virtual address).
   bool freebind = false;
@@ -401,6 +404,14 @@ struct GlobalLimits {
   uint32_t h2_max_concurrent_streams = 100;
   uint64_t h2_stream_window = 256 * 1024;  // receive window per stream (bytes buffered per upload)
   uint64_t h2_connection_window = 1024 * 1024;  // receive window of the whole connection
+  // HTTP/3 (per QUIC connection): the same meaning as the HTTP/2 ones
+  uint32_t h3_max_concurrent_streams = 100;
+  uint64_t h3_stream_window = 256 * 1024;
+  uint64_t h3_connection_window = 1024 * 1024;
+  Duration quic_idle_timeout{30000};
+  // Per worker: with this many handshakes in progress, a new client must first prove its address
+  // (a Retry round trip) before weir keeps any state for it; 0 = always.
+  uint32_t quic_retry_threshold = 100;
   // TLS session tickets: keys shared by all workers, replaced every interval (the previous key
   // still decrypts for one more interval).
   Duration tls_ticket_rotation{3600 * 1000};

@@ -221,6 +221,15 @@ void load_listener_protocols(LoadState& s, MapReader& m, Listener& l) {
   const Field* tls = m.find("tls");
   const Field* h2c = m.find("h2c");
   const Field* redirect = m.find("redirect_https");
+  const Field* http3 = m.find("http3");
+  if (http3 != nullptr && read_bool(s.diag, *http3, l.http3) && l.http3) {
+    if (l.mode == ListenerMode::Tcp) {
+      s.diag.error(http3->key_mark, "http3 is for http listeners: a tcp listener forwards bytes");
+    } else if (tls == nullptr) {
+      s.diag.error(http3->key_mark,
+                   "http3 needs tls: QUIC always encrypts, with the listener's certificates");
+    }
+  }
   if (l.mode == ListenerMode::Tcp) {
     if (tls != nullptr) {
       s.diag.error(tls->key_mark,
@@ -268,6 +277,7 @@ void load_listener(LoadState& s, const Field& item,
                "trusted_proxies",
                "tls",
                "h2c",
+               "http3",
                "redirect_https",
                "hide_server_headers",
                "proxy_protocol",

@@ -132,7 +132,9 @@ void load_limits(LoadState& s, const Field& f) {
               {"buffer_size", "max_request_line", "max_header_bytes", "max_headers",
                "max_idle_upstream_per_server", "upstream_idle_timeout", "drain_timeout",
                "h2_max_concurrent_streams", "h2_stream_window", "h2_connection_window",
-               "tls_ticket_rotation", "tunnel_drain_timeout", "drain_grace"});
+               "tls_ticket_rotation", "tunnel_drain_timeout", "drain_grace",
+               "h3_max_concurrent_streams", "h3_stream_window", "h3_connection_window",
+               "quic_idle_timeout", "quic_retry_threshold"});
   if (!m.ok()) return;
   GlobalLimits& l = s.config.limits;
   m.get_size("buffer_size", 1024, kGiB, l.buffer_size);
@@ -146,6 +148,17 @@ void load_limits(LoadState& s, const Field& f) {
   m.get_duration("drain_grace", true, l.drain_grace);
   m.get_uint32("h2_max_concurrent_streams", 1, 10000, l.h2_max_concurrent_streams);
   load_h2_windows(s, m, l);
+  m.get_uint32("h3_max_concurrent_streams", 1, 10000, l.h3_max_concurrent_streams);
+  m.get_size("h3_stream_window", 16 * kKiB, kGiB, l.h3_stream_window);
+  m.get_size("h3_connection_window", 16 * kKiB, 4 * kGiB, l.h3_connection_window);
+  if (l.h3_connection_window < l.h3_stream_window) {
+    const Field* f = m.find("h3_connection_window");
+    if (f == nullptr) f = m.find("h3_stream_window");
+    s.diag.error(f->mark, "\"h3_connection_window\" must be at least \"h3_stream_window\" (" +
+                              std::to_string(l.h3_stream_window) + " bytes)");
+  }
+  m.get_duration("quic_idle_timeout", false, l.quic_idle_timeout);
+  m.get_uint32("quic_retry_threshold", 0, 1000000, l.quic_retry_threshold);
   Duration rotation{0};
   if (m.get_duration("tls_ticket_rotation", false, rotation)) {
     if (rotation < kMinTicketRotation) {

@@ -1,5 +1,7 @@
 #include "model/snapshot.hpp"
 
+#include "quic/quic_tls.hpp"
+
 #include "core/log.hpp"
 
 #include <set>
@@ -36,6 +38,10 @@ SnapshotPtr build_snapshot(config::ConfigPtr cfg, ServerRegistry& registry,
       std::string err;
       lr.tls = net::tls::ServerContext::build(*l.tls, registry.ticket_keys(), err);
       if (!lr.tls) errors.push_back("listener " + l.name + ": TLS: " + err);
+      if (l.http3) {
+        lr.quic_tls = quic::TlsContext::load(*l.tls, err);
+        if (!lr.quic_tls) errors.push_back("listener " + l.name + ": HTTP/3 TLS: " + err);
+      }
     }
     const auto& log = l.access_log ? l.access_log : cfg->access_log;
     if (log && open_log) {

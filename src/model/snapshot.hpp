@@ -21,6 +21,10 @@
 #include "net/address.hpp"
 #include "net/tls/tls.hpp"
 
+namespace weir::quic {
+class TlsContext;
+}
+
 namespace weir::model {
 
 class ClientTable;
@@ -58,6 +62,7 @@ struct ListenerRuntime {
   const config::Listener* cfg = nullptr;
   std::vector<net::SocketAddress> addrs;
   std::shared_ptr<net::tls::ServerContext> tls;  // certificates, SNI, ALPN; null = plain
+  std::shared_ptr<quic::TlsContext> quic_tls;     // `http3: true`: the same, for QUIC (GnuTLS)
   // `client_limits`: the counts of every worker, kept across reloads (ServerRegistry).
   std::shared_ptr<ClientTable> clients;
   KeySpec limit_key;  // the rate's key (header/cookie name) in hash_key's terms

@@ -56,6 +56,64 @@ int listen_socket(const SocketAddress& addr, bool reuse_port, int backlog, std::
   return fd;
 }
 
+int udp_socket(const SocketAddress& addr, std::string& error, bool join, bool freebind) {
+  int fd = ::socket(addr.family(), SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    error = "socket: " + std::string(strerror(errno));
+    return -1;
+  }
+  int one = 1;
+  auto fail = [&](const char* what) {
+    error = std::string(what) + " " + addr.to_string() + ": " + strerror(errno);
+    ::close(fd);
+    return -1;
+  };
+  if (!join) {
+    // An address another process uses is refused, not shared: a probe binds it alone first
+    // (a UDP socket joins a SO_REUSEPORT group only if the option is set before bind).
+    int probe = ::socket(addr.family(), SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (probe >= 0) {
+      if (addr.family() == AF_INET6) setsockopt(probe, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+      if (freebind) {
+        addr.family() == AF_INET6
+            ? setsockopt(probe, IPPROTO_IPV6, IPV6_FREEBIND, &one, sizeof one)
+            : setsockopt(probe, IPPROTO_IP, IP_FREEBIND, &one, sizeof one);
+      }
+      int r = ::bind(probe, addr.sa(), addr.len);
+      int e = errno;
+      ::close(probe);
+      if (r != 0) {
+        errno = e;
+        return fail("bind (UDP)");
+      }
+    }
+  }
+  if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
+    return fail("SO_REUSEPORT (UDP)");
+  if (addr.family() == AF_INET6) {
+    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    if (setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof one) != 0)
+      return fail("IPV6_RECVPKTINFO");
+    int pmtu = IPV6_PMTUDISC_PROBE;
+    setsockopt(fd, IPPROTO_IPV6, IPV6_MTU_DISCOVER, &pmtu, sizeof pmtu);
+  } else {
+    if (setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof one) != 0) return fail("IP_PKTINFO");
+    int pmtu = IP_PMTUDISC_PROBE;
+    setsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &pmtu, sizeof pmtu);
+  }
+  int bufsize = 4 * 1024 * 1024;  // capped by net.core.[rw]mem_max
+  setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bufsize, sizeof bufsize);
+  setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bufsize, sizeof bufsize);
+  if (freebind) {
+    int r = addr.family() == AF_INET6
+                ? setsockopt(fd, IPPROTO_IPV6, IPV6_FREEBIND, &one, sizeof one)
+                : setsockopt(fd, IPPROTO_IP, IP_FREEBIND, &one, sizeof one);
+    if (r != 0) return fail("IP_FREEBIND");
+  }
+  if (::bind(fd, addr.sa(), addr.len) != 0) return fail("bind (UDP)");
+  return fd;
+}
+
 int connect_nonblocking(const SocketAddress& addr) {
   int fd = ::socket(addr.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return -1;

@@ -19,6 +19,13 @@ namespace weir::net {
 int listen_socket(const SocketAddress& addr, bool reuse_port, int backlog, std::string& error,
                   bool join = false, bool freebind = false);
 
+// A non-blocking UDP socket bound to `addr` for QUIC: SO_REUSEPORT as listen_socket does it (the
+// first of an address binds alone, `join` adds the others), the destination address of each
+// datagram reported (IP_PKTINFO / IPV6_RECVPKTINFO: a wildcard address answers from the address
+// the client used), don't-fragment (path MTU probing needs it), and larger socket buffers.
+int udp_socket(const SocketAddress& addr, std::string& error, bool join = false,
+               bool freebind = false);
+
 // Starts a non-blocking connect. Returns the fd (connect may still be in progress) or -1 with
 // errno set.
 int connect_nonblocking(const SocketAddress& addr);

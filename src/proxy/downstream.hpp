@@ -43,10 +43,13 @@ enum class HeadResult : uint8_t {
 };
 
 // Who is asking: the same for every exchange of a connection.
-enum class ClientProto : uint8_t { Http1, Http2, Tcp };
-// "HTTP/1.1", "HTTP/2", "tcp" (for logs)
+enum class ClientProto : uint8_t { Http1, Http2, Tcp, Http3 };
+// "HTTP/1.1", "HTTP/2", "tcp", "HTTP/3" (for logs)
 constexpr const char* to_string(ClientProto p) {
-  return p == ClientProto::Http2 ? "HTTP/2" : p == ClientProto::Tcp ? "tcp" : "HTTP/1.1";
+  return p == ClientProto::Http2   ? "HTTP/2"
+         : p == ClientProto::Tcp   ? "tcp"
+         : p == ClientProto::Http3 ? "HTTP/3"
+                                   : "HTTP/1.1";
 }
 
 // TLS versions as ClientInfo keeps them (one byte): 0 plain, else 10..13 for TLS 1.0..1.3.

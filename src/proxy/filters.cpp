@@ -1,9 +1,11 @@
 // The built-in filters and the chains a listener's config makes of them.
+#include <algorithm>
 #include <chrono>
 #include <string>
 
 #include "config/config.hpp"
 #include "core/log.hpp"
+#include "net/address.hpp"
 #include "proxy/compression.hpp"
 #include "proxy/filter.hpp"
 #include "proxy/static_files.hpp"
@@ -44,6 +46,30 @@ class Hsts final : public Filter {
       : value_("max-age=" +
                std::to_string(std::chrono::duration_cast<std::chrono::seconds>(max_age).count())) {}
   void on_response(ResponseOut& h) override { h.edits->set("Strict-Transport-Security", value_); }
+
+ private:
+  std::string value_;
+};
+
+// http3: Alt-Svc on every answer of the listener, naming each port it listens on (HTTP/3 is
+// on the same port numbers, over UDP). Clients that can switch to HTTP/3 for a day.
+class AltSvc final : public Filter {
+ public:
+  explicit AltSvc(const std::vector<std::string>& listen) {
+    std::vector<uint16_t> ports;
+    for (const auto& a : listen) {
+      std::string host;
+      uint16_t port = 0;
+      if (net::split_host_port(a, host, port) &&
+          std::find(ports.begin(), ports.end(), port) == ports.end())
+        ports.push_back(port);
+    }
+    for (uint16_t p : ports)
+      value_ += (value_.empty() ? "" : ", ") + ("h3=\":" + std::to_string(p) + "\"; ma=86400");
+  }
+  void on_response(ResponseOut& h) override {
+    if (!value_.empty()) h.edits->set("Alt-Svc", value_);
+  }
 
  private:
   std::string value_;
@@ -106,6 +132,7 @@ ListenerFilters build_filters(const config::Listener& l) {
   ListenerFilters f;
   if (l.redirect_https != 0) f.owned.push_back(std::make_unique<RedirectHttps>(l.redirect_https));
   if (l.tls && l.tls->hsts) f.owned.push_back(std::make_unique<Hsts>(*l.tls->hsts));
+  if (l.tls && l.http3) f.owned.push_back(std::make_unique<AltSvc>(l.listen));
   if (l.hide_server_headers) f.owned.push_back(std::make_unique<HideServerHeaders>());
   for (const auto& p : f.owned)
     f.listener.filters.push_back(p.get());

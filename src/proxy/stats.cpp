@@ -24,6 +24,13 @@ void WorkerStats::merge(const WorkerStats& o) {
   tls_handshake_failures += o.tls_handshake_failures;
   h2_connections += o.h2_connections;
   h2_abuse += o.h2_abuse;
+  h3_connections += o.h3_connections;
+  quic_open += o.quic_open;
+  quic_retries += o.quic_retries;
+  quic_stateless_resets += o.quic_stateless_resets;
+  quic_version_negotiations += o.quic_version_negotiations;
+  quic_dropped += o.quic_dropped;
+  quic_send_errors += o.quic_send_errors;
   client_closed_request += o.client_closed_request;
   client_closed_waiting += o.client_closed_waiting;
   client_closed_response += o.client_closed_response;

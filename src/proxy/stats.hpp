@@ -93,6 +93,14 @@ struct WorkerStats {
   uint64_t tls_handshake_failures = 0;
   uint64_t h2_connections = 0;  // connections that chose HTTP/2 (ALPN h2 or h2c)
   uint64_t h2_abuse = 0;        // HTTP/2 connections closed for flooding (GOAWAY calm down)
+  // HTTP/3 over QUIC (src/quic/)
+  uint64_t h3_connections = 0;            // QUIC connections given state
+  int64_t quic_open = 0;                  // open now (closing periods included)
+  uint64_t quic_retries = 0;              // Retry packets sent (address validation)
+  uint64_t quic_stateless_resets = 0;     // Stateless Reset packets sent
+  uint64_t quic_version_negotiations = 0; // Version Negotiation packets sent
+  uint64_t quic_dropped = 0;              // datagrams dropped: malformed, unknown, refused, over limits
+  uint64_t quic_send_errors = 0;          // packets the socket did not take (full buffer)
   // Retries: of requests no server saw (connect failed, a reused connection closed first),
   // bounded by `retries` alone; of requests a server may have seen, also by the retry budget;
   // and those the budget refused.

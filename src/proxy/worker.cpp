@@ -21,6 +21,7 @@
 #include "proxy/h1_connection.hpp"
 #include "proxy/prelude.hpp"
 #include "proxy/tcp_connection.hpp"
+#include "quic/endpoint.hpp"
 
 namespace weir::proxy {
 
@@ -120,8 +121,13 @@ Worker::Worker(unsigned index, SnapshotPtr snap, std::vector<ListenSocket> socke
     request_id_prefix_ = rng_state_ ^ static_cast<uint64_t>(::getpid()) << 32;
   }
   install_view(std::move(snap));
-  for (auto& s : sockets)
-    acceptors_.push_back(std::make_unique<Acceptor>(*this, std::move(s)));
+  for (auto& s : sockets) {
+    if (s.quic) {
+      quic_.push_back(std::make_unique<quic::Endpoint>(*this, s.fd, s.slot, s.address, s.quic));
+    } else {
+      acceptors_.push_back(std::make_unique<Acceptor>(*this, std::move(s)));
+    }
+  }
   drain_timer_.set_callback([this] {
     // First the requests' deadline: what carries a tunnel may stay until its own.
     bool tunnels_only = reactor_.now() < tunnel_deadline_;
@@ -135,6 +141,10 @@ Worker::Worker(unsigned index, SnapshotPtr snap, std::vector<ListenSocket> socke
         c->close();
       }
       c = next;
+    }
+    for (auto& q : quic_) {
+      closed += q->connections();
+      q->close_all();
     }
     if (closed)
       log::warn("worker {}: drain deadline reached, closed {} connection{}", index_, closed,
@@ -151,6 +161,7 @@ Worker::Worker(unsigned index, SnapshotPtr snap, std::vector<ListenSocket> socke
 Worker::~Worker() {
   join();
   acceptors_.clear();
+  quic_.clear();
   while (conns_)
     conns_->close();
   abort_background(*this);
@@ -248,11 +259,17 @@ void Worker::run() {
     reactor_.add(a->fd(), a.get(), EPOLLIN | EPOLLET);
     a->accept_all();
   }
+  for (auto& q : quic_)
+    q->start();
   reactor_.run();
   housekeeping_.cancel();
   // Stopped: close what is left.
   for (auto& a : acceptors_)
     a->stop();
+  for (auto& q : quic_) {
+    q->close_all();
+    q->stop();
+  }
   while (conns_)
     conns_->close();
   pool_.close_all();
@@ -268,6 +285,8 @@ void Worker::update_snapshot(SnapshotPtr snap, bool new_config) {
   reactor_.post([this, snap = std::move(snap), new_config]() mutable {
     install_view(std::move(snap));
     if (!new_config) return;
+    for (auto& q : quic_)
+      q->on_new_config();
     // HTTP/2 connections are told to go (GOAWAY): their clients reconnect to the new config.
     for (ClientConn* c = conns_; c;) {
       ClientConn* next = c->next;
@@ -281,12 +300,19 @@ void Worker::stop() {
   reactor_.stop();
 }
 
-void Worker::begin_drain(Millis deadline, Millis tunnel_deadline) {
-  reactor_.post([this, deadline, tunnel_deadline] {
+void Worker::begin_drain(Millis deadline, Millis tunnel_deadline, bool upgrade) {
+  reactor_.post([this, deadline, tunnel_deadline, upgrade] {
     if (draining_) return;
     draining_ = true;
     for (auto& a : acceptors_)
       a->stop();
+    for (auto& q : quic_) {
+      q->begin_drain();
+      if (upgrade) {
+        q->close_all();
+        q->stop();
+      }
+    }
     pool_.close_all();
     h2pool_.close_idle();  // the others close once their last stream ends
     for (ClientConn* c = conns_; c;) {
@@ -300,8 +326,36 @@ void Worker::begin_drain(Millis deadline, Millis tunnel_deadline) {
   });
 }
 
+quic::Endpoint* Worker::quic_endpoint(size_t slot) const {
+  for (const auto& q : quic_)
+    if (q->slot() == slot) return q.get();
+  return nullptr;
+}
+
+bool Worker::quic_connection_opening(size_t slot) {
+  const auto& lc = *listener_runtime(slot).cfg;
+  auto& gate = *gates_[slot];
+  if (gate.open.load(std::memory_order_relaxed) >= static_cast<int64_t>(lc.max_connections))
+    return false;
+  gate.open.fetch_add(1, std::memory_order_relaxed);
+  return true;
+}
+
+void Worker::quic_connection_closed(size_t slot) {
+  gates_[slot]->open.fetch_sub(1, std::memory_order_relaxed);
+  for (auto& a : acceptors_) {
+    if (a->paused() && a->slot() == slot) {
+      reactor_.defer([acc = a.get()] { acc->accept_all(); });
+    }
+  }
+  if (draining_) reactor_.defer([this] { maybe_finish_drain(); });
+}
+
 void Worker::maybe_finish_drain() {
-  if (draining_ && !conns_) {
+  size_t quic_open = 0;
+  for (const auto& q : quic_)
+    quic_open += q->connections();
+  if (draining_ && !conns_ && quic_open == 0) {
     drain_timer_.cancel();
     reactor_.stop();
   }

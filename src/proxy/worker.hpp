@@ -22,6 +22,11 @@
 #include "proxy/upstream_h2.hpp"
 #include "proxy/upstream_pool.hpp"
 
+namespace weir::quic {
+class Endpoint;
+struct EndpointGroup;
+}  // namespace weir::quic
+
 namespace weir::proxy {
 
 class BackgroundDownstream;
@@ -98,6 +103,9 @@ struct ListenSocket {
   int fd = -1;
   size_t slot = 0;
   std::string address;  // as SocketAddress::to_string() prints it
+  // UDP: the listener's HTTP/3 (QUIC) socket, served by a quic::Endpoint of this worker;
+  // `quic` is shared by the endpoints of every worker for this address.
+  std::shared_ptr<quic::EndpointGroup> quic;
 };
 
 // Open connections per listen address, across workers: beyond the listener's max_connections
@@ -122,7 +130,9 @@ class Worker {
   void update_snapshot(SnapshotPtr snap, bool new_config = true);
   // Stops accepting; requests in flight have `deadline`, connections carrying a tunnel
   // `tunnel_deadline` (SIGTERM: the same; a binary upgrade: limits.tunnel_drain_timeout).
-  void begin_drain(Millis deadline, Millis tunnel_deadline);
+  // `upgrade`: a new process took over the listen sockets; HTTP/3 connections close at once
+  // (their UDP port is shared with the new process, which would reset them anyway).
+  void begin_drain(Millis deadline, Millis tunnel_deadline, bool upgrade = false);
   void stop();
   void collect_stats(std::function<void(WorkerStats)> done);
 
@@ -148,6 +158,12 @@ class Worker {
   PipePool& pipes() { return pipes_; }
   unsigned index() const { return index_; }
   bool draining() const { return draining_; }
+  // This worker's HTTP/3 endpoint of listen slot `slot` (null if none).
+  quic::Endpoint* quic_endpoint(size_t slot) const;
+  // QUIC connections count in their listener's max_connections with the TCP ones (the same
+  // gate): false if the listener is full. Closed: a paused acceptor may resume, a drain end.
+  bool quic_connection_opening(size_t slot);
+  void quic_connection_closed(size_t slot);
   // A new connection of this worker (accepted, or taking over another's socket).
   void add_connection(ClientConn* c);
   void connection_closed(ClientConn* c, size_t slot);
@@ -172,6 +188,7 @@ class Worker {
   H2Pool h2pool_{*this};
   WorkerStats stats_;
   std::vector<std::unique_ptr<Acceptor>> acceptors_;
+  std::vector<std::unique_ptr<quic::Endpoint>> quic_;
   std::vector<std::string> slot_addresses_;
   std::vector<std::shared_ptr<ListenerGate>> gates_;
   std::vector<http::Header> scratch_headers_;

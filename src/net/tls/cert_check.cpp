@@ -11,8 +11,10 @@
 #include <ctime>
 
 #include "net/tls/internal.hpp"
+#include "quic/quic_tls.hpp"
 #include "net/tls/ocsp.hpp"
 #include "net/tls/tls.hpp"
+#include "quic/quic_tls.hpp"
 
 namespace weir::net::tls {
 namespace {
@@ -209,8 +211,15 @@ std::vector<config::Diagnostic> check_certificates(const config::Config& cfg,
   Checker check(out, std::chrono::system_clock::to_time_t(now));
   for (const config::Listener& l : cfg.listeners) {
     if (!l.tls) continue;
-    for (const config::TlsCertificate& c : l.tls->certificates)
+    for (const config::TlsCertificate& c : l.tls->certificates) {
+      size_t before = out.size();
       check.certificate(c);
+      // HTTP/3 loads the same files with GnuTLS (src/quic/quic_tls.cpp): checked here once.
+      if (l.http3 && out.size() == before) {
+        std::string why = quic::check_pair(c.cert, c.key);
+        if (!why.empty()) out.push_back(Diagnostic{c.pos, why + " (" + c.cert + ")", false});
+      }
+    }
   }
   for (const config::Backend& b : cfg.backends) {
     for (const config::Server& s : b.servers) {

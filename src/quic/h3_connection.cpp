@@ -1,0 +1,714 @@
+// QUIC connection: ngtcp2 and nghttp3 glue, the write loop, timers and the connection's end.
+// What a stream does with its request and answer is in h3_stream.cpp.
+#include "quic/h3_connection.hpp"
+
+#include <openssl/rand.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "config/config.hpp"
+#include "core/log.hpp"
+#include "proxy/worker.hpp"
+#include "quic/quic_tls.hpp"
+
+namespace weir::quic {
+namespace {
+
+constexpr uint64_t kHandshakeTimeout = 10 * NGTCP2_SECONDS;
+constexpr size_t kMaxPacketsPerWrite = 16;  // then other connections get a turn (pacing timer)
+
+uint64_t now_ns() {
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
+          .count());
+}
+
+ngtcp2_path path_of(const PathAddrs& p) {
+  ngtcp2_path path{};
+  path.local.addr = const_cast<sockaddr*>(p.local.sa());
+  path.local.addrlen = p.local.len;
+  path.remote.addr = const_cast<sockaddr*>(p.remote.sa());
+  path.remote.addrlen = p.remote.len;
+  return path;
+}
+
+PathAddrs addrs_of(const ngtcp2_path& p) {
+  PathAddrs a;
+  std::memcpy(&a.local.storage, p.local.addr, p.local.addrlen);
+  a.local.len = p.local.addrlen;
+  std::memcpy(&a.remote.storage, p.remote.addr, p.remote.addrlen);
+  a.remote.len = p.remote.addrlen;
+  return a;
+}
+
+H3Connection& C(void* p) {
+  return *static_cast<H3Connection*>(p);
+}
+
+}  // namespace
+
+// ---- ngtcp2 callbacks
+struct Callbacks {
+  static void rand(uint8_t* dest, size_t len, const ngtcp2_rand_ctx*) {
+    if (RAND_bytes(dest, static_cast<int>(len)) != 1) std::memset(dest, 0, len);
+  }
+
+  static int get_new_connection_id(ngtcp2_conn*, ngtcp2_cid* cid, uint8_t* token, size_t cidlen,
+                                   void* user) {
+    H3Connection& c = C(user);
+    (void)cidlen;  // ours are always kCidLen
+    c.ep_.new_cid(*cid);
+    if (ngtcp2_crypto_generate_stateless_reset_token(token, c.ep_.secret().data(),
+                                                     c.ep_.secret().size(), cid) != 0)
+      return NGTCP2_ERR_CALLBACK_FAILURE;
+    c.ep_.add_cid(*cid, &c);
+    return 0;
+  }
+
+  static int remove_connection_id(ngtcp2_conn*, const ngtcp2_cid* cid, void* user) {
+    C(user).ep_.remove_cid(*cid);
+    return 0;
+  }
+
+  static int handshake_completed(ngtcp2_conn* conn, void* user) {
+    H3Connection& c = C(user);
+    c.handshake_done_ = true;
+    c.ep_.handshake_done(&c);
+    // A token for the client's next connection: it skips the Retry round trip then.
+    uint8_t token[NGTCP2_CRYPTO_MAX_REGULAR_TOKENLEN];
+    const PathAddrs& p = c.path_;
+    auto n = ngtcp2_crypto_generate_regular_token(
+        token, c.ep_.secret().data(), c.ep_.secret().size(), p.remote.sa(), p.remote.len, now_ns());
+    if (n > 0) ngtcp2_conn_submit_new_token(conn, token, static_cast<size_t>(n));
+    return 0;
+  }
+
+  static int recv_stream_data(ngtcp2_conn* conn, uint32_t flags, int64_t stream_id, uint64_t,
+                              const uint8_t* data, size_t datalen, void* user, void*) {
+    H3Connection& c = C(user);
+    if (!c.h3_ && !c.setup_h3()) return NGTCP2_ERR_CALLBACK_FAILURE;
+    auto n = nghttp3_conn_read_stream(c.h3_, stream_id, data, datalen,
+                                      (flags & NGTCP2_STREAM_DATA_FLAG_FIN) != 0);
+    if (n < 0) {
+      log::debug("client {}: HTTP/3 stream {}: {}", c.client_.ip, stream_id,
+                 nghttp3_strerror(static_cast<int>(n)));
+      ngtcp2_connection_close_error_set_application_error(
+          &c.last_error_, nghttp3_err_infer_quic_app_error_code(static_cast<int>(n)), nullptr, 0);
+      return NGTCP2_ERR_CALLBACK_FAILURE;
+    }
+    // Frame bytes nghttp3 consumed itself; DATA payload opens the window as exchanges read it.
+    ngtcp2_conn_extend_max_stream_offset(conn, stream_id, static_cast<uint64_t>(n));
+    ngtcp2_conn_extend_max_offset(conn, static_cast<uint64_t>(n));
+    return 0;
+  }
+
+  static int acked_stream_data_offset(ngtcp2_conn*, int64_t stream_id, uint64_t, uint64_t datalen,
+                                      void* user, void*) {
+    H3Connection& c = C(user);
+    if (c.h3_ && nghttp3_conn_add_ack_offset(c.h3_, stream_id, datalen) != 0)
+      return NGTCP2_ERR_CALLBACK_FAILURE;
+    return 0;
+  }
+
+  static int stream_close(ngtcp2_conn*, uint32_t flags, int64_t stream_id, uint64_t app_error_code,
+                          void* user, void*) {
+    H3Connection& c = C(user);
+    if (!(flags & NGTCP2_STREAM_CLOSE_FLAG_APP_ERROR_CODE_SET))
+      app_error_code = NGHTTP3_H3_NO_ERROR;
+    if (c.h3_) {
+      int rv = nghttp3_conn_close_stream(c.h3_, stream_id, app_error_code);
+      if (rv != 0 && rv != NGHTTP3_ERR_STREAM_NOT_FOUND) {
+        ngtcp2_connection_close_error_set_application_error(
+            &c.last_error_, nghttp3_err_infer_quic_app_error_code(rv), nullptr, 0);
+        return NGTCP2_ERR_CALLBACK_FAILURE;
+      }
+    }
+    return 0;
+  }
+
+  static int stream_reset(ngtcp2_conn*, int64_t stream_id, uint64_t, uint64_t, void* user, void*) {
+    H3Connection& c = C(user);
+    if (c.h3_ && nghttp3_conn_shutdown_stream_read(c.h3_, stream_id) != 0)
+      return NGTCP2_ERR_CALLBACK_FAILURE;
+    return 0;
+  }
+
+  static int stream_stop_sending(ngtcp2_conn*, int64_t stream_id, uint64_t, void* user, void*) {
+    H3Connection& c = C(user);
+    if (c.h3_ && nghttp3_conn_shutdown_stream_read(c.h3_, stream_id) != 0)
+      return NGTCP2_ERR_CALLBACK_FAILURE;
+    return 0;
+  }
+
+  static int extend_max_remote_streams_bidi(ngtcp2_conn*, uint64_t max_streams, void* user) {
+    H3Connection& c = C(user);
+    if (c.h3_) nghttp3_conn_set_max_client_streams_bidi(c.h3_, max_streams);
+    return 0;
+  }
+
+  static int extend_max_stream_data(ngtcp2_conn*, int64_t stream_id, uint64_t, void* user, void*) {
+    H3Connection& c = C(user);
+    if (c.h3_ && nghttp3_conn_unblock_stream(c.h3_, stream_id) != 0)
+      return NGTCP2_ERR_CALLBACK_FAILURE;
+    return 0;
+  }
+};
+
+// ---- nghttp3 callbacks
+struct H3Callbacks {
+  static H3Stream* S(void* stream_user) { return static_cast<H3Stream*>(stream_user); }
+
+  static int acked_stream_data(nghttp3_conn*, int64_t, uint64_t datalen, void*, void* su) {
+    if (H3Stream* s = S(su)) s->acked(datalen);
+    return 0;
+  }
+
+  static int stream_close(nghttp3_conn*, int64_t stream_id, uint64_t, void* user, void* su) {
+    H3Connection& c = C(user);
+    if (H3Stream* s = S(su)) s->on_closed();
+    // A client request stream ended: the client may open another.
+    if (ngtcp2_is_bidi_stream(stream_id) && !ngtcp2_conn_is_local_stream(c.conn_, stream_id))
+      ngtcp2_conn_extend_max_streams_bidi(c.conn_, 1);
+    c.schedule_turn();
+    return 0;
+  }
+
+  static int recv_data(nghttp3_conn*, int64_t stream_id, const uint8_t* data, size_t len,
+                       void* user, void* su) {
+    H3Connection& c = C(user);
+    if (H3Stream* s = S(su)) {
+      s->append_data(std::string_view(reinterpret_cast<const char*>(data), len));
+    } else {
+      c.consumed(stream_id, len);  // nobody reads it
+    }
+    return 0;
+  }
+
+  static int deferred_consume(nghttp3_conn*, int64_t stream_id, size_t consumed, void* user,
+                              void*) {
+    H3Connection& c = C(user);
+    ngtcp2_conn_extend_max_stream_offset(c.conn_, stream_id, consumed);
+    ngtcp2_conn_extend_max_offset(c.conn_, consumed);
+    return 0;
+  }
+
+  static int begin_headers(nghttp3_conn* h3, int64_t stream_id, void* user, void*) {
+    H3Connection& c = C(user);
+    if (c.goaway_ || c.closing_) {
+      // After GOAWAY: refused (the client retries it on a new connection).
+      ngtcp2_conn_shutdown_stream(c.conn_, stream_id, NGHTTP3_H3_REQUEST_REJECTED);
+      return 0;
+    }
+    auto s = std::make_unique<H3Stream>(c, stream_id);
+    nghttp3_conn_set_stream_user_data(h3, stream_id, s.get());
+    c.streams_[stream_id] = std::move(s);
+    return 0;
+  }
+
+  static int recv_header(nghttp3_conn*, int64_t, int32_t, nghttp3_rcbuf* name, nghttp3_rcbuf* value,
+                         uint8_t, void*, void* su) {
+    if (H3Stream* s = S(su)) {
+      auto n = nghttp3_rcbuf_get_buf(name);
+      auto v = nghttp3_rcbuf_get_buf(value);
+      s->add_field(std::string_view(reinterpret_cast<const char*>(n.base), n.len),
+                   std::string_view(reinterpret_cast<const char*>(v.base), v.len));
+    }
+    return 0;
+  }
+
+  static int end_headers(nghttp3_conn*, int64_t, int fin, void* user, void* su) {
+    if (H3Stream* s = S(su)) {
+      s->end_head(fin != 0);
+      s->run_exchange();
+      C(user).schedule_turn();
+    }
+    return 0;
+  }
+
+  static int recv_trailer(nghttp3_conn*, int64_t, int32_t, nghttp3_rcbuf* name,
+                          nghttp3_rcbuf* value, uint8_t, void*, void* su) {
+    if (H3Stream* s = S(su)) {
+      auto n = nghttp3_rcbuf_get_buf(name);
+      auto v = nghttp3_rcbuf_get_buf(value);
+      s->add_trailer(std::string_view(reinterpret_cast<const char*>(n.base), n.len),
+                     std::string_view(reinterpret_cast<const char*>(v.base), v.len));
+    }
+    return 0;
+  }
+
+  static int end_stream(nghttp3_conn*, int64_t, void* user, void* su) {
+    if (H3Stream* s = S(su)) {
+      s->end_request();
+      C(user).schedule_turn();
+    }
+    return 0;
+  }
+
+  static int stop_sending(nghttp3_conn*, int64_t stream_id, uint64_t code, void* user, void*) {
+    ngtcp2_conn_shutdown_stream_write(C(user).conn_, stream_id, code);
+    return 0;
+  }
+
+  static int reset_stream(nghttp3_conn*, int64_t stream_id, uint64_t code, void* user, void*) {
+    ngtcp2_conn_shutdown_stream_write(C(user).conn_, stream_id, code);
+    return 0;
+  }
+};
+
+H3Connection::H3Connection(Endpoint& ep, const PathAddrs& path, proxy::ClientOrigin origin)
+    : ep_(ep), path_(path) {
+  client_.ip = net::peer_ip(path.remote.storage);
+  client_.origin = std::move(origin);
+  client_.proto = proxy::ClientProto::Http3;
+  client_.tls = true;
+  client_.tls_version = 13;
+  timer_.set_callback([this] { on_timer(); });
+  idle_timer_.set_callback([this] { begin_drain(); });
+  ngtcp2_connection_close_error_default(&last_error_);
+}
+
+H3Connection::~H3Connection() {
+  timer_.cancel();
+  idle_timer_.cancel();
+  for (auto& [id, s] : streams_)
+    s->abandon();
+  streams_.clear();
+  if (h3_) nghttp3_conn_del(h3_);
+  if (conn_) ngtcp2_conn_del(conn_);
+  if (tls_) gnutls_deinit(tls_);
+}
+
+uint64_t H3Connection::ts() const {
+  return now_ns();
+}
+
+bool H3Connection::init(const ngtcp2_pkt_hd& hd, const ngtcp2_cid* retry_odcid,
+                        bool address_validated) {
+  proxy::Worker& w = ep_.worker();
+  const config::GlobalLimits& limits = w.view()->snap->config->limits;
+  max_header_bytes_ = limits.max_header_bytes;
+  max_headers_ = limits.max_headers;
+  send_cap_ = std::max<uint64_t>(64 * 1024, limits.h3_stream_window);
+
+  tls_ctx_ = ep_.tls();
+  if (!tls_ctx_) return false;
+  ref_.get_conn = [](ngtcp2_crypto_conn_ref* r) {
+    return static_cast<H3Connection*>(r->user_data)->conn_;
+  };
+  ref_.user_data = this;
+  std::string err;
+  tls_ = tls_ctx_->new_session(&ref_, err);
+  if (!tls_) {
+    log::error("HTTP/3 on {}: {}", ep_.worker().index(), err);
+    return false;
+  }
+
+  ngtcp2_callbacks cb{};
+  cb.recv_client_initial = ngtcp2_crypto_recv_client_initial_cb;
+  cb.recv_crypto_data = ngtcp2_crypto_recv_crypto_data_cb;
+  cb.encrypt = ngtcp2_crypto_encrypt_cb;
+  cb.decrypt = ngtcp2_crypto_decrypt_cb;
+  cb.hp_mask = ngtcp2_crypto_hp_mask_cb;
+  cb.update_key = ngtcp2_crypto_update_key_cb;
+  cb.delete_crypto_aead_ctx = ngtcp2_crypto_delete_crypto_aead_ctx_cb;
+  cb.delete_crypto_cipher_ctx = ngtcp2_crypto_delete_crypto_cipher_ctx_cb;
+  cb.get_path_challenge_data = ngtcp2_crypto_get_path_challenge_data_cb;
+  cb.version_negotiation = ngtcp2_crypto_version_negotiation_cb;
+  cb.rand = Callbacks::rand;
+  cb.get_new_connection_id = Callbacks::get_new_connection_id;
+  cb.remove_connection_id = Callbacks::remove_connection_id;
+  cb.handshake_completed = Callbacks::handshake_completed;
+  cb.recv_stream_data = Callbacks::recv_stream_data;
+  cb.acked_stream_data_offset = Callbacks::acked_stream_data_offset;
+  cb.stream_close = Callbacks::stream_close;
+  cb.stream_reset = Callbacks::stream_reset;
+  cb.stream_stop_sending = Callbacks::stream_stop_sending;
+  cb.extend_max_remote_streams_bidi = Callbacks::extend_max_remote_streams_bidi;
+  cb.extend_max_stream_data = Callbacks::extend_max_stream_data;
+
+  ngtcp2_settings settings;
+  ngtcp2_settings_default(&settings);
+  settings.initial_ts = ts();
+  settings.max_tx_udp_payload_size = 1452;
+  settings.handshake_timeout = kHandshakeTimeout;
+  // No window auto-tuning beyond the configured bounds.
+  settings.max_window = limits.h3_connection_window;
+  settings.max_stream_window = limits.h3_stream_window;
+  settings.cc_algo = NGTCP2_CC_ALGO_CUBIC;
+  if (hd.token.len > 0 && address_validated) {
+    settings.token = hd.token;  // the client proved its address (Retry or NEW_TOKEN)
+  }
+
+  ngtcp2_transport_params params;
+  ngtcp2_transport_params_default(&params);
+  params.initial_max_stream_data_bidi_local = limits.h3_stream_window;
+  params.initial_max_stream_data_bidi_remote = limits.h3_stream_window;
+  params.initial_max_stream_data_uni = 64 * 1024;  // control and QPACK streams
+  params.initial_max_data = limits.h3_connection_window;
+  params.initial_max_streams_bidi = limits.h3_max_concurrent_streams;
+  params.initial_max_streams_uni = 3;
+  params.max_idle_timeout =
+      static_cast<uint64_t>(limits.quic_idle_timeout.count()) * NGTCP2_MILLISECONDS;
+  params.active_connection_id_limit = 7;
+  params.stateless_reset_token_present = 1;
+  if (retry_odcid) {
+    params.original_dcid = *retry_odcid;
+    params.retry_scid = hd.dcid;
+    params.retry_scid_present = 1;
+  } else {
+    params.original_dcid = hd.dcid;
+  }
+
+  ngtcp2_cid scid;
+  ep_.new_cid(scid);
+  if (ngtcp2_crypto_generate_stateless_reset_token(
+          params.stateless_reset_token, ep_.secret().data(), ep_.secret().size(), &scid) != 0)
+    return false;
+  ngtcp2_path path = path_of(path_);
+  int rv = ngtcp2_conn_server_new(&conn_, &hd.scid, &scid, &path, hd.version, &cb, &settings,
+                                  &params, nullptr, this);
+  if (rv != 0) {
+    log::debug("client {}: QUIC: cannot create the connection: {}", client_.ip,
+               ngtcp2_strerror(rv));
+    return false;
+  }
+  ngtcp2_conn_set_tls_native_handle(conn_, tls_);
+  ep_.add_cid(scid, this);
+  ep_.add_cid(hd.dcid, this);  // the client's Initial DCID, until the handshake moves on
+  return true;
+}
+
+bool H3Connection::setup_h3() {
+  if (ngtcp2_conn_get_streams_uni_left(conn_) < 3) return false;
+  nghttp3_callbacks cb{};
+  cb.acked_stream_data = H3Callbacks::acked_stream_data;
+  cb.stream_close = H3Callbacks::stream_close;
+  cb.recv_data = H3Callbacks::recv_data;
+  cb.deferred_consume = H3Callbacks::deferred_consume;
+  cb.begin_headers = H3Callbacks::begin_headers;
+  cb.recv_header = H3Callbacks::recv_header;
+  cb.end_headers = H3Callbacks::end_headers;
+  cb.recv_trailer = H3Callbacks::recv_trailer;
+  cb.end_stream = H3Callbacks::end_stream;
+  cb.stop_sending = H3Callbacks::stop_sending;
+  cb.reset_stream = H3Callbacks::reset_stream;
+  nghttp3_settings settings;
+  nghttp3_settings_default(&settings);
+  settings.max_field_section_size = max_header_bytes_;
+  settings.qpack_max_dtable_capacity = 4096;
+  settings.qpack_blocked_streams = 100;
+  if (nghttp3_conn_server_new(&h3_, &cb, &settings, nghttp3_mem_default(), this) != 0) return false;
+  const ngtcp2_transport_params* params = ngtcp2_conn_get_local_transport_params(conn_);
+  nghttp3_conn_set_max_client_streams_bidi(h3_, params->initial_max_streams_bidi);
+  int64_t ctrl, enc, dec;
+  if (ngtcp2_conn_open_uni_stream(conn_, &ctrl, nullptr) != 0 ||
+      nghttp3_conn_bind_control_stream(h3_, ctrl) != 0 ||
+      ngtcp2_conn_open_uni_stream(conn_, &enc, nullptr) != 0 ||
+      ngtcp2_conn_open_uni_stream(conn_, &dec, nullptr) != 0 ||
+      nghttp3_conn_bind_qpack_streams(h3_, enc, dec) != 0)
+    return false;
+  return true;
+}
+
+bool H3Connection::first_packet(const PathAddrs& path, const uint8_t* data, size_t len,
+                                uint8_t ecn) {
+  ngtcp2_path p = path_of(path);
+  ngtcp2_pkt_info pi{};
+  pi.ecn = ecn;
+  int rv = ngtcp2_conn_read_pkt(conn_, &p, &pi, data, len, ts());
+  if (rv == 0) {
+    schedule_turn();
+    return true;
+  }
+  if (rv == NGTCP2_ERR_CRYPTO) {
+    handle_error(rv);  // a real client whose TLS handshake failed: it hears why
+    return true;
+  }
+  retire();
+  return false;
+}
+
+void H3Connection::on_packet(const PathAddrs& path, const uint8_t* data, size_t len, uint8_t ecn) {
+  if (retired_) return;
+  if (closing_) {
+    // Closing period: each packet gets our CONNECTION_CLOSE again (at most one per 100 ms);
+    // draining period (close_pkt_ empty): silence.
+    TimePoint now = ep_.worker().reactor().now();
+    if (!close_pkt_.empty() && now - last_close_sent_ >= Millis(100)) {
+      last_close_sent_ = now;
+      ep_.send(path, close_pkt_.data(), close_pkt_.size());
+    }
+    return;
+  }
+  ngtcp2_path p = path_of(path);
+  ngtcp2_pkt_info pi{};
+  pi.ecn = ecn;
+  int rv = ngtcp2_conn_read_pkt(conn_, &p, &pi, data, len, ts());
+  if (rv != 0) {
+    handle_error(rv);
+    return;
+  }
+  path_ = path;  // the latest path the client used (ngtcp2 validates migrations)
+  schedule_turn();
+}
+
+void H3Connection::handle_error(int liberr) {
+  switch (liberr) {
+    case NGTCP2_ERR_DRAINING:
+      enter_draining();
+      return;
+    case NGTCP2_ERR_DROP_CONN:
+      retire();
+      return;
+    case NGTCP2_ERR_CRYPTO:
+      if (!last_error_.error_code)
+        ngtcp2_connection_close_error_set_transport_error_tls_alert(
+            &last_error_, ngtcp2_conn_get_tls_alert(conn_), nullptr, 0);
+      break;
+    case NGTCP2_ERR_CALLBACK_FAILURE:
+      if (last_error_.error_code == 0)
+        ngtcp2_connection_close_error_set_transport_error_liberr(&last_error_, liberr, nullptr, 0);
+      break;
+    default:
+      ngtcp2_connection_close_error_set_transport_error_liberr(&last_error_, liberr, nullptr, 0);
+      break;
+  }
+  log::debug("client {}: QUIC connection error: {}", client_.ip, ngtcp2_strerror(liberr));
+  enter_closing();
+}
+
+void H3Connection::enter_closing() {
+  if (closing_ || retired_) return;
+  closing_ = true;
+  for (auto& [id, s] : streams_)
+    s->abandon();
+  if (!ngtcp2_conn_is_in_closing_period(conn_) && !ngtcp2_conn_is_in_draining_period(conn_)) {
+    close_pkt_.resize(NGTCP2_MAX_UDP_PAYLOAD_SIZE);
+    ngtcp2_path_storage ps;
+    ngtcp2_path_storage_zero(&ps);
+    ngtcp2_pkt_info pi{};
+    auto n = ngtcp2_conn_write_connection_close(conn_, &ps.path, &pi, close_pkt_.data(),
+                                                close_pkt_.size(), &last_error_, ts());
+    if (n > 0) {
+      close_pkt_.resize(static_cast<size_t>(n));
+      last_close_sent_ = ep_.worker().reactor().now();
+      ep_.send(path_, close_pkt_.data(), close_pkt_.size());
+    } else {
+      close_pkt_.clear();
+    }
+  }
+  if (close_pkt_.empty() || !handshake_done_) {
+    retire();  // nothing to repeat, or nobody who would care (no handshake yet)
+    return;
+  }
+  auto pto = ngtcp2_conn_get_pto(conn_);
+  timer_.arm(ep_.worker().reactor().timers(),
+             ep_.worker().reactor().now() + std::chrono::nanoseconds(3 * pto));
+}
+
+void H3Connection::enter_draining() {
+  if (closing_ || retired_) return;
+  closing_ = true;
+  close_pkt_.clear();
+  for (auto& [id, s] : streams_)
+    s->abandon();
+  auto pto = ngtcp2_conn_get_pto(conn_);
+  timer_.arm(ep_.worker().reactor().timers(),
+             ep_.worker().reactor().now() + std::chrono::nanoseconds(3 * pto));
+}
+
+void H3Connection::retire() {
+  if (retired_) return;
+  retired_ = true;
+  timer_.cancel();
+  idle_timer_.cancel();
+  for (auto& [id, s] : streams_)
+    s->abandon();
+  ep_.retire(this);
+}
+
+void H3Connection::close_now() {
+  if (retired_) return;
+  if (!closing_) {
+    ngtcp2_connection_close_error_set_application_error(&last_error_, NGHTTP3_H3_NO_ERROR, nullptr,
+                                                        0);
+    enter_closing();
+  }
+  retire();
+}
+
+void H3Connection::begin_drain() {
+  if (goaway_ || closing_ || retired_) return;
+  goaway_ = true;
+  if (h3_) {
+    nghttp3_conn_submit_shutdown_notice(h3_);
+    nghttp3_conn_shutdown(h3_);
+  }
+  schedule_turn();
+}
+
+void H3Connection::consumed(int64_t stream_id, size_t n) {
+  if (closing_ || retired_ || n == 0) return;
+  ngtcp2_conn_extend_max_stream_offset(conn_, stream_id, n);
+  ngtcp2_conn_extend_max_offset(conn_, n);
+  schedule_turn();
+}
+
+void H3Connection::stream_closed(int64_t) {
+  schedule_turn();
+}
+
+void H3Connection::schedule_turn() {
+  if (turn_queued_ || retired_) return;
+  turn_queued_ = true;
+  ep_.worker().reactor().defer([this] {
+    turn_queued_ = false;
+    turn();
+  });
+}
+
+void H3Connection::turn() {
+  if (retired_ || closing_) return;
+  in_turn_ = true;
+  for (int round = 0; round < 8; ++round) {
+    bool moved = false;
+    for (auto& [id, s] : streams_)
+      moved |= s->run_exchange();
+    collect_closed();
+    if (!moved) break;
+  }
+  in_turn_ = false;
+  if (closing_ || retired_) return;
+  write();
+  if (closing_ || retired_) return;
+  if (goaway_ && streams_.empty() && handshake_done_) {
+    // Drained: every request answered.
+    ngtcp2_connection_close_error_set_application_error(&last_error_, NGHTTP3_H3_NO_ERROR, nullptr,
+                                                        0);
+    enter_closing();
+    return;
+  }
+  arm_timer();
+  if (!streams_.empty()) {
+    idle_timer_.cancel();
+  } else if (!idle_timer_.armed() && !goaway_) {
+    proxy::Worker& w = ep_.worker();
+    auto idle = w.listener_runtime(client_.slot()).cfg->timeouts.idle;
+    idle_timer_.arm(w.reactor().timers(), w.reactor().now() + idle);
+  }
+}
+
+void H3Connection::collect_closed() {
+  for (auto it = streams_.begin(); it != streams_.end();) {
+    H3Stream& s = *it->second;
+    if (!s.closed()) {
+      ++it;
+      continue;
+    }
+    s.abandon();
+    if (s.unconsumed() > 0) ngtcp2_conn_extend_max_offset(conn_, s.unconsumed());
+    if (h3_) nghttp3_conn_set_stream_user_data(h3_, it->first, nullptr);
+    it = streams_.erase(it);
+  }
+}
+
+bool H3Connection::write() {
+  uint8_t buf[1500];
+  ngtcp2_path_storage ps;
+  ngtcp2_path_storage_zero(&ps);
+  ngtcp2_pkt_info pi{};
+  uint64_t now = ts();
+  size_t max_pkts =
+      std::min<size_t>(kMaxPacketsPerWrite,
+                       std::max<size_t>(1, ngtcp2_conn_get_send_quantum(conn_) / sizeof buf + 1));
+  size_t sent = 0;
+  for (;;) {
+    int64_t stream_id = -1;
+    int fin = 0;
+    nghttp3_vec vec[16];
+    nghttp3_ssize sveccnt = 0;
+    if (h3_ && ngtcp2_conn_get_max_data_left(conn_)) {
+      sveccnt = nghttp3_conn_writev_stream(h3_, &stream_id, &fin, vec, 16);
+      if (sveccnt < 0) {
+        ngtcp2_connection_close_error_set_application_error(
+            &last_error_, nghttp3_err_infer_quic_app_error_code(static_cast<int>(sveccnt)), nullptr,
+            0);
+        enter_closing();
+        return false;
+      }
+    }
+    ngtcp2_ssize ndatalen = -1;
+    uint32_t flags = NGTCP2_WRITE_STREAM_FLAG_MORE;
+    if (fin) flags |= NGTCP2_WRITE_STREAM_FLAG_FIN;
+    auto n = ngtcp2_conn_writev_stream(conn_, &ps.path, &pi, buf, sizeof buf, &ndatalen, flags,
+                                       stream_id, reinterpret_cast<const ngtcp2_vec*>(vec),
+                                       static_cast<size_t>(sveccnt), now);
+    if (n < 0) {
+      switch (n) {
+        case NGTCP2_ERR_STREAM_DATA_BLOCKED:
+          nghttp3_conn_block_stream(h3_, stream_id);
+          continue;
+        case NGTCP2_ERR_STREAM_SHUT_WR:
+          nghttp3_conn_shutdown_stream_write(h3_, stream_id);
+          continue;
+        case NGTCP2_ERR_WRITE_MORE:
+          if (nghttp3_conn_add_write_offset(h3_, stream_id, static_cast<size_t>(ndatalen)) != 0) {
+            enter_closing();
+            return false;
+          }
+          continue;
+        default:
+          ngtcp2_connection_close_error_set_transport_error_liberr(&last_error_,
+                                                                   static_cast<int>(n), nullptr, 0);
+          enter_closing();
+          return false;
+      }
+    }
+    if (ndatalen >= 0 && stream_id >= 0 &&
+        nghttp3_conn_add_write_offset(h3_, stream_id, static_cast<size_t>(ndatalen)) != 0) {
+      enter_closing();
+      return false;
+    }
+    if (n == 0) break;
+    ep_.send(addrs_of(ps.path), buf, static_cast<size_t>(n), pi.ecn);
+    if (++sent >= max_pkts) break;
+  }
+  ngtcp2_conn_update_pkt_tx_time(conn_, now);
+  return true;
+}
+
+void H3Connection::arm_timer() {
+  ngtcp2_tstamp expiry = ngtcp2_conn_get_expiry(conn_);
+  if (expiry == UINT64_MAX) {
+    timer_.cancel();
+    return;
+  }
+  uint64_t now = ts();
+  auto delay = std::chrono::nanoseconds(expiry > now ? expiry - now : 0);
+  timer_.arm(ep_.worker().reactor().timers(),
+             ep_.worker().reactor().now() + std::chrono::duration_cast<Clock::duration>(delay));
+}
+
+void H3Connection::on_timer() {
+  if (retired_) return;
+  if (closing_) {
+    retire();  // the closing or draining period is over
+    return;
+  }
+  int rv = ngtcp2_conn_handle_expiry(conn_, ts());
+  if (rv != 0) {
+    if (rv == NGTCP2_ERR_IDLE_CLOSE || rv == NGTCP2_ERR_HANDSHAKE_TIMEOUT) {
+      if (rv == NGTCP2_ERR_HANDSHAKE_TIMEOUT)
+        log::debug("client {}: QUIC handshake timed out", client_.ip);
+      retire();  // silently (RFC 9000 §10.1)
+      return;
+    }
+    handle_error(rv);
+    return;
+  }
+  write();
+  if (!closing_ && !retired_) arm_timer();
+}
+
+}  // namespace weir::quic
