@@ -232,6 +232,7 @@ std::string render_metrics(const model::Snapshot& snap, const proxy::WorkerStats
       {"weir_quic_version_negotiations_total", st.quic_version_negotiations},
       {"weir_quic_packets_dropped_total", st.quic_dropped},
       {"weir_quic_send_errors_total", st.quic_send_errors},
+      {"weir_quic_packets_forwarded_total", st.quic_forwarded},
       {"weir_retries_refused_by_budget_total", st.retries_refused_by_budget},
       {"weir_buffer_blocks_in_use", st.buffers_in_use},
       {"weir_buffer_block_bytes", st.buffer_block_bytes},

@@ -31,6 +31,7 @@ void WorkerStats::merge(const WorkerStats& o) {
   quic_version_negotiations += o.quic_version_negotiations;
   quic_dropped += o.quic_dropped;
   quic_send_errors += o.quic_send_errors;
+  quic_forwarded += o.quic_forwarded;
   client_closed_request += o.client_closed_request;
   client_closed_waiting += o.client_closed_waiting;
   client_closed_response += o.client_closed_response;

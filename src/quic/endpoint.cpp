@@ -1,6 +1,7 @@
 #include "quic/endpoint.hpp"
 
 #include <netinet/in.h>
+#include <netinet/udp.h>
 #include <ngtcp2/ngtcp2_crypto.h>
 #include <openssl/rand.h>
 #include <sys/socket.h>
@@ -174,8 +175,10 @@ void Endpoint::on_datagram(const uint8_t* data, size_t len, const PathAddrs& pat
   if (!initial && vc.dcidlen == kCidLen && vc.dcid[0] != w_.index() &&
       vc.dcid[0] < group_->deliver.size() && group_->deliver[vc.dcid[0]]) {
     // Another worker's connection (the client's address changed): hand it over.
-    if (!group_->deliver[vc.dcid[0]](std::string(reinterpret_cast<const char*>(data), len), path,
-                                     ecn))
+    if (group_->deliver[vc.dcid[0]](std::string(reinterpret_cast<const char*>(data), len), path,
+                                    ecn))
+      ++w_.stats().quic_forwarded;
+    else
       ++w_.stats().quic_dropped;
     return;
   }
@@ -329,42 +332,69 @@ void Endpoint::send_stateless_reset(const ngtcp2_version_cid& vc, size_t len,
   send(path, tx_.data(), static_cast<size_t>(n));
 }
 
-bool Endpoint::send(const PathAddrs& path, const uint8_t* data, size_t len, uint8_t) {
+bool Endpoint::send_segments(const PathAddrs& path, const uint8_t* data, size_t len,
+                             size_t segment) {
   if (fd_ < 0) return false;
+  if (len > segment && !gso_) {
+    bool ok = true;
+    for (size_t at = 0; at < len; at += segment)
+      ok = send_segments(path, data + at, std::min(segment, len - at), segment) && ok;
+    return ok;
+  }
   iovec iov{const_cast<uint8_t*>(data), len};
   msghdr h{};
   h.msg_name = const_cast<sockaddr*>(path.remote.sa());
   h.msg_namelen = path.remote.len;
   h.msg_iov = &iov;
   h.msg_iovlen = 1;
-  alignas(cmsghdr) char control[64] = {};
+  alignas(
+      cmsghdr) char control[CMSG_SPACE(sizeof(in6_pktinfo)) + CMSG_SPACE(sizeof(uint16_t))] = {};
+  h.msg_control = control;
+  h.msg_controllen = sizeof control;
+  size_t used = 0;
+  cmsghdr* c = CMSG_FIRSTHDR(&h);
   // From the address the client sent to.
   if (path.local.family() == AF_INET) {
-    h.msg_control = control;
-    h.msg_controllen = CMSG_SPACE(sizeof(in_pktinfo));
-    cmsghdr* c = CMSG_FIRSTHDR(&h);
     c->cmsg_level = IPPROTO_IP;
     c->cmsg_type = IP_PKTINFO;
     c->cmsg_len = CMSG_LEN(sizeof(in_pktinfo));
     in_pktinfo pi{};
     pi.ipi_spec_dst = reinterpret_cast<const sockaddr_in*>(&path.local.storage)->sin_addr;
     std::memcpy(CMSG_DATA(c), &pi, sizeof pi);
+    used += CMSG_SPACE(sizeof(in_pktinfo));
+    c = CMSG_NXTHDR(&h, c);
   } else if (path.local.family() == AF_INET6) {
-    h.msg_control = control;
-    h.msg_controllen = CMSG_SPACE(sizeof(in6_pktinfo));
-    cmsghdr* c = CMSG_FIRSTHDR(&h);
     c->cmsg_level = IPPROTO_IPV6;
     c->cmsg_type = IPV6_PKTINFO;
     c->cmsg_len = CMSG_LEN(sizeof(in6_pktinfo));
     in6_pktinfo pi{};
     pi.ipi6_addr = reinterpret_cast<const sockaddr_in6*>(&path.local.storage)->sin6_addr;
     std::memcpy(CMSG_DATA(c), &pi, sizeof pi);
+    used += CMSG_SPACE(sizeof(in6_pktinfo));
+    c = CMSG_NXTHDR(&h, c);
   }
+  if (len > segment) {
+    c->cmsg_level = SOL_UDP;
+    c->cmsg_type = UDP_SEGMENT;
+    c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+    uint16_t seg = static_cast<uint16_t>(segment);
+    std::memcpy(CMSG_DATA(c), &seg, sizeof seg);
+    used += CMSG_SPACE(sizeof(uint16_t));
+  }
+  h.msg_controllen = used;
+  if (used == 0) h.msg_control = nullptr;
   for (;;) {
     ssize_t n = ::sendmsg(fd_, &h, 0);
     if (n >= 0) return true;
     if (errno == EINTR) continue;
-    // A full socket buffer loses the packet: QUIC's loss recovery sends it again, slower.
+    if (len > segment && (errno == EIO || errno == EINVAL || errno == EOPNOTSUPP)) {
+      // No GSO on this path (the device cannot segment): one packet per call from now on.
+      log::info("HTTP/3 on {}: UDP GSO not available ({}); sending packet by packet", address_,
+                strerror(errno));
+      gso_ = false;
+      return send_segments(path, data, len, segment);
+    }
+    // A full socket buffer loses the packets: QUIC's loss recovery sends them again, slower.
     ++w_.stats().quic_send_errors;
     return false;
   }

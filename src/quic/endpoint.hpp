@@ -69,7 +69,12 @@ class Endpoint final : public EventHandler {
   bool post(std::string datagram, PathAddrs path, uint8_t ecn);
 
   // Sends one packet (sendmsg with the local address); false if the socket did not take it.
-  bool send(const PathAddrs& path, const uint8_t* data, size_t len, uint8_t ecn = 0);
+  bool send(const PathAddrs& path, const uint8_t* data, size_t len) {
+    return send_segments(path, data, len, len);
+  }
+  // Several packets in one syscall (UDP GSO): `len` bytes cut every `segment` bytes (the last
+  // may be shorter). Without GSO in the kernel, one sendmsg per packet.
+  bool send_segments(const PathAddrs& path, const uint8_t* data, size_t len, size_t segment);
 
   // Drain: connections get GOAWAY and finish their requests; no new connection is accepted.
   void begin_drain();
@@ -119,6 +124,7 @@ class Endpoint final : public EventHandler {
   // receive batch
   std::vector<std::array<uint8_t, kMaxDatagram>> rx_;
   std::vector<uint8_t> tx_;
+  bool gso_ = true;  // cleared if the kernel refuses UDP_SEGMENT
 };
 
 }  // namespace weir::quic

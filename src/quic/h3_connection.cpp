@@ -613,15 +613,25 @@ void H3Connection::collect_closed() {
   }
 }
 
+// Packets of one pass go out together: consecutive packets on the same path, all of the first
+// one's size but the last, make one GSO send.
 bool H3Connection::write() {
-  uint8_t buf[1500];
+  constexpr size_t kPkt = 1500;
+  uint8_t batch[kMaxPacketsPerWrite * kPkt];
+  size_t used = 0, segment = 0;
+  bool batch_closed = false;  // its last packet was short: the next one starts a new batch
+  PathAddrs batch_path;
+  auto flush = [&] {
+    if (used > 0) ep_.send_segments(batch_path, batch, used, segment);
+    used = segment = 0;
+    batch_closed = false;
+  };
   ngtcp2_path_storage ps;
   ngtcp2_path_storage_zero(&ps);
   ngtcp2_pkt_info pi{};
   uint64_t now = ts();
-  size_t max_pkts =
-      std::min<size_t>(kMaxPacketsPerWrite,
-                       std::max<size_t>(1, ngtcp2_conn_get_send_quantum(conn_) / sizeof buf + 1));
+  size_t max_pkts = std::min<size_t>(
+      kMaxPacketsPerWrite, std::max<size_t>(1, ngtcp2_conn_get_send_quantum(conn_) / kPkt + 1));
   size_t sent = 0;
   for (;;) {
     int64_t stream_id = -1;
@@ -641,8 +651,9 @@ bool H3Connection::write() {
     ngtcp2_ssize ndatalen = -1;
     uint32_t flags = NGTCP2_WRITE_STREAM_FLAG_MORE;
     if (fin) flags |= NGTCP2_WRITE_STREAM_FLAG_FIN;
-    auto n = ngtcp2_conn_writev_stream(conn_, &ps.path, &pi, buf, sizeof buf, &ndatalen, flags,
-                                       stream_id, reinterpret_cast<const ngtcp2_vec*>(vec),
+    uint8_t* buf = batch + used;
+    auto n = ngtcp2_conn_writev_stream(conn_, &ps.path, &pi, buf, kPkt, &ndatalen, flags, stream_id,
+                                       reinterpret_cast<const ngtcp2_vec*>(vec),
                                        static_cast<size_t>(sveccnt), now);
     if (n < 0) {
       switch (n) {
@@ -671,9 +682,29 @@ bool H3Connection::write() {
       return false;
     }
     if (n == 0) break;
-    ep_.send(addrs_of(ps.path), buf, static_cast<size_t>(n), pi.ecn);
+    size_t len = static_cast<size_t>(n);
+    PathAddrs pa = addrs_of(ps.path);
+    bool same_path =
+        used > 0 && pa.remote.len == batch_path.remote.len &&
+        std::memcmp(&pa.remote.storage, &batch_path.remote.storage, pa.remote.len) == 0 &&
+        pa.local.len == batch_path.local.len &&
+        std::memcmp(&pa.local.storage, &batch_path.local.storage, pa.local.len) == 0;
+    if (used > 0 && (!same_path || batch_closed || len > segment)) {
+      // It cannot join the batch: the batch goes, and this packet starts the next one.
+      size_t at = used;
+      flush();
+      std::memmove(batch, batch + at, len);
+    }
+    if (used == 0) {
+      batch_path = pa;
+      segment = len;
+    } else if (len < segment) {
+      batch_closed = true;
+    }
+    used += len;
     if (++sent >= max_pkts) break;
   }
+  flush();
   ngtcp2_conn_update_pkt_tx_time(conn_, now);
   return true;
 }

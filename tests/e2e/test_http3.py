@@ -239,6 +239,23 @@ class Http3BasicTest(Http3Case):
         self.assertEqual(code, 0, lb.proc.stderr()[-3000:])
 
 
+    def test_migration_reaches_the_owning_worker(self):
+        # The client moves to a new local port mid-request (connection migration): its packets
+        # may now land on the other worker's socket, which hands them to the worker that owns
+        # the connection (the first byte of weir's connection IDs names it).
+        lb = self.start_h3_lb(workers=4)
+        results = []
+        for _ in range(8):
+            results.append(q.gtls(lb.https_port, "/move?delay=800ms", timeout=30,
+                                  extra=["--change-local-addr=200ms"]))
+        forwarded = self.m(lb, "weir_quic_packets_forwarded_total")
+        print(f"\nconnection migration, 4 workers, 8 clients changing their port mid-request: statuses "
+              f"{[r.statuses for r in results]}; datagrams handed to the owning worker: {forwarded:.0f}")
+        for r in results:
+            self.assertH3Ok(r, 1)
+        # 8 moves over 4 sockets: that none lands elsewhere has a chance of (1/4)^8.
+        self.assertGreater(forwarded, 0, "no migrated packet reached another worker's socket")
+
     def test_idle_timeout_closes_connection(self):
         lb = self.start_h3_lb(limits={"quic_idle_timeout": "2s"})
         r = self.h3(lb, "/idle", exit_on_close=False, idle_timeout="60s", timeout=40)
