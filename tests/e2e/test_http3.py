@@ -6,7 +6,9 @@ held behind the receive window while the backend stalls; hostile datagrams (garb
 and oversized headers, short Initials, unknown versions answered with Version Negotiation,
 unknown connection IDs); Initial floods from many spoofed 127/8 addresses answered with Retry
 (always with quic_retry_threshold 0, past the threshold otherwise), a real client following the
-Retry meanwhile; SIGTERM with a request in flight. Every figure is printed.
+Retry meanwhile; SIGTERM with a request in flight; clients that migrate to a new port mid-request
+(their packets handed to the worker that owns the connection); a binary upgrade (SIGUSR2) whose
+new process serves HTTP/3. Every figure is printed.
 
 Needs gtlsclient (Debian's ngtcp2-client) and python3-cryptography; under CI=true it fails
 rather than skips without them."""
@@ -255,6 +257,42 @@ class Http3BasicTest(Http3Case):
             self.assertH3Ok(r, 1)
         # 8 moves over 4 sockets: that none lands elsewhere has a chance of (1/4)^8.
         self.assertGreater(forwarded, 0, "no migrated packet reached another worker's socket")
+
+    def test_binary_upgrade_serves_http3(self):
+        # SIGUSR2: the new process joins the UDP port's SO_REUSEPORT group with its own sockets
+        # and serves HTTP/3; the old one closes its QUIC connections and exits.
+        lb = self.start_h3_lb(workers=2)
+        self.assertH3Ok(self.h3(lb, "/before"), 1)
+        old = lb.proc
+        old_pid = lb.pid
+        old.send_signal(signal.SIGUSR2)
+        text = old.wait_log(r"upgrade: the new process \(pid \d+\) is ready", 1, 60)
+        pid = int(re.search(r"upgrade: the new process \(pid (\d+)\) is ready", text).group(1))
+
+        def stop_new():
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                return
+            def gone():
+                try:
+                    with open(f"/proc/{pid}/stat") as f:
+                        return f.read().split()[2] == "Z"
+                except FileNotFoundError:
+                    return True
+            wait_until(gone, 20, what="the new weir to stop")
+        self.addCleanup(stop_new)
+        code = old.wait(30)
+        statuses = []
+        for i in range(6):
+            r = self.h3(lb, f"/after-{i}")
+            self.assertH3Ok(r, 1)
+            statuses += r.statuses
+        served = self.m(lb, "weir_http3_connections_total")
+        print(f"\nbinary upgrade with HTTP/3: old pid {old_pid} exited {code}; new pid {pid} answered "
+              f"{statuses} over HTTP/3 and counts {served:.0f} QUIC connections")
+        self.assertEqual(code, 0, old.stderr()[-3000:])
+        self.assertGreaterEqual(served, 6, "the new process did not serve the HTTP/3 requests")
 
     def test_idle_timeout_closes_connection(self):
         lb = self.start_h3_lb(limits={"quic_idle_timeout": "2s"})
