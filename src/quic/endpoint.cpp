@@ -52,6 +52,9 @@ Endpoint::Endpoint(proxy::Worker& w, int fd, size_t slot, std::string address,
       rx_(kBatch),
       tx_(1500) {
   stateless_tokens_ = kStatelessBurst;
+  socklen_t len = sizeof local_.storage;
+  if (fd_ >= 0 && ::getsockname(fd_, reinterpret_cast<sockaddr*>(&local_.storage), &len) == 0)
+    local_.len = len;
 }
 
 Endpoint::~Endpoint() {
@@ -116,9 +119,7 @@ void Endpoint::read_all() {
       std::memcpy(&path.remote.storage, &from[i], h.msg_namelen);
       path.remote.len = h.msg_namelen;
       // The local address: the one the client sent to (a wildcard listener answers from it).
-      socklen_t llen = sizeof path.local.storage;
-      ::getsockname(fd_, reinterpret_cast<sockaddr*>(&path.local.storage), &llen);
-      path.local.len = llen;
+      path.local = local_;
       for (cmsghdr* c = CMSG_FIRSTHDR(&h); c; c = CMSG_NXTHDR(const_cast<msghdr*>(&h), c)) {
         if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
           in_pktinfo pi;

@@ -109,6 +109,7 @@ class Endpoint final : public EventHandler {
   int fd_;
   size_t slot_;
   std::string address_;
+  net::SocketAddress local_;  // the socket's address (its IP replaced per datagram by PKTINFO)
   std::shared_ptr<EndpointGroup> group_;
   std::unordered_map<std::string, H3Connection*> cids_;  // every CID a connection answers to
   std::unordered_map<H3Connection*, std::unique_ptr<H3Connection>> conns_;
