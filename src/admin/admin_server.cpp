@@ -226,6 +226,7 @@ std::string render_metrics(const model::Snapshot& snap, const proxy::WorkerStats
       {"weir_h2_connections_total", st.h2_connections},
       {"weir_h2_abusive_connections_total", st.h2_abuse},
       {"weir_http3_connections_total", st.h3_connections},
+      {"weir_h3_abusive_connections_total", st.h3_abuse},
       {"weir_quic_connections_open", static_cast<uint64_t>(std::max<int64_t>(0, st.quic_open))},
       {"weir_quic_retries_total", st.quic_retries},
       {"weir_quic_stateless_resets_total", st.quic_stateless_resets},

@@ -277,6 +277,26 @@ bool Runtime::reload(const std::string& path) {
     discovery_->retain(*snapshot()->config);
     return false;
   }
+  // HTTP/3's UDP sockets are made at start too: a reload cannot add them (Alt-Svc would point
+  // clients at a port nobody answers).
+  for (const auto& l : snap->listeners) {
+    if (!l.cfg->http3) continue;
+    for (const auto& a : l.addrs) {
+      size_t slot = static_cast<size_t>(
+          std::find(slot_addresses_.begin(), slot_addresses_.end(), a.to_string()) -
+          slot_addresses_.begin());
+      bool bound = std::any_of(quic_groups_.begin(), quic_groups_.end(),
+                               [&](const auto& g) { return g.first == slot; });
+      if (!bound) {
+        log::error(
+            "reload: listener {}: http3 on {} needs its UDP sockets, made at start: "
+            "restart or upgrade (SIGUSR2). Keeping the running config",
+            l.cfg->name, a.to_string());
+        discovery_->retain(*snapshot()->config);
+        return false;
+      }
+    }
+  }
   if (snap->workers != snapshot()->workers) {
     log::warn("reload: a new worker count takes effect at the next restart");
   }

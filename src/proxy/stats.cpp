@@ -32,6 +32,7 @@ void WorkerStats::merge(const WorkerStats& o) {
   quic_dropped += o.quic_dropped;
   quic_send_errors += o.quic_send_errors;
   quic_forwarded += o.quic_forwarded;
+  h3_abuse += o.h3_abuse;
   client_closed_request += o.client_closed_request;
   client_closed_waiting += o.client_closed_waiting;
   client_closed_response += o.client_closed_response;

@@ -101,6 +101,7 @@ struct WorkerStats {
   uint64_t quic_version_negotiations = 0; // Version Negotiation packets sent
   uint64_t quic_dropped = 0;              // datagrams dropped: malformed, unknown, refused, over limits
   uint64_t quic_send_errors = 0;          // packets the socket did not take (full buffer)
+  uint64_t h3_abuse = 0;                  // HTTP/3 connections closed for rapid reset
   uint64_t quic_forwarded = 0;            // datagrams handed to the worker owning their connection
   // Retries: of requests no server saw (connect failed, a reused connection closed first),
   // bounded by `retries` alone; of requests a server may have seen, also by the retry budget;

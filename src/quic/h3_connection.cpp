@@ -16,7 +16,11 @@ namespace weir::quic {
 namespace {
 
 constexpr uint64_t kHandshakeTimeout = 10 * NGTCP2_SECONDS;
-constexpr size_t kMaxPacketsPerWrite = 16;  // then other connections get a turn (pacing timer)
+constexpr size_t kMaxPacketsPerWrite = 16;
+// Client resets of streams whose answer was not complete: a burst, then so many per second
+// (HTTP/2's budget against rapid reset, CVE-2023-44487; HTTP/3 is as exposed).
+constexpr double kResetBurst = 200;
+constexpr double kResetRate = 100;  // then other connections get a turn (pacing timer)
 
 uint64_t now_ns() {
   return static_cast<uint64_t>(
@@ -129,6 +133,7 @@ struct Callbacks {
 
   static int stream_reset(ngtcp2_conn*, int64_t stream_id, uint64_t, uint64_t, void* user, void*) {
     H3Connection& c = C(user);
+    c.client_reset(stream_id);
     if (c.h3_ && nghttp3_conn_shutdown_stream_read(c.h3_, stream_id) != 0)
       return NGTCP2_ERR_CALLBACK_FAILURE;
     return 0;
@@ -136,6 +141,7 @@ struct Callbacks {
 
   static int stream_stop_sending(ngtcp2_conn*, int64_t stream_id, uint64_t, void* user, void*) {
     H3Connection& c = C(user);
+    c.client_reset(stream_id);
     if (c.h3_ && nghttp3_conn_shutdown_stream_read(c.h3_, stream_id) != 0)
       return NGTCP2_ERR_CALLBACK_FAILURE;
     return 0;
@@ -264,6 +270,8 @@ H3Connection::H3Connection(Endpoint& ep, const PathAddrs& path, proxy::ClientOri
   client_.tls = true;
   client_.tls_version = 13;
   timer_.set_callback([this] { on_timer(); });
+  reset_tokens_ = kResetBurst;
+  reset_last_ = ep.worker().reactor().now();
   idle_timer_.set_callback([this] { begin_drain(); });
   ngtcp2_connection_close_error_default(&last_error_);
 }
@@ -449,6 +457,10 @@ void H3Connection::on_packet(const PathAddrs& path, const uint8_t* data, size_t 
     handle_error(rv);
     return;
   }
+  if (close_after_read_) {
+    enter_closing();
+    return;
+  }
   path_ = path;  // the latest path the client used (ngtcp2 validates migrations)
   schedule_turn();
 }
@@ -546,6 +558,26 @@ void H3Connection::begin_drain() {
     nghttp3_conn_shutdown(h3_);
   }
   schedule_turn();
+}
+
+void H3Connection::client_reset(int64_t id) {
+  auto it = streams_.find(id);
+  if (it == streams_.end() || it->second->answered() || closing_ || close_after_read_) return;
+  TimePoint now = ep_.worker().reactor().now();
+  double dt = std::chrono::duration<double>(now - reset_last_).count();
+  reset_last_ = now;
+  reset_tokens_ = std::min(kResetBurst, reset_tokens_ + dt * kResetRate);
+  if (reset_tokens_ >= 1) {
+    reset_tokens_ -= 1;
+    return;
+  }
+  log::warn("client {}: HTTP/3: streams reset faster than they finish (rapid reset); closing",
+            client_.ip);
+  ++ep_.worker().stats().h3_abuse;
+  ngtcp2_connection_close_error_set_application_error(&last_error_, NGHTTP3_H3_EXCESSIVE_LOAD,
+                                                      nullptr, 0);
+  // Not from inside ngtcp2's callback: once this packet is read.
+  close_after_read_ = true;
 }
 
 void H3Connection::consumed(int64_t stream_id, size_t n) {

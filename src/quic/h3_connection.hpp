@@ -79,6 +79,8 @@ class H3Connection {
   void enter_draining();  // the client closed: stay silent until the period ends
   void retire();          // forget it (freed later by the endpoint)
   void collect_closed();
+  // The client reset (or stopped) stream `id`: unanswered ones spend a budget (rapid reset).
+  void client_reset(int64_t id);
   uint64_t ts() const;
 
   Endpoint& ep_;
@@ -103,6 +105,9 @@ class H3Connection {
   std::vector<nghttp3_nv> nv_;
   std::vector<std::string> cid_keys_;
   std::string names_;
+  double reset_tokens_ = 0;  // rapid-reset budget (a token bucket, refilled per second)
+  TimePoint reset_last_{};
+  bool close_after_read_ = false;  // a budget ran out inside a callback: close after this read
   bool handshake_done_ = false;
   bool goaway_ = false;
   bool closing_ = false;  // closing or draining period: no more streams, no more writes

@@ -52,6 +52,8 @@ class H3Stream final : public proxy::Downstream {
   void on_closed() { closed_ = true; }
   void abandon();  // the connection is going away: the exchange is cancelled
   bool closed() const { return closed_; }
+  // The whole answer went to nghttp3 (a client reset after that is no abuse).
+  bool answered() const { return answer_ == Answer::Done || (local_ && local_given_ > 0); }
   size_t unconsumed() const { return unconsumed_; }
   void stop_reading();  // the answer is complete: the rest of the request body is not wanted
 

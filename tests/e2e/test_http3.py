@@ -126,6 +126,30 @@ class Http3BasicTest(Http3Case):
         self.assertFalse(r.handshake, r.describe())
         self.assertEqual([s.status for s in r.ordered if s.status is not None], [], r.describe())
 
+    def test_reload_switches_http3_off_not_on(self):
+        # Off by SIGHUP: no more Alt-Svc, no new HTTP/3 connection. On by SIGHUP: refused (the
+        # UDP sockets are made at start), the running config stays.
+        lb = self.start_h3_lb()
+        self.assertH3Ok(self.h3(lb, "/on"), 1)
+        https = next(l for l in lb.cfg["listeners"] if l.get("http3"))
+        https["http3"] = False
+        self.assertTrue(lb.weir.reload(lb.cfg), lb.proc.stderr()[-2000:])
+        r = curl(lb.url("/off"), "--http2", resolve=lb.resolve(), cacert=self.certs.ca)
+        self.assertEqual(r.code, 200, r.describe())
+        self.assertIsNone(r.header("alt-svc"), f"http3 switched off: {r.headers}")
+        r = q.gtls(lb.https_port, "/off", timeout=25)
+        print(f"\nHTTP/3 after a reload switched it off: {r!r}")
+        self.assertEqual([s.status for s in r.ordered if s.status is not None], [], r.describe())
+
+        other = self.start_h3_lb(http3=False, plain=False)
+        https = next(l for l in other.cfg["listeners"] if "tls" in l)
+        https["http3"] = True
+        self.assertFalse(other.weir.reload(other.cfg), "a reload switching http3 on was applied")
+        self.assertRegex(other.proc.stderr(), r"http3 on .* needs its UDP sockets, made at start")
+        r = curl(other.url("/still"), "--http2", resolve=other.resolve(), cacert=self.certs.ca)
+        self.assertEqual(r.code, 200, r.describe())
+        self.assertIsNone(r.header("alt-svc"), f"refused reload: {r.headers}")
+
     def test_check_rejects_http3_without_tls(self):
         text = ("listeners:\n"
                 "  - name: web\n"
