@@ -10,7 +10,7 @@ seconds=${2:-60}
 here=$(cd "$(dirname "$0")" && pwd)
 targets=(fuzz_request_parser fuzz_response_parser fuzz_body_decoder fuzz_config fuzz_h2_session
          fuzz_proxy_protocol fuzz_client_hello fuzz_accept_encoding fuzz_cache_control
-         fuzz_static_path fuzz_h2_upstream)
+         fuzz_static_path fuzz_h2_upstream fuzz_quic_datagram)
 if [[ -n ${FUZZ_TOTAL_SECONDS:-} ]]; then
   seconds=$((FUZZ_TOTAL_SECONDS / ${#targets[@]}))
   ((seconds >= 1)) || seconds=1

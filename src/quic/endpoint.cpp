@@ -152,7 +152,10 @@ bool Endpoint::post(std::string datagram, PathAddrs path, uint8_t ecn) {
 }
 
 void Endpoint::on_datagram(const uint8_t* data, size_t len, const PathAddrs& path, uint8_t ecn) {
-  if (len == 0) return void(++w_.stats().quic_dropped);  // ngtcp2 asserts datalen > 0
+  if (len == 0) {  // an empty datagram: ngtcp2 asserts (aborts) on it
+    ++w_.stats().quic_dropped;
+    return;
+  }
   ngtcp2_version_cid vc;
   int rv = ngtcp2_pkt_decode_version_cid(&vc, data, len, kCidLen);
   if (rv == NGTCP2_ERR_VERSION_NEGOTIATION) {

@@ -117,8 +117,8 @@ class Endpoint final : public EventHandler {
   size_t failed_first_ = 0;  // first packets that made no connection, this second
   TimePoint failed_first_at_{};
   bool draining_ = false;
-  // Stateless answers (Retry, reset, version negotiation) per second, so we never amplify
-  // a flood more than this.
+  // Stateless Resets and Version Negotiations per second, so a flood of unknown packets is never
+  // answered beyond this. (A Retry is smaller than the Initial it answers: not limited.)
   double stateless_tokens_ = 0;
   TimePoint stateless_last_{};
   std::atomic<uint32_t> posted_{0};  // datagrams queued to this endpoint by other workers

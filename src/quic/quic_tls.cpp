@@ -18,6 +18,17 @@ std::string gnutls_error(int rv) {
   return gnutls_strerror(rv);
 }
 
+// RFC 9001 §8.2: a ClientHello without quic_transport_parameters ends the handshake
+// (missing_extension). Without this check ngtcp2 goes on with no negotiated version and
+// asserts (aborting the process) when it first writes a 1-RTT packet.
+int client_hello_done(gnutls_session_t s, unsigned, unsigned, unsigned, const gnutls_datum_t*) {
+  auto* ref = static_cast<ngtcp2_crypto_conn_ref*>(gnutls_session_get_ptr(s));
+  ngtcp2_conn* conn = ref ? ref->get_conn(ref) : nullptr;
+  if (conn && ngtcp2_conn_get_remote_transport_params(conn) == nullptr)
+    return GNUTLS_E_MISSING_EXTENSION;
+  return 0;
+}
+
 }  // namespace
 
 std::unique_ptr<TlsContext> TlsContext::load(const config::ListenerTls& tls, std::string& error) {
@@ -66,6 +77,8 @@ gnutls_session_t TlsContext::new_session(ngtcp2_crypto_conn_ref* ref, std::strin
   if ((rv = ngtcp2_crypto_gnutls_configure_server_session(s)) != 0)
     return fail("ngtcp2_crypto_gnutls_configure_server_session", rv);
   gnutls_session_set_ptr(s, ref);
+  gnutls_handshake_set_hook_function(s, GNUTLS_HANDSHAKE_CLIENT_HELLO, GNUTLS_HOOK_POST,
+                                     client_hello_done);
   if ((rv = gnutls_credentials_set(s, GNUTLS_CRD_CERTIFICATE, cred_)) != 0)
     return fail("gnutls_credentials_set", rv);
   static const char kH3[] = "h3";
