@@ -13,12 +13,6 @@
 namespace weir::quic {
 namespace {
 
-// Response fields that mean something only to one HTTP/1.1 connection (RFC 9114 §4.2).
-bool connection_specific(std::string_view lower) {
-  return lower == "connection" || lower == "keep-alive" || lower == "proxy-connection" ||
-         lower == "transfer-encoding" || lower == "upgrade";
-}
-
 nghttp3_nv nv(const char* n, size_t nl, const char* v, size_t vl) {
   return nghttp3_nv{reinterpret_cast<uint8_t*>(const_cast<char*>(n)),
                     reinterpret_cast<uint8_t*>(const_cast<char*>(v)), nl, vl, NGHTTP3_NV_FLAG_NONE};
@@ -26,14 +20,13 @@ nghttp3_nv nv(const char* n, size_t nl, const char* v, size_t vl) {
 
 }  // namespace
 
-H3Stream::H3Stream(H3Connection& conn, int64_t id)
-    : conn_(conn), id_(id), body_(conn.worker().buffers()) {}
+H3Stream::H3Stream(H3Connection& conn, int64_t id) : MuxStream(conn.worker(), id), conn_(conn) {}
 
 H3Stream::~H3Stream() {
   abandon();
   for (Buffer& b : out_) {
     b.clear();
-    conn_.worker().buffers().release(b);
+    w_.buffers().release(b);
   }
 }
 
@@ -41,144 +34,35 @@ const proxy::ClientInfo& H3Stream::client() const {
   return conn_.client();
 }
 
-void H3Stream::add_field(std::string_view name, std::string_view value) {
-  if (!head_fields_.add(name, value, conn_.max_header_bytes(), conn_.max_headers()))
-    head_ = Head::TooLarge;
+uint64_t H3Stream::max_header_bytes() const {
+  return conn_.max_header_bytes();
 }
 
-void H3Stream::end_head(bool fin) {
-  if (head_ == Head::Receiving) head_ = Head::Complete;
-  wants_run_ = true;
-  if (fin) req_ended_ = true;
+uint32_t H3Stream::max_headers() const {
+  return conn_.max_headers();
 }
 
-void H3Stream::append_data(std::string_view data) {
-  if (data.empty()) return;
-  if ((!ex_ && started_) || reading_stopped_) {
-    conn_.consumed(id_, data.size());  // nobody will read it
-    return;
-  }
-  body_.append(data);
-  unconsumed_ += data.size();
-  wants_run_ = true;
+void H3Stream::give_window(size_t n) {
+  conn_.consumed(id_, n);
 }
 
-void H3Stream::add_trailer(std::string_view name, std::string_view value) {
-  if (trailers_refused_) return;
-  trailer_bytes_ += name.size() + value.size() + 32;
-  if (++trailer_count_ > conn_.max_headers() || trailer_bytes_ > conn_.max_header_bytes() ||
-      req_trailers_.size() + name.size() + value.size() + 4 > http::kMaxTrailerBytes) {
-    log::debug("client {}: HTTP/3 stream {}: trailer section too large", client().ip, id_);
-    trailers_refused_ = true;
-    std::string().swap(req_trailers_);
-    reset(NGHTTP3_H3_EXCESSIVE_LOAD);
-    return;
-  }
-  req_trailers_.append(name).append(": ").append(value).append("\r\n");
-}
-
-void H3Stream::end_request() {
-  if (trailers_refused_) return;
-  req_ended_ = true;
-  wants_run_ = true;
-}
-
-bool H3Stream::run_exchange() {
-  if (closed_ || answer_ == Answer::Reset) return false;
-  bool moved = false;
-  if (!started_ && (head_ == Head::Complete || head_ == Head::TooLarge) && wants_run_) {
-    start_exchange();
-    wants_run_ = ex_ != nullptr;
-    moved = true;
-  } else if (wants_run_ && ex_) {
-    wants_run_ = false;
-    moved = ex_->pump();
-    if (moved && ex_) wants_run_ = true;
-  }
-  return moved;
-}
-
-void H3Stream::start_exchange() {
-  started_ = true;
-  proxy::Worker& w = conn_.worker();
-  ex_ = w.exchanges().take();
-  if (head_ == Head::TooLarge) {
-    ex_->start_error(*this, 431);
-    return;
-  }
-  http::RequestHead req;
-  auto r = head_fields_.build(req, w.scratch_headers(), req_ended_);
-  if (r.status == http::ParseStatus::Error) {
-    ++w.stats().parse_errors;
-    log::debug("client {}: HTTP/3 stream {}: bad request: {}", client().ip, id_, r.error_reason);
-    ex_->start_error(*this, r.error_status);
-    return;
-  }
-  ex_->start(*this, req);
-  head_fields_ = proxy::H2RequestHead{};
-}
-
-proxy::BodyRead H3Stream::read_body(proxy::BodySink& sink) {
-  bool moved = false;
-  std::string_view avail;
-  proxy::BodyRead state = body_in_place(avail);
-  while (!avail.empty() && sink.room() > 0) {
-    size_t n = std::min(avail.size(), sink.room());
-    sink.put(avail.substr(0, n));
-    consume_body(n);
-    moved = true;
-    state = body_in_place(avail);
-  }
-  if (state == proxy::BodyRead::Done && body_.empty() && sink.can_finish(req_trailers_))
-    return proxy::BodyRead::Done;
-  if (state == proxy::BodyRead::Gone) return proxy::BodyRead::Gone;
-  return moved ? proxy::BodyRead::Progress : proxy::BodyRead::Idle;
-}
-
-proxy::BodyRead H3Stream::body_in_place(std::string_view& bytes) {
-  bytes = body_.front();
-  if (req_ended_ && bytes.size() == body_.size()) return proxy::BodyRead::Done;
-  if (closed_ && !req_ended_) return proxy::BodyRead::Gone;
-  return bytes.empty() ? proxy::BodyRead::Idle : proxy::BodyRead::Progress;
-}
-
-void H3Stream::consume_body(size_t n) {
-  if (n == 0) return;
-  body_.consume(n);
-  unconsumed_ -= n;
-  if (!closed_) conn_.consumed(id_, n);  // the window opens only for what the server took
+void H3Stream::schedule() {
+  conn_.schedule_turn();
 }
 
 // A HEADERS frame for a response head: :status, the fields that survive the edits (names
 // lower-cased, connection-specific ones dropped), and for a body of known length its length.
 int H3Stream::submit(const proxy::ResponseOut& head, bool final_head) {
-  std::string& names = conn_.names_scratch();
   std::vector<nghttp3_nv>& nva = conn_.nv_scratch();
-  size_t total = 0;
-  head.for_each_field([&](std::string_view name, std::string_view) { total += name.size(); });
-  names.resize(total);
   nva.clear();
   char status[4];
   std::to_chars(status, status + 3, head.status);
   char length[24];
   nva.push_back(nv(":status", 7, status, 3));
-  size_t at = 0;
-  const bool own_length = head.local || head.body == http::BodyKind::ContentLength;
-  head.for_each_field([&](std::string_view name, std::string_view value) {
-    char* lower = names.data() + at;
-    for (size_t i = 0; i < name.size(); ++i)
-      lower[i] = http::chars::lower(name[i]);
-    at += name.size();
-    std::string_view l(lower, name.size());
-    if (connection_specific(l)) return;
-    if (own_length && l == "content-length") return;
-    nva.push_back(nv(lower, name.size(), value.data(), value.size()));
-  });
-  if (own_length) {
-    auto [end, ec] = std::to_chars(length, length + sizeof length, head.content_length);
-    (void)ec;
-    nva.push_back(nv("content-length", 14, length, static_cast<size_t>(end - length)));
-  }
+  proxy::for_each_mux_field(
+      head, conn_.names_scratch(), length, [&](std::string_view name, std::string_view value) {
+        nva.push_back(nv(name.data(), name.size(), value.data(), value.size()));
+      });
   nghttp3_conn* h3 = conn_.h3();
   if (!final_head) return nghttp3_conn_submit_info(h3, id_, nva.data(), nva.size());
   answer_ = Answer::Streaming;
@@ -324,19 +208,12 @@ bool H3Stream::finish_body(std::string_view trailers) {
 }
 
 bool H3Stream::submit_trailers() {
-  std::string& names = conn_.names_scratch();
   std::vector<nghttp3_nv>& nva = conn_.nv_scratch();
-  names.resize(resp_trailers_.size());
   nva.clear();
-  size_t at = 0;
-  http::for_each_field_line(resp_trailers_, [&](std::string_view name, std::string_view value) {
-    if (!http::trailer_field_allowed(name)) return;
-    char* lower = names.data() + at;
-    for (size_t i = 0; i < name.size(); ++i)
-      lower[i] = http::chars::lower(name[i]);
-    at += name.size();
-    nva.push_back(nv(lower, name.size(), value.data(), value.size()));
-  });
+  proxy::for_each_mux_trailer(
+      resp_trailers_, conn_.names_scratch(), [&](std::string_view name, std::string_view value) {
+        nva.push_back(nv(name.data(), name.size(), value.data(), value.size()));
+      });
   int rv = nva.empty() ? -1 : nghttp3_conn_submit_trailers(conn_.h3(), id_, nva.data(), nva.size());
   std::string().swap(resp_trailers_);
   return rv == 0;
@@ -349,18 +226,11 @@ void H3Stream::body_available() {
   conn_.schedule_turn();
 }
 
-void H3Stream::wake() {
-  wants_run_ = true;
-  conn_.schedule_turn();
-}
-
 void H3Stream::exchange_done(bool response_complete, bool) {
   // Called from inside pull_body when the body ends: fill() records the eof once it returns.
-  conn_.worker().exchanges().give_back_later(ex_);
+  w_.exchanges().give_back_later(ex_);
   ex_ = nullptr;
-  if (unconsumed_ > 0 && !closed_) conn_.consumed(id_, unconsumed_);
-  unconsumed_ = 0;
-  body_.clear();
+  drop_request_body();
   if (!response_complete && !local_ && !eof_) reset(NGHTTP3_H3_INTERNAL_ERROR);
   if (!req_ended_ && !closed_) stop_reading();
   conn_.schedule_turn();
@@ -376,16 +246,9 @@ void H3Stream::stop_reading() {
 void H3Stream::reset(uint64_t code) {
   if (answer_ == Answer::Reset || closed_) return;
   answer_ = Answer::Reset;
+  reset_ = true;
   ngtcp2_conn_shutdown_stream(conn_.conn(), id_, code);
   conn_.schedule_turn();
-}
-
-void H3Stream::abandon() {
-  if (!ex_) return;
-  proxy::Exchange* ex = ex_;
-  ex_ = nullptr;
-  ex->cancel();
-  conn_.worker().exchanges().give_back_later(ex);
 }
 
 }  // namespace weir::quic
