@@ -20,8 +20,11 @@ MuxStream::MuxStream(Worker& w, int64_t id) : w_(w), id_(id), body_(w.buffers())
 MuxStream::~MuxStream() = default;
 
 void MuxStream::add_field(std::string_view name, std::string_view value) {
-  if (!head_fields_.add(name, value, max_header_bytes(), max_headers()))
-    head_ = Head::TooLarge;  // answered 431 once the block ends; the rest is only counted
+  if (head_ == Head::TooLarge) return;  // the rest is not even counted
+  if (!head_fields_.add(name, value, max_header_bytes(), max_headers())) {
+    head_ = Head::TooLarge;  // answered 431 (once the block ends, or now: head_too_large())
+    head_too_large();
+  }
 }
 
 void MuxStream::end_head(bool end_stream) {

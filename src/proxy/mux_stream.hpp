@@ -69,6 +69,9 @@ class MuxStream : public Downstream {
   virtual void refuse_trailers() = 0;
   // Run the connection's turn soon.
   virtual void schedule() = 0;
+  // The head went past the limits (its 431 is due). By default the answer waits for the end of
+  // the head block; a codec that can stop the client sending the rest does so here.
+  virtual void head_too_large() {}
   // Forget what the exchange did not read (its exchange ended): window back, body dropped.
   void drop_request_body();
 

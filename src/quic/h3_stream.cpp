@@ -50,6 +50,12 @@ void H3Stream::schedule() {
   conn_.schedule_turn();
 }
 
+void H3Stream::head_too_large() {
+  stop_reading(NGHTTP3_H3_EXCESSIVE_LOAD);
+  wants_run_ = true;  // the exchange starts and answers 431 on the connection's turn
+  conn_.schedule_turn();
+}
+
 // A HEADERS frame for a response head: :status, the fields that survive the edits (names
 // lower-cased, connection-specific ones dropped), and for a body of known length its length.
 int H3Stream::submit(const proxy::ResponseOut& head, bool final_head) {
@@ -232,15 +238,15 @@ void H3Stream::exchange_done(bool response_complete, bool) {
   ex_ = nullptr;
   drop_request_body();
   if (!response_complete && !local_ && !eof_) reset(NGHTTP3_H3_INTERNAL_ERROR);
-  if (!req_ended_ && !closed_) stop_reading();
+  if (!req_ended_ && !closed_) stop_reading(NGHTTP3_H3_NO_ERROR);
   conn_.schedule_turn();
 }
 
-void H3Stream::stop_reading() {
-  if (reading_stopped_) return;
+void H3Stream::stop_reading(uint64_t code) {
+  if (reading_stopped_ || closed_) return;
   reading_stopped_ = true;
-  // The rest of the request body is not wanted (the answer is complete without it).
-  ngtcp2_conn_shutdown_stream_read(conn_.conn(), id_, NGHTTP3_H3_NO_ERROR);
+  // The rest of the request is not wanted (the answer is complete without it, or refused).
+  ngtcp2_conn_shutdown_stream_read(conn_.conn(), id_, code);
 }
 
 void H3Stream::reset(uint64_t code) {

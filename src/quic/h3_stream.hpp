@@ -57,11 +57,14 @@ class H3Stream final : public proxy::MuxStream {
   void give_window(size_t n) override;
   void refuse_trailers() override { reset(NGHTTP3_H3_EXCESSIVE_LOAD); }
   void schedule() override;
+  // STOP_SENDING at once and the 431 without waiting for the rest of the section: a header
+  // section (a QPACK reference bomb) could otherwise be decoded to any size first.
+  void head_too_large() override;
 
   int submit(const proxy::ResponseOut& head, bool final_head);
   bool submit_trailers();
   void reset(uint64_t code);
-  void stop_reading();  // the answer is complete: the rest of the request body is not wanted
+  void stop_reading(uint64_t code);  // STOP_SENDING: the rest of the request is not wanted
   // Pulls response bytes from the exchange into the send blocks, up to the cap.
   void fill();
 
