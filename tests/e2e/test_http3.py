@@ -616,6 +616,30 @@ class Http3RetryTest(Http3Case):
         q.collect_many(probes, quiet=0.7, limit=15)
         return probes, sent
 
+    def test_anti_amplification(self):
+        # A spoofed address that sends one real ClientHello and never answers: until the address
+        # is validated, weir sends it at most three times what it received (RFC 9000 §8.1),
+        # retransmissions and probes included, then gives up.
+        lb = self.start_h3_lb()
+        victims = [q.UdpProbe(s) for s in self.SOURCES[:20]]
+        for p in victims:
+            self.addCleanup(p.close)
+        got_hello = 0
+        worst = 0.0
+        for p in victims:
+            d, odcid, _ = q.real_initial()
+            p.send(lb.https_port, d)
+        q.collect_many(victims, quiet=3.5, limit=15)
+        for p in victims:
+            sent_back = sum(len(d) for d in p.received)
+            worst = max(worst, sent_back / q.MIN_INITIAL)
+            got_hello += bool(p.received)
+        print(f"\nanti-amplification: 20 spoofed addresses, one {q.MIN_INITIAL}-byte ClientHello each, "
+              f"never acknowledged: {got_hello} got a handshake flight; the most weir sent one address "
+              f"{worst:.2f}x what it received (retransmissions included)")
+        self.assertEqual(got_hello, len(victims), "weir did not answer real ClientHellos")
+        self.assertLessEqual(worst, 3.0, "weir sent an unvalidated address more than 3x what it received")
+
     def classify(self, probes, sent):
         """(retries verified, other answers by kind, bad retries, ODCIDs answered with a ServerHello)."""
         retries, kinds, bad, hello = 0, {}, [], set()
