@@ -47,6 +47,10 @@ std::unique_ptr<TlsContext> TlsContext::load(const config::ListenerTls& tls, std
       return nullptr;
     }
   }
+  if ((rv = gnutls_session_ticket_key_generate(&ctx->ticket_key_)) != 0) {
+    error = "GnuTLS session ticket key: " + gnutls_error(rv);
+    return nullptr;
+  }
   const char* where = nullptr;
   rv = gnutls_priority_init(&ctx->prio_, kPriority, &where);
   if (rv != 0) {
@@ -57,6 +61,10 @@ std::unique_ptr<TlsContext> TlsContext::load(const config::ListenerTls& tls, std
 }
 
 TlsContext::~TlsContext() {
+  if (ticket_key_.data) {
+    gnutls_memset(ticket_key_.data, 0, ticket_key_.size);
+    gnutls_free(ticket_key_.data);
+  }
   if (prio_) gnutls_priority_deinit(prio_);
   if (cred_) gnutls_certificate_free_credentials(cred_);
 }
@@ -81,6 +89,8 @@ gnutls_session_t TlsContext::new_session(ngtcp2_crypto_conn_ref* ref, std::strin
                                      client_hello_done);
   if ((rv = gnutls_credentials_set(s, GNUTLS_CRD_CERTIFICATE, cred_)) != 0)
     return fail("gnutls_credentials_set", rv);
+  if ((rv = gnutls_session_ticket_enable_server(s, &ticket_key_)) != 0)
+    return fail("gnutls_session_ticket_enable_server", rv);
   static const char kH3[] = "h3";
   gnutls_datum_t alpn{reinterpret_cast<unsigned char*>(const_cast<char*>(kH3)), 2};
   if ((rv = gnutls_alpn_set_protocols(s, &alpn, 1, GNUTLS_ALPN_MANDATORY)) != 0)

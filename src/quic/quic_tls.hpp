@@ -31,6 +31,9 @@ class TlsContext {
   TlsContext() = default;
   gnutls_certificate_credentials_t cred_ = nullptr;
   gnutls_priority_t prio_ = nullptr;
+  // Session tickets (resumption: a returning client skips the certificate exchange): one key
+  // per context, so shared by the workers and replaced by each reload. No 0-RTT.
+  gnutls_datum_t ticket_key_{nullptr, 0};
 };
 
 // `weir check` and (re)load for an http3 listener: can GnuTLS use this certificate and key?

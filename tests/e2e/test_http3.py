@@ -17,6 +17,7 @@ import os
 import random
 import re
 import signal
+import subprocess
 import threading
 import time
 import unittest
@@ -317,6 +318,28 @@ class Http3BasicTest(Http3Case):
               f"{statuses} over HTTP/3 and counts {served:.0f} QUIC connections")
         self.assertEqual(code, 0, old.stderr()[-3000:])
         self.assertGreaterEqual(served, 6, "the new process did not serve the HTTP/3 requests")
+
+    def test_session_resumption(self):
+        # A returning client presents the session ticket of its first connection: the handshake
+        # skips the certificate (fewer CRYPTO bytes from weir). No 0-RTT.
+        lb = self.start_h3_lb()
+        sess, tp = os.path.join(self.tmp, "session.pem"), os.path.join(self.tmp, "tp.bin")
+
+        def crypto_bytes(path: str) -> tuple[int, bool]:
+            cmd = [q.GTLSCLIENT, "--no-http-dump", "--exit-on-all-streams-close", "--timeout=10s",
+                   f"--session-file={sess}", f"--tp-file={tp}", "--disable-early-data", "--sni=a.test",
+                   "127.0.0.1", str(lb.https_port), f"https://a.test:{lb.https_port}{path}"]
+            p = subprocess.run(cmd, capture_output=True, timeout=30)
+            out = p.stderr.decode(errors="replace")
+            total = sum(int(m) for m in re.findall(r"frm rx \d+ \w+ CRYPTO\(0x06\) offset=\d+ len=(\d+)", out))
+            return total, "[:status: 200]" in out
+
+        first, ok1 = crypto_bytes("/first")
+        second, ok2 = crypto_bytes("/again")
+        print(f"\nTLS handshake bytes from weir: first connection {first}, resumed {second}")
+        self.assertTrue(ok1 and ok2, "a request failed")
+        self.assertTrue(os.path.getsize(sess) > 0, "no session ticket was received")
+        self.assertLess(second, first - 200, "the second handshake still carried the certificate")
 
     def test_idle_timeout_closes_connection(self):
         lb = self.start_h3_lb(limits={"quic_idle_timeout": "2s"})
