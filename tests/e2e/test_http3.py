@@ -341,6 +341,19 @@ class Http3BasicTest(Http3Case):
         self.assertTrue(os.path.getsize(sess) > 0, "no session ticket was received")
         self.assertLess(second, first - 200, "the second handshake still carried the certificate")
 
+    def test_listener_idle_timeout_sends_goaway(self):
+        # A client that keeps its connection alive (QUIC PINGs) but opens no request for the
+        # listener's idle timeout gets GOAWAY, and the connection closes.
+        lb = self.start_h3_lb(https_extra={"timeouts": {"idle": "1s"}})
+        r = self.h3(lb, "/idle", exit_on_close=False, idle_timeout="60s", timeout=40)
+        print(f"\nlistener idle timeout 1s, a client that stays (quic_idle_timeout 30s): {r!r}")
+        self.assertEqual(r.statuses, [200], r.describe())
+        self.assertFalse(r.timed_out, f"the connection outlived the listener's idle timeout:\n{r.describe()}")
+        self.assertLess(r.elapsed, 10, r.describe())
+        # Forgotten after its closing period (three PTOs).
+        wait_until(lambda: self.m(lb, "weir_quic_connections_open") == 0, 10,
+                   what="the closed connection to be forgotten")
+
     def test_idle_timeout_closes_connection(self):
         lb = self.start_h3_lb(limits={"quic_idle_timeout": "2s"})
         r = self.h3(lb, "/idle", exit_on_close=False, idle_timeout="60s", timeout=40)
