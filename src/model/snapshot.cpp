@@ -4,6 +4,7 @@
 
 #include "core/log.hpp"
 
+#include <algorithm>
 #include <set>
 #include <thread>
 
@@ -14,7 +15,10 @@ SnapshotPtr build_snapshot(config::ConfigPtr cfg, ServerRegistry& registry,
                            const Discovered* discovered) {
   auto snap = std::make_shared<Snapshot>();
   snap->config = cfg;
-  snap->workers = cfg->workers ? cfg->workers : std::max(1u, std::thread::hardware_concurrency());
+  // `auto`: one per CPU, at most 256 as a configured count (QUIC connection IDs name their
+  // worker in one byte).
+  snap->workers = cfg->workers ? cfg->workers
+                               : std::clamp(std::thread::hardware_concurrency(), 1u, 256u);
   for (const auto& c : cfg->caches)
     snap->caches.push_back(registry.cache(c));
   for (const auto& l : cfg->listeners) {
