@@ -17,8 +17,8 @@ SnapshotPtr build_snapshot(config::ConfigPtr cfg, ServerRegistry& registry,
   snap->config = cfg;
   // `auto`: one per CPU, at most 256 as a configured count (QUIC connection IDs name their
   // worker in one byte).
-  snap->workers = cfg->workers ? cfg->workers
-                               : std::clamp(std::thread::hardware_concurrency(), 1u, 256u);
+  snap->workers =
+      cfg->workers ? cfg->workers : std::clamp(std::thread::hardware_concurrency(), 1u, 256u);
   for (const auto& c : cfg->caches)
     snap->caches.push_back(registry.cache(c));
   for (const auto& l : cfg->listeners) {

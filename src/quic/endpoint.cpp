@@ -30,12 +30,6 @@ constexpr double kStatelessBurst = 2000;
 constexpr ngtcp2_duration kRetryTokenLife = 10 * NGTCP2_SECONDS;
 constexpr ngtcp2_duration kRegularTokenLife = 3600 * NGTCP2_SECONDS;
 
-uint64_t now_ns() {
-  return static_cast<uint64_t>(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
-          .count());
-}
-
 std::string cid_key(const uint8_t* data, size_t len) {
   return std::string(reinterpret_cast<const char*>(data), len);
 }
@@ -210,7 +204,7 @@ void Endpoint::accept_initial(const uint8_t* data, size_t len, const PathAddrs& 
   bool validated = false;
   ngtcp2_cid odcid;
   const ngtcp2_cid* retry_odcid = nullptr;
-  uint64_t now = now_ns();
+  uint64_t now = quic_now();
   if (hd.token.len > 0) {
     const auto& s = group_->secret;
     if (hd.token.base[0] == NGTCP2_CRYPTO_TOKEN_MAGIC_RETRY) {
@@ -304,7 +298,7 @@ void Endpoint::send_retry(const ngtcp2_pkt_hd& hd, const PathAddrs& path) {
   const auto& s = group_->secret;
   auto tokenlen =
       ngtcp2_crypto_generate_retry_token(token, s.data(), s.size(), hd.version, path.remote.sa(),
-                                         path.remote.len, &scid, &hd.dcid, now_ns());
+                                         path.remote.len, &scid, &hd.dcid, quic_now());
   if (tokenlen < 0) return;
   auto n = ngtcp2_crypto_write_retry(tx_.data(), tx_.size(), hd.version, &hd.scid, &scid, &hd.dcid,
                                      token, static_cast<size_t>(tokenlen));

@@ -38,6 +38,13 @@ class H3Connection;
 class TlsContext;
 
 constexpr size_t kCidLen = 16;
+
+// ngtcp2's timestamps: the monotonic clock in nanoseconds.
+inline uint64_t quic_now() {
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
+          .count());
+}
 constexpr size_t kMaxDatagram = 4096;  // received: larger ones are truncated and dropped
 
 // Where a datagram came from and went to (the local address matters on a wildcard listener).
